@@ -1,0 +1,836 @@
+//! The request loop and routing. One thread takes requests from tiny_http, routes them in
+//! [`route`], and answers; a panic in a handler becomes a 500 for that request alone. Pages
+//! are built per request from their own database rows, with strong ETags and
+//! `Last-Modified` so revalidation is a 304 without rendering. Every path derived from a URL
+//! goes through [`safe_join`].
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use askama::Template;
+use tiny_http::{Header, Method, Request, Response, StatusCode};
+
+use crate::config::Config;
+use crate::dates;
+use crate::db::Db;
+use crate::error::Error;
+use crate::posts::Index;
+use crate::render::{self, Fnv, Pager, PostView, Site};
+
+/// Everything a handler may read. Handlers get `&App`; the loop alone mutates it between
+/// requests (the post index refresh).
+pub struct App {
+    pub cfg: Config,
+    pub db: Db,
+    pub index: Index,
+    /// (when the public site last changed, a counter that moves with it)
+    pub site: (i64, i64),
+    config_fingerprint: u64,
+}
+
+impl App {
+    pub fn new(cfg: Config, db: Db) -> rusqlite::Result<App> {
+        let site = db.site_version()?;
+        let config_fingerprint = cfg.fingerprint();
+        Ok(App {
+            cfg,
+            db,
+            index: Index::new(),
+            site,
+            config_fingerprint,
+        })
+    }
+
+    /// Brings the post index up to date when a check is due; called before each request.
+    pub fn refresh_posts(&mut self) {
+        let r = self.index.refresh_if_due(&self.db, &self.cfg.posts_dir);
+        if r.site_changed {
+            match self.db.site_version() {
+                Ok(v) => self.site = v,
+                Err(e) => eprintln!("nib: reading site version: {e}"),
+            }
+        }
+    }
+
+    fn site_view(&self) -> Site<'_> {
+        Site {
+            title: &self.cfg.title,
+            description: &self.cfg.description,
+            author: &self.cfg.author,
+            base: self.cfg.base(),
+        }
+    }
+
+    /// A strong validator for a page that depends on the whole site: the route, the site's
+    /// content version, the settings and the binary.
+    fn page_etag(&self, path: &str) -> String {
+        let mut h = Fnv::new();
+        h.write(path.as_bytes());
+        h.write(&self.site.1.to_le_bytes());
+        h.write(&self.config_fingerprint.to_le_bytes());
+        format!("\"{:016x}\"", h.finish())
+    }
+}
+
+/// A response before it is written: status, headers and a body.
+pub struct Reply<'a> {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body<'a>,
+}
+
+pub enum Body<'a> {
+    Empty,
+    Bytes(Vec<u8>),
+    /// A file and its length, streamed from disk.
+    File(File, u64),
+    /// Produced while it is sent, so large listings (the sitemap) never sit in memory.
+    Stream(Box<dyn Read + 'a>),
+}
+
+impl<'a> Reply<'a> {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply<'a> {
+        Reply {
+            status,
+            headers: vec![("Content-Type", content_type.to_string())],
+            body: Body::Bytes(body.into()),
+        }
+    }
+
+    pub fn html(body: String) -> Reply<'a> {
+        Reply::new(200, HTML, body)
+    }
+
+    pub fn text(status: u16, body: &str) -> Reply<'a> {
+        Reply::new(status, TEXT, format!("{body}\n"))
+    }
+
+    pub fn redirect(status: u16, location: &str) -> Reply<'a> {
+        let mut r = Reply::text(status, &format!("see {location}"));
+        r.headers.push(("Location", location.to_string()));
+        r
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply<'a> {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn len(&self) -> Option<u64> {
+        match &self.body {
+            Body::Empty => Some(0),
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::File(_, n) => Some(*n),
+            Body::Stream(_) => None,
+        }
+    }
+}
+
+pub const HTML: &str = "text/html; charset=utf-8";
+pub const TEXT: &str = "text/plain; charset=utf-8";
+const XML: &str = "application/xml; charset=utf-8";
+/// Pages change whenever a post does, so caches must revalidate; a 304 is cheap.
+const CACHE_PAGE: &str = "public, max-age=0, must-revalidate";
+/// Files in static/ rarely change; an hour keeps repeat visits off the server.
+const CACHE_STATIC: &str = "public, max-age=3600";
+
+/// The request's method, path and query, decoded once.
+pub struct Target {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+}
+
+impl Target {
+    pub fn of(req: &Request) -> Result<Target, Error> {
+        let url = req.url();
+        let (raw_path, query) = url.split_once('?').unwrap_or((url, ""));
+        let path =
+            percent_decode(raw_path).ok_or_else(|| Error::BadRequest("malformed path".into()))?;
+        if !path.starts_with('/') {
+            return Err(Error::BadRequest("path must start with /".into()));
+        }
+        Ok(Target {
+            method: req.method().clone(),
+            path,
+            query: query.to_string(),
+        })
+    }
+
+    pub fn is_read(&self) -> bool {
+        matches!(self.method, Method::Get | Method::Head)
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a bad escape, invalid UTF-8 or a NUL byte.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    let s = String::from_utf8(out).ok()?;
+    (!s.contains('\0')).then_some(s)
+}
+
+/// The one way a URL path becomes a file path: `rel` is split on `/` and every segment must
+/// be a plain name (no `..`, `.`, empty, hidden or backslash segments), so the result always
+/// lies inside `base`.
+pub fn safe_join(base: &Path, rel: &str) -> Option<PathBuf> {
+    let mut out = base.to_path_buf();
+    let mut any = false;
+    for seg in rel.split('/') {
+        if seg.is_empty() || seg.starts_with('.') || seg.contains('\\') || seg.contains('\0') {
+            return None;
+        }
+        out.push(seg);
+        any = true;
+    }
+    any.then_some(out)
+}
+
+/// Looks up a request header (case-insensitive).
+pub fn header<'r>(req: &'r Request, name: &'static str) -> Option<&'r str> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Whether the client's cached copy is current: `If-None-Match` (weak comparison, as RFC
+/// 9110 asks for GET) wins over `If-Modified-Since`.
+pub fn not_modified(req: &Request, etag: &str, last_modified: i64) -> bool {
+    if let Some(inm) = header(req, "If-None-Match") {
+        let bare = etag.trim_start_matches("W/");
+        return inm
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_start_matches("W/") == bare);
+    }
+    match header(req, "If-Modified-Since").and_then(dates::parse_http) {
+        Some(since) => last_modified <= since,
+        None => false,
+    }
+}
+
+/// Answers a cacheable page: 304 when the client's copy is current, else the body from
+/// `build` (only called when needed).
+fn cached<'a>(
+    req: &Request,
+    etag: String,
+    modified: i64,
+    cache: &str,
+    build: impl FnOnce() -> Result<Reply<'a>, Error>,
+) -> Result<Reply<'a>, Error> {
+    let reply = if not_modified(req, &etag, modified) {
+        Reply {
+            status: 304,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    } else {
+        build()?
+    };
+    Ok(reply
+        .header("ETag", etag)
+        .header("Last-Modified", dates::http(modified))
+        .header("Cache-Control", cache.to_string()))
+}
+
+/// Routes one request. Only reads `app`; the loop has refreshed the index already.
+pub fn route<'a>(app: &'a App, req: &mut Request, t: &Target) -> Result<Reply<'a>, Error> {
+    let path = t.path.as_str();
+    let segs: Vec<&str> = path[1..].split('/').collect();
+    let read_only = |r: Result<Reply<'a>, Error>| {
+        if t.is_read() {
+            r
+        } else {
+            Err(Error::MethodNotAllowed)
+        }
+    };
+    let _ = &req;
+    match segs.as_slice() {
+        [""] => read_only(index(app, req, 1)),
+        ["page", n, ""] => match n.parse::<u64>() {
+            Ok(1) => read_only(Ok(Reply::redirect(301, "/"))),
+            Ok(n) if n > 1 => read_only(index(app, req, n)),
+            _ => Err(Error::NotFound),
+        },
+        ["posts", slug, ""] => read_only(post(app, req, slug)),
+        ["posts", slug] if !slug.is_empty() => read_only(Ok(Reply::redirect(
+            301,
+            &format!("/posts/{}/", encode_segment(slug)),
+        ))),
+        ["tags", ""] => read_only(tags(app, req)),
+        ["tags"] => read_only(Ok(Reply::redirect(301, "/tags/"))),
+        ["tags", tag, ""] => read_only(tag_page(app, req, tag, 1)),
+        ["tags", tag] if !tag.is_empty() => read_only(Ok(Reply::redirect(
+            301,
+            &format!("/tags/{}/", encode_segment(tag)),
+        ))),
+        ["tags", tag, "page", n, ""] => match n.parse::<u64>() {
+            Ok(1) => read_only(Ok(Reply::redirect(
+                301,
+                &format!("/tags/{}/", encode_segment(tag)),
+            ))),
+            Ok(n) if n > 1 => read_only(tag_page(app, req, tag, n)),
+            _ => Err(Error::NotFound),
+        },
+        ["feed.xml"] => read_only(feed(app, req, true)),
+        ["rss.xml"] => read_only(feed(app, req, false)),
+        ["sitemap.xml"] => read_only(sitemap(app, req)),
+        ["robots.txt"] => read_only(robots(app, req)),
+        ["healthz"] => read_only(Ok(match app.db.ping() {
+            Ok(()) => Reply::text(200, "ok"),
+            Err(e) => {
+                eprintln!("nib: healthz: {e}");
+                Reply::text(503, "database unavailable")
+            }
+        }
+        .header("Cache-Control", "no-store"))),
+        ["static", ..] => read_only(static_file(app, req, &path["/static/".len()..])),
+        ["favicon.ico"] => read_only(static_file(app, req, "favicon.ico")),
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// Percent-encodes one path segment for a `Location` header.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn index<'a>(app: &'a App, req: &Request, page: u64) -> Result<Reply<'a>, Error> {
+    let total = app.db.count_public()? as u64;
+    let per = app.cfg.per_page;
+    if page > 1 && (page - 1) * per as u64 >= total {
+        return Err(Error::NotFound);
+    }
+    let path = if page == 1 {
+        "/".to_string()
+    } else {
+        format!("/page/{page}/")
+    };
+    cached(req, app.page_etag(&path), app.site.0, CACHE_PAGE, || {
+        let posts = app
+            .db
+            .list_posts(None, per, (page - 1) * per as u64, false)?;
+        let site = app.site_view();
+        let page = render::IndexPage {
+            site: &site,
+            path: &path,
+            posts: posts.into_iter().map(PostView::new).collect(),
+            pager: Pager::new("/", page, total, per),
+        };
+        Ok(Reply::html(page.render()?))
+    })
+}
+
+fn post<'a>(app: &'a App, req: &Request, slug: &str) -> Result<Reply<'a>, Error> {
+    let Some(row) = app.db.post_by_slug(slug)? else {
+        return Err(Error::NotFound);
+    };
+    let path = format!("/posts/{}/", row.slug);
+    cached(req, app.page_etag(&path), app.site.0, CACHE_PAGE, || {
+        let (older, newer) = app.db.neighbours(row.date, &row.slug)?;
+        let site = app.site_view();
+        let page = render::PostPage {
+            site: &site,
+            path: &path,
+            post: PostView::new(row),
+            older,
+            newer,
+        };
+        Ok(Reply::html(page.render()?))
+    })
+}
+
+fn tags<'a>(app: &'a App, req: &Request) -> Result<Reply<'a>, Error> {
+    cached(req, app.page_etag("/tags/"), app.site.0, CACHE_PAGE, || {
+        let site = app.site_view();
+        let page = render::TagsPage {
+            site: &site,
+            path: "/tags/",
+            tags: app.db.tags()?,
+        };
+        Ok(Reply::html(page.render()?))
+    })
+}
+
+fn tag_page<'a>(app: &'a App, req: &Request, tag: &str, page: u64) -> Result<Reply<'a>, Error> {
+    let Some((name, count)) = app.db.tag(tag)? else {
+        return Err(Error::NotFound);
+    };
+    let per = app.cfg.per_page;
+    if page > 1 && (page - 1) * per as u64 >= count as u64 {
+        return Err(Error::NotFound);
+    }
+    let prefix = format!("/tags/{tag}/");
+    let path = if page == 1 {
+        prefix.clone()
+    } else {
+        format!("{prefix}page/{page}/")
+    };
+    cached(req, app.page_etag(&path), app.site.0, CACHE_PAGE, || {
+        let posts = app
+            .db
+            .list_posts(Some(tag), per, (page - 1) * per as u64, false)?;
+        let site = app.site_view();
+        let page = render::TagPage {
+            site: &site,
+            path: &path,
+            name,
+            count,
+            posts: posts.into_iter().map(PostView::new).collect(),
+            pager: Pager::new(&prefix, page, count as u64, per),
+        };
+        Ok(Reply::html(page.render()?))
+    })
+}
+
+/// The Atom (`atom`) or RSS feed body, shared by `serve` and `build`.
+pub fn feed_body(app: &App, atom: bool) -> Result<String, Error> {
+    let rows = app.db.list_posts(None, render::FEED_ENTRIES, 0, true)?;
+    let updated = render::feed_updated(&rows);
+    let site = app.site_view();
+    let author = if app.cfg.author.is_empty() {
+        &app.cfg.title
+    } else {
+        &app.cfg.author
+    };
+    let posts = rows.into_iter().map(PostView::new).collect();
+    Ok(if atom {
+        render::AtomFeed {
+            site: &site,
+            updated: dates::rfc3339(updated),
+            author,
+            posts,
+        }
+        .render()?
+    } else {
+        render::RssFeed {
+            site: &site,
+            updated: dates::http(updated),
+            author,
+            posts,
+        }
+        .render()?
+    })
+}
+
+fn feed<'a>(app: &'a App, req: &Request, atom: bool) -> Result<Reply<'a>, Error> {
+    let path = if atom { "/feed.xml" } else { "/rss.xml" };
+    let ctype = if atom {
+        "application/atom+xml; charset=utf-8"
+    } else {
+        "application/rss+xml; charset=utf-8"
+    };
+    cached(req, app.page_etag(path), app.site.0, CACHE_PAGE, || {
+        Ok(Reply::new(200, ctype, feed_body(app, atom)?))
+    })
+}
+
+/// Streams the sitemap a page of posts at a time, so its memory is flat however large the
+/// site is. Also used by `nib build` through [`Read`].
+pub struct SitemapReader<'a> {
+    app: &'a App,
+    stage: u8,
+    cursor: Option<(i64, String)>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<'a> SitemapReader<'a> {
+    pub fn new(app: &'a App) -> Self {
+        SitemapReader {
+            app,
+            stage: 0,
+            cursor: None,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Fills `buf` with the next part; false at the end.
+    fn fill(&mut self) -> Result<bool, Error> {
+        self.buf.clear();
+        self.pos = 0;
+        let base = self.app.cfg.base();
+        let at = Some(self.app.site.0);
+        match self.stage {
+            0 => {
+                self.buf.extend_from_slice(render::SITEMAP_HEAD.as_bytes());
+                render::sitemap_url(&mut self.buf, base, "/", at);
+                render::sitemap_url(&mut self.buf, base, "/tags/", at);
+                let per = self.app.cfg.per_page as u64;
+                let pages = (self.app.db.count_public()? as u64).div_ceil(per);
+                for n in 2..=pages {
+                    render::sitemap_url(&mut self.buf, base, &format!("/page/{n}/"), at);
+                }
+                for (slug, _, count) in self.app.db.tags()? {
+                    render::sitemap_url(&mut self.buf, base, &format!("/tags/{slug}/"), at);
+                    for n in 2..=(count as u64).div_ceil(per) {
+                        render::sitemap_url(
+                            &mut self.buf,
+                            base,
+                            &format!("/tags/{slug}/page/{n}/"),
+                            at,
+                        );
+                    }
+                }
+                self.stage = 1;
+            }
+            1 => {
+                let rows = self.app.db.post_slugs_after(self.cursor.as_ref(), 200)?;
+                for (date, slug, updated) in &rows {
+                    let lastmod = updated.unwrap_or(*date).max(*date);
+                    render::sitemap_url(
+                        &mut self.buf,
+                        base,
+                        &format!("/posts/{slug}/"),
+                        Some(lastmod),
+                    );
+                }
+                match rows.into_iter().last() {
+                    Some((date, slug, _)) => self.cursor = Some((date, slug)),
+                    None => {
+                        self.buf.extend_from_slice(render::SITEMAP_TAIL.as_bytes());
+                        self.stage = 2;
+                    }
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl Read for SitemapReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            if !self.fill().map_err(|e| io::Error::other(e.to_string()))? {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn sitemap<'a>(app: &'a App, req: &Request) -> Result<Reply<'a>, Error> {
+    cached(
+        req,
+        app.page_etag("/sitemap.xml"),
+        app.site.0,
+        CACHE_PAGE,
+        || {
+            Ok(Reply {
+                status: 200,
+                headers: vec![("Content-Type", XML.into())],
+                body: Body::Stream(Box::new(SitemapReader::new(app))),
+            })
+        },
+    )
+}
+
+fn robots<'a>(app: &'a App, req: &Request) -> Result<Reply<'a>, Error> {
+    // The site's own robots.txt wins.
+    if app.cfg.static_dir.join("robots.txt").is_file() {
+        return static_file(app, req, "robots.txt");
+    }
+    cached(
+        req,
+        app.page_etag("/robots.txt"),
+        app.site.0,
+        CACHE_PAGE,
+        || Ok(Reply::new(200, TEXT, render::robots(app.cfg.base()))),
+    )
+}
+
+/// The Content-Type for a file name, by extension.
+pub fn content_type(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => HTML,
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "map" => "application/json",
+        "txt" | "md" => TEXT,
+        "xml" => XML,
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "ico" => "image/x-icon",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        "pdf" => "application/pdf",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "wasm" => "application/wasm",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        _ => "application/octet-stream",
+    }
+}
+
+fn static_file<'a>(app: &'a App, req: &Request, rel: &str) -> Result<Reply<'a>, Error> {
+    let path = safe_join(&app.cfg.static_dir, rel).ok_or(Error::NotFound)?;
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Err(Error::NotFound);
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Err(Error::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::NotFound);
+    }
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut h = Fnv::new();
+    h.write(rel.as_bytes());
+    h.write(&mtime.to_le_bytes());
+    h.write(&meta.len().to_le_bytes());
+    let etag = format!("\"{:016x}\"", h.finish());
+    let ctype = content_type(rel);
+    cached(req, etag, mtime, CACHE_STATIC, || {
+        Ok(Reply {
+            status: 200,
+            headers: vec![("Content-Type", ctype.into())],
+            body: Body::File(file, meta.len()),
+        })
+    })
+}
+
+/// The HTML 404 page (or a short text for non-HTML clients of the API).
+pub fn not_found_page<'a>(app: &'a App, path: &str) -> Reply<'a> {
+    let site = app.site_view();
+    match (render::NotFoundPage { site: &site, path }).render() {
+        Ok(html) => Reply::new(404, HTML, html),
+        Err(e) => {
+            eprintln!("nib: rendering 404 page: {e}");
+            Reply::text(404, "not found")
+        }
+    }
+}
+
+/// Turns an error into its answer. A 500 logs the cause; the client sees a generic text.
+pub fn error_reply<'a>(app: &'a App, t: Option<&Target>, e: Error) -> Reply<'a> {
+    let status = e.status();
+    if status >= 500 {
+        eprintln!(
+            "nib: {} {}: {e}",
+            t.map(|t| t.method.as_str()).unwrap_or("-"),
+            t.map(|t| t.path.as_str()).unwrap_or("-")
+        );
+    }
+    match (&e, t) {
+        (Error::NotFound, Some(t)) => not_found_page(app, &t.path),
+        (Error::MethodNotAllowed, _) => {
+            Reply::text(405, &e.public_message()).header("Allow", "GET, HEAD")
+        }
+        _ => Reply::text(status, &e.public_message()),
+    }
+}
+
+/// Answers one request completely: route, catch panics, write, log. Returns the status.
+pub fn handle(app: &App, mut req: Request) {
+    let started = Instant::now();
+    let target = Target::of(&req);
+    let reply = match &target {
+        Err(_) => None,
+        Ok(t) => {
+            let t: &Target = t;
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(app, &mut req, t)));
+            Some(match r {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => error_reply(app, Some(t), e),
+                Err(_) => {
+                    // The panic hook has printed the message and location already.
+                    error_reply(app, Some(t), Error::Internal("handler panicked".into()))
+                }
+            })
+        }
+    };
+    let reply = match (reply, target) {
+        (Some(r), _) => r,
+        (None, Err(e)) => error_reply(app, None, e),
+        (None, Ok(_)) => unreachable!("a parsed target always gets a reply"),
+    };
+    send(req, reply, started);
+}
+
+/// Writes a reply, adding the headers every response carries, and logs the request.
+pub fn send(req: Request, reply: Reply<'_>, started: Instant) {
+    let status = reply.status;
+    let len = reply.len();
+    let mut headers = Vec::with_capacity(reply.headers.len() + 3);
+    headers.push(Header::from_bytes("Server", "nib").expect("static header"));
+    headers.push(Header::from_bytes("X-Content-Type-Options", "nosniff").expect("static header"));
+    for (name, value) in &reply.headers {
+        // A value with a newline cannot come from nib's own code paths; refusing it here
+        // means no route can ever split a response.
+        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            Ok(h) if !value.contains(['\r', '\n']) => headers.push(h),
+            _ => eprintln!("nib: dropping bad response header {name}"),
+        }
+    }
+    let log = access_line(&req, status, len);
+    let result = match reply.body {
+        Body::Empty => req.respond(Response::new(
+            StatusCode(status),
+            headers,
+            io::empty(),
+            Some(0),
+            None,
+        )),
+        Body::Bytes(b) => {
+            let n = b.len();
+            req.respond(Response::new(
+                StatusCode(status),
+                headers,
+                io::Cursor::new(b),
+                Some(n),
+                None,
+            ))
+        }
+        Body::File(f, n) => req.respond(Response::new(
+            StatusCode(status),
+            headers,
+            f,
+            Some(n as usize),
+            None,
+        )),
+        Body::Stream(r) => req.respond(Response::new(StatusCode(status), headers, r, None, None)),
+    };
+    if let Err(e) = result
+        && !matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        )
+    {
+        eprintln!("nib: writing response: {e}");
+    }
+    let _ = started;
+    println!("{log}");
+}
+
+/// One Combined Log Format line.
+fn access_line(req: &Request, status: u16, len: Option<u64>) -> String {
+    let remote = req
+        .remote_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "-".into());
+    let quote = |s: Option<&str>| match s {
+        None => "-".to_string(),
+        Some(s) => s
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace(|c: char| c.is_control(), "?"),
+    };
+    format!(
+        "{remote} - - [{}] \"{} {} HTTP/{}\" {status} {} \"{}\" \"{}\"",
+        dates::clf(dates::now()),
+        req.method(),
+        quote(Some(req.url())),
+        req.http_version(),
+        len.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+        quote(header(req, "Referer")),
+        quote(header(req, "User-Agent")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_join_stays_inside() {
+        let base = Path::new("/srv/static");
+        let cases = [
+            ("style.css", Some("/srv/static/style.css")),
+            ("img/a.png", Some("/srv/static/img/a.png")),
+            ("../etc/passwd", None),
+            ("img/../../x", None),
+            ("./x", None),
+            (".htaccess", None),
+            ("a//b", None),
+            ("", None),
+            ("a\\..\\b", None),
+            ("/abs", None),
+        ];
+        for (rel, want) in cases {
+            assert_eq!(safe_join(base, rel), want.map(PathBuf::from), "{rel}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        let cases = [
+            ("/a%20b", Some("/a b")),
+            ("/caf%C3%A9", Some("/café")),
+            ("/%2e%2e/x", Some("/../x")),
+            ("/bad%zz", None),
+            ("/trunc%2", None),
+            ("/nul%00", None),
+            ("/%ff", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(percent_decode(input).as_deref(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn content_types_have_charsets_where_textual() {
+        for (name, want) in [
+            ("a.css", "text/css; charset=utf-8"),
+            ("A.PNG", "image/png"),
+            ("x.svg", "image/svg+xml"),
+            ("noext", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type(name), want);
+        }
+    }
+}

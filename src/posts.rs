@@ -1,0 +1,667 @@
+//! The site's posts: turning one markdown file into a [`Post`] (front matter, slug, date,
+//! title, summary, rendered HTML), and keeping the SQLite index in step with `posts/`.
+//! There is no watcher thread: the request loop calls [`Index::refresh`] at most once a
+//! second, which stats the directory's files and re-reads only those that changed.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::dates;
+use crate::db::{Db, FileStamp};
+use crate::render::{self, Fnv};
+
+/// A post ready to store: everything a page needs, rendered once when the file changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Post {
+    pub slug: String,
+    pub title: String,
+    pub date: i64,
+    pub updated: Option<i64>,
+    pub tags: Vec<String>,
+    pub draft: bool,
+    pub description: Option<String>,
+    pub summary: String,
+    pub html: String,
+    /// A hash of everything above, so an unchanged re-save does not move feed dates.
+    pub hash: u64,
+}
+
+/// Front matter fields. Unknown fields are allowed (other generators' fields, `extra`).
+#[derive(Debug, Default, Deserialize)]
+struct FrontMatter {
+    title: Option<String>,
+    date: Option<DateValue>,
+    updated: Option<DateValue>,
+    slug: Option<String>,
+    #[serde(default)]
+    tags: Option<Tags>,
+    draft: Option<bool>,
+    description: Option<String>,
+}
+
+/// Tags as a list, or as one comma-separated string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Tags {
+    List(Vec<String>),
+    One(String),
+}
+
+/// A date as text; TOML's native datetimes (`date = 2024-01-05`) arrive as a one-entry map,
+/// which is how the toml crate hands a datetime to serde.
+#[derive(Debug)]
+struct DateValue(String);
+
+impl<'de> Deserialize<'de> for DateValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DateValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a date such as 2024-01-05")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DateValue, E> {
+                Ok(DateValue(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<DateValue, A::Error> {
+                let (_, v): (String, String) = map
+                    .next_entry()?
+                    .ok_or_else(|| serde::de::Error::custom("empty date"))?;
+                Ok(DateValue(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether a file in `posts/` is a post: `.md`, not hidden, not an editor's leftover
+/// (`.#x.md` lock files, `x.md~` backups, `.x.md.swp` swap files are all caught here).
+pub fn is_post_file(name: &str) -> bool {
+    !name.starts_with('.') && !name.starts_with('#') && name.ends_with(".md") && name.len() > 3
+}
+
+/// Lowercase, ASCII-alphanumeric words joined by `-`: the form of slugs and tag URLs.
+/// Other letters (é, ß, 日) are kept as they are, lowercased.
+pub fn slugify(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() || c == '_' {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// Splits `text` into (front matter, format, body). `---` opens YAML, `+++` opens TOML; the
+/// closing fence is the same line. No opening fence: no front matter.
+fn split_front_matter(text: &str) -> Result<(Option<(&str, bool)>, &str), String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (fence, is_toml) in [("---", false), ("+++", true)] {
+        let Some(rest) = text.strip_prefix(fence) else {
+            continue;
+        };
+        let Some(rest) = rest
+            .strip_prefix("\r\n")
+            .or_else(|| rest.strip_prefix('\n'))
+        else {
+            continue;
+        };
+        let mut pos = 0;
+        for line in rest.split_inclusive('\n') {
+            if line.trim_end() == fence {
+                return Ok((Some((&rest[..pos], is_toml)), &rest[pos + line.len()..]));
+            }
+            pos += line.len();
+        }
+        return Err(format!("front matter opened with {fence} is never closed"));
+    }
+    Ok((None, text))
+}
+
+fn parse_front_matter(text: &str, is_toml: bool) -> Result<FrontMatter, String> {
+    if text.trim().is_empty() {
+        return Ok(FrontMatter::default());
+    }
+    if is_toml {
+        toml::from_str(text).map_err(|e| format!("TOML front matter: {}", e.message().trim()))
+    } else {
+        serde_norway::from_str(text).map_err(|e| format!("YAML front matter: {e}"))
+    }
+}
+
+/// Makes a post from one file's name, text and modification time (Unix seconds). The error
+/// is one line saying what is wrong, for the log and `nib check`.
+pub fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
+    let (fm, body) = split_front_matter(text)?;
+    let fm = match fm {
+        Some((t, is_toml)) => parse_front_matter(t, is_toml)?,
+        None => FrontMatter::default(),
+    };
+    let stem = file_name.strip_suffix(".md").unwrap_or(file_name);
+    let (name_date, name_slug) = match dates::split_date_prefix(stem) {
+        Some((d, rest)) => (Some(d), rest),
+        None => (None, stem),
+    };
+    let parse_date = |field: &str, v: &Option<DateValue>| -> Result<Option<i64>, String> {
+        match v {
+            None => Ok(None),
+            Some(DateValue(s)) => dates::parse(s).map(Some).ok_or_else(|| {
+                format!(
+                    "{field}: {s:?} is not a date (use 2024-01-05, 2024-01-05 10:00 or RFC 3339)"
+                )
+            }),
+        }
+    };
+    let date = parse_date("date", &fm.date)?.or(name_date).unwrap_or(mtime);
+    let updated = parse_date("updated", &fm.updated)?;
+
+    // A leading `# Heading` becomes the title when front matter has none, and leaves the
+    // body so the page does not show it twice.
+    let mut body = body;
+    let mut heading_title = None;
+    if fm.title.is_none() {
+        let trimmed = body.trim_start_matches(['\n', '\r']);
+        if let Some(rest) = trimmed.strip_prefix("# ") {
+            let (line, after) = rest.split_once('\n').unwrap_or((rest, ""));
+            heading_title = Some(line.trim().trim_end_matches('#').trim().to_string());
+            body = after;
+        }
+    }
+    let slug_source = fm.slug.as_deref().unwrap_or(name_slug);
+    let slug = slugify(slug_source);
+    if slug.is_empty() {
+        return Err(format!("no usable slug in {slug_source:?}"));
+    }
+    let title = fm
+        .title
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .or(heading_title.filter(|t| !t.is_empty()))
+        .unwrap_or_else(|| slug.clone());
+    let tags: Vec<String> = match fm.tags {
+        None => Vec::new(),
+        Some(Tags::List(l)) => l,
+        Some(Tags::One(s)) => s.split(',').map(str::to_string).collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let tags = tags
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !slugify(t).is_empty() && seen.insert(slugify(t)))
+        .collect();
+    let description = fm
+        .description
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty());
+    let rendered = render::markdown(body);
+    let summary = match (rendered.summary, &description) {
+        (Some(s), _) => s,
+        (None, Some(d)) => format!("<p>{}</p>", render::escape(d)),
+        (None, None) => rendered.first_paragraph,
+    };
+    let mut post = Post {
+        slug,
+        title,
+        date,
+        updated,
+        tags,
+        draft: fm.draft.unwrap_or(false),
+        description,
+        summary,
+        html: rendered.html,
+        hash: 0,
+    };
+    post.hash = post_hash(&post);
+    Ok(post)
+}
+
+fn post_hash(p: &Post) -> u64 {
+    let mut h = Fnv::new();
+    for s in [
+        &p.slug,
+        &p.title,
+        &p.summary,
+        &p.html,
+        p.description.as_deref().unwrap_or(""),
+    ] {
+        h.write(s.as_bytes());
+        h.write(&[0]);
+    }
+    for t in &p.tags {
+        h.write(t.as_bytes());
+        h.write(&[1]);
+    }
+    h.write(&p.date.to_le_bytes());
+    h.write(&p.updated.unwrap_or(-1).to_le_bytes());
+    h.write(&[p.draft as u8]);
+    h.finish()
+}
+
+/// A file's stamp for change detection: mtime in nanoseconds (an edit within the same second
+/// is still seen) and size.
+fn stamp_of(meta: &fs::Metadata) -> FileStamp {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    FileStamp {
+        mtime,
+        size: meta.len() as i64,
+    }
+}
+
+/// Keeps the database's post index in step with the files. Holds only a fingerprint of the
+/// last scan, never the file list, so its memory does not grow with the site.
+pub struct Index {
+    fingerprint: Option<u64>,
+    last_check: Option<Instant>,
+    /// How long the last scan that found no change took, for the start-up log and bench.
+    pub last_scan: Duration,
+}
+
+/// What a refresh did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Refresh {
+    pub parsed: usize,
+    pub removed: usize,
+    pub broken: usize,
+    pub site_changed: bool,
+}
+
+/// How often the request loop looks at `posts/`: well inside the 2 s SPEC.md promises.
+pub const CHECK_EVERY: Duration = Duration::from_millis(1000);
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Index {
+    pub fn new() -> Index {
+        Index {
+            fingerprint: None,
+            last_check: None,
+            last_scan: Duration::ZERO,
+        }
+    }
+
+    /// Refreshes when the last check is older than [`CHECK_EVERY`]; cheap otherwise.
+    pub fn refresh_if_due(&mut self, db: &Db, dir: &Path) -> Refresh {
+        if self.last_check.is_some_and(|t| t.elapsed() < CHECK_EVERY) {
+            return Refresh::default();
+        }
+        self.refresh(db, dir)
+    }
+
+    /// Stats every post file; when the combined fingerprint of names, mtimes and sizes
+    /// differs from the last scan, re-reads what changed and drops what is gone. Problems
+    /// are logged, one line per file, and never stop the scan.
+    pub fn refresh(&mut self, db: &Db, dir: &Path) -> Refresh {
+        let started = Instant::now();
+        self.last_check = Some(started);
+        let fingerprint = match scan_fingerprint(dir) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("nib: {}: {e}", dir.display());
+                0
+            }
+        };
+        if self.fingerprint == Some(fingerprint) {
+            self.last_scan = started.elapsed();
+            return Refresh::default();
+        }
+        match reconcile(db, dir) {
+            Ok(r) => {
+                self.fingerprint = Some(fingerprint);
+                r
+            }
+            Err(e) => {
+                // The fingerprint is left as it was, so the next check tries again.
+                eprintln!("nib: indexing {}: {e}", dir.display());
+                Refresh::default()
+            }
+        }
+    }
+}
+
+/// An order-independent hash of every post file's name, mtime and size.
+fn scan_fingerprint(dir: &Path) -> std::io::Result<u64> {
+    let mut sum: u64 = 0x9e37_79b9;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_post_file(name) {
+            continue;
+        }
+        let Ok(meta) = fs::metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let s = stamp_of(&meta);
+        let mut h = Fnv::new();
+        h.write(name.as_bytes());
+        h.write(&s.mtime.to_le_bytes());
+        h.write(&s.size.to_le_bytes());
+        sum = sum.wrapping_add(h.finish());
+    }
+    Ok(sum)
+}
+
+fn reconcile(db: &Db, dir: &Path) -> rusqlite::Result<Refresh> {
+    let mut out = Refresh::default();
+    let now = dates::now();
+    db.begin()?;
+    let result = (|| {
+        // Sorted, so which of two files claiming one slug wins does not depend on the
+        // directory's order: the first by name keeps it.
+        let mut names: Vec<String> = match fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| is_post_file(n))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort_unstable();
+        for name in &names {
+            let path = dir.join(name);
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let stamp = stamp_of(&meta);
+            if db.post_stamp(name)? == Some(stamp) {
+                continue;
+            }
+            out.parsed += 1;
+            if index_file(db, dir, name, stamp, now)? {
+                out.site_changed = true;
+            }
+        }
+        drop(names);
+        let mut gone = Vec::new();
+        db.each_post_path(|p| {
+            if !is_post_file(p) || !dir.join(p).is_file() {
+                gone.push(p.to_string());
+            }
+        })?;
+        for p in gone {
+            out.removed += 1;
+            out.site_changed |= db.delete_post(&p)?;
+        }
+        if out.site_changed {
+            // A file that lost its slug to another may be free to use it now.
+            for p in db.duplicate_paths()? {
+                if let Ok(meta) = fs::metadata(dir.join(&p)) {
+                    index_file(db, dir, &p, stamp_of(&meta), now)?;
+                }
+            }
+            db.bump_site_version(now)?;
+        }
+        out.broken = db.broken_posts()?.len();
+        Ok(out)
+    })();
+    match result {
+        Ok(r) => {
+            db.commit()?;
+            Ok(r)
+        }
+        Err(e) => {
+            db.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// Reads, parses and stores one file. Returns whether the public site changed.
+fn index_file(
+    db: &Db,
+    dir: &Path,
+    name: &str,
+    stamp: FileStamp,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let path = dir.join(name);
+    let parsed = match fs::read(&path) {
+        Err(e) => Err(format!("cannot read: {e}")),
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Err(_) => Err("not valid UTF-8".to_string()),
+            Ok(text) => parse(name, &text, stamp.mtime.div_euclid(1_000_000_000)),
+        },
+    };
+    let post = parsed.and_then(|post| match db.slug_owner(&post.slug, name) {
+        Ok(Some(other)) => Err(format!(
+            "duplicate slug {:?} (also used by {other})",
+            post.slug
+        )),
+        Ok(None) => Ok(post),
+        Err(e) => Err(format!("database: {e}")),
+    });
+    match post {
+        Ok(post) => db.upsert_post(name, stamp, &post, now),
+        Err(problem) => {
+            eprintln!("nib: skipping {}: {problem}", path.display());
+            db.mark_broken(name, stamp, &problem)
+        }
+    }
+}
+
+/// `nib new "Title"`: writes `posts/YYYY-MM-DD-slug.md` and returns its path. Refuses to
+/// overwrite an existing file.
+pub fn new_post(posts_dir: &Path, title: &str, now: i64) -> Result<std::path::PathBuf, String> {
+    let slug = slugify(title);
+    if slug.is_empty() {
+        return Err(format!(
+            "{title:?} gives an empty slug; use some letters or digits"
+        ));
+    }
+    fs::create_dir_all(posts_dir).map_err(|e| format!("{}: {e}", posts_dir.display()))?;
+    let path = posts_dir.join(format!("{}-{slug}.md", dates::ymd(now)));
+    let quoted = serde_json::to_string(title.trim()).unwrap_or_else(|_| "\"\"".into());
+    let text = format!(
+        "---\ntitle: {quoted}\ndate: {}\ntags: []\ndraft: true\n---\n\nWrite here.\n",
+        dates::ymd(now)
+    );
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editor_leftovers_are_not_posts() {
+        let cases = [
+            ("hello.md", true),
+            ("2024-01-05-hello.md", true),
+            (".hidden.md", false),
+            (".#hello.md", false),
+            ("hello.md~", false),
+            (".hello.md.swp", false),
+            ("#hello.md#", false),
+            ("notes.txt", false),
+            (".md", false),
+        ];
+        for (name, want) in cases {
+            assert_eq!(is_post_file(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn slugs() {
+        let cases = [
+            ("Hello, World!", "hello-world"),
+            ("  spaced   out  ", "spaced-out"),
+            ("Café Crème", "café-crème"),
+            ("snake_case", "snake_case"),
+            ("--", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(slugify(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn fields_come_from_front_matter_then_file_name_then_content() {
+        let mtime = 1_000_000;
+        // (file name, text, slug, title, date)
+        let cases: &[(&str, &str, &str, &str, i64)] = &[
+            (
+                "2024-01-05-hello.md",
+                "Body.",
+                "hello",
+                "hello",
+                1_704_412_800,
+            ),
+            (
+                "2024-01-05-hello.md",
+                "# A Title\n\nBody.",
+                "hello",
+                "A Title",
+                1_704_412_800,
+            ),
+            ("plain.md", "Body.", "plain", "plain", mtime),
+            (
+                "2024-01-05-x.md",
+                "---\ntitle: YAML\nslug: Custom Slug\ndate: 2023-03-04 10:00\n---\nBody",
+                "custom-slug",
+                "YAML",
+                1_677_924_000,
+            ),
+            (
+                "x.md",
+                "+++\ntitle = \"TOML\"\ndate = 2023-03-04\n+++\nBody",
+                "x",
+                "TOML",
+                1_677_888_000,
+            ),
+            (
+                "x.md",
+                "+++\ndate = 2023-03-04T10:00:00Z\n+++\n# Head\nBody",
+                "x",
+                "Head",
+                1_677_924_000,
+            ),
+            (
+                "x.md",
+                "---\r\ntitle: CRLF\r\n---\r\nBody",
+                "x",
+                "CRLF",
+                mtime,
+            ),
+            ("x.md", "---\n---\nEmpty front matter", "x", "x", mtime),
+        ];
+        for (name, text, slug, title, date) in cases {
+            let p = parse(name, text, mtime).unwrap_or_else(|e| panic!("{name} {text:?}: {e}"));
+            assert_eq!(
+                (p.slug.as_str(), p.title.as_str(), p.date),
+                (*slug, *title, *date),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_front_matter_names_the_problem() {
+        let cases = [
+            ("---\ntitle: [unclosed\n---\nx", "YAML"),
+            ("+++\ntitle = \n+++\nx", "TOML"),
+            ("---\ntitle: x\nno end", "never closed"),
+            ("---\ndate: someday\n---\nx", "date"),
+            ("---\ndraft: maybe\n---\nx", "YAML"),
+            ("---\nslug: '!!!'\n---\nx", "slug"),
+        ];
+        for (text, needle) in cases {
+            let err = parse("x.md", text, 0).expect_err(text);
+            assert!(err.contains(needle), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err:?}");
+        }
+    }
+
+    #[test]
+    fn summary_is_more_marker_then_description_then_first_paragraph() {
+        let p = parse(
+            "x.md",
+            "First para.\n\nSecond.\n\n<!-- more -->\n\nRest.",
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.summary.trim(), "<p>First para.</p>\n<p>Second.</p>");
+        let p = parse(
+            "x.md",
+            "---\ndescription: Desc <b>\n---\nFirst.\n\nSecond.",
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.summary, "<p>Desc &lt;b&gt;</p>");
+        let p = parse("x.md", "# T\n\nFirst *para*.\n\nSecond.", 0).unwrap();
+        assert_eq!(p.summary.trim(), "<p>First <em>para</em>.</p>");
+    }
+
+    #[test]
+    fn tags_drafts_and_hash() {
+        let p = parse(
+            "x.md",
+            "---\ntags: [Rust, web, rust, ' ']\ndraft: true\n---\nx",
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.tags, vec!["Rust", "web"]);
+        assert!(p.draft);
+        let p2 = parse("x.md", "+++\ntags = \"a, b\"\n+++\nx", 0).unwrap();
+        assert_eq!(p2.tags, vec!["a", "b"]);
+        let a = parse("x.md", "same", 5).unwrap();
+        let b = parse("x.md", "same", 5).unwrap();
+        let c = parse("x.md", "other", 5).unwrap();
+        assert_eq!(a.hash, b.hash);
+        assert_ne!(a.hash, c.hash);
+    }
+
+    #[test]
+    fn index_follows_the_directory() {
+        let dir = std::env::temp_dir().join(format!("nib-index-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let db = Db::memory();
+        let mut idx = Index::new();
+        fs::write(dir.join("2024-01-01-a.md"), "# A\n\nbody").unwrap();
+        fs::write(dir.join("b.md"), "---\nslug: a\n---\nsame slug").unwrap();
+        fs::write(dir.join("c.md~"), "leftover").unwrap();
+        let r = idx.refresh(&db, &dir);
+        assert_eq!((r.parsed, r.broken, r.site_changed), (2, 1, true));
+        assert!(db.post_by_slug("a").unwrap().is_some());
+        // Nothing changed: nothing parsed.
+        assert_eq!(idx.refresh(&db, &dir), Refresh::default());
+        // The owner of the slug goes away: the duplicate takes it over.
+        fs::remove_file(dir.join("2024-01-01-a.md")).unwrap();
+        let r = idx.refresh(&db, &dir);
+        assert_eq!((r.removed, r.broken), (1, 0));
+        assert_eq!(db.post_by_slug("a").unwrap().unwrap().title, "a");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
