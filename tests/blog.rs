@@ -1,0 +1,372 @@
+//! The blog half of SPEC.md, end to end: every route of the real binary over a socket.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn example_site() -> Site {
+    let site = Site::new();
+    site.post(
+        "2026-01-02-hello.md",
+        "---\ntitle: Hello <World>\ntags: [Rust, web]\n---\nFirst para with **bold**.\n\n<!-- more -->\n\n## Section\n\nMore text.\n",
+    )
+    .post("2026-02-03-second.md", "# Second post\n\nBody of the second post.\n")
+    .post("2026-03-04-toml.md", "+++\ntitle = \"Toml post\"\ntags = [\"rust\"]\nupdated = 2026-03-05\n+++\nToml body.\n")
+    .post("secret.md", "---\ntitle: Secret draft\ntags: [hidden]\ndraft: true\n---\nsecret words\n")
+    .post("broken.md", "---\ntitle: [unclosed\n---\nbroken\n")
+    .post(".#lock.md", "leftover")
+    .post("notes.md~", "leftover")
+    .write("static/style.css", "body { color: black }\n")
+    .write("static/img/a.svg", "<svg xmlns=\"http://www.w3.org/2000/svg\"/>");
+    site
+}
+
+#[test]
+fn every_blog_route_answers() {
+    let site = example_site();
+    let s = TestServer::start(&site);
+    // (path, status, content type prefix, a string the body contains)
+    let cases: &[(&str, u16, &str, &str)] = &[
+        (
+            "/",
+            200,
+            "text/html; charset=utf-8",
+            "Hello &#60;World&#62;",
+        ),
+        (
+            "/posts/hello/",
+            200,
+            "text/html; charset=utf-8",
+            "<h2 id=\"section\">Section</h2>",
+        ),
+        (
+            "/posts/second/",
+            200,
+            "text/html; charset=utf-8",
+            "Second post",
+        ),
+        ("/tags/", 200, "text/html; charset=utf-8", "/tags/rust/"),
+        ("/tags/rust/", 200, "text/html; charset=utf-8", "Toml post"),
+        ("/feed.xml", 200, "application/atom+xml", "<feed"),
+        ("/rss.xml", 200, "application/rss+xml", "<rss"),
+        (
+            "/sitemap.xml",
+            200,
+            "application/xml",
+            "/posts/hello/</loc>",
+        ),
+        ("/robots.txt", 200, "text/plain", "Sitemap: http://"),
+        ("/static/style.css", 200, "text/css", "color: black"),
+        ("/static/img/a.svg", 200, "image/svg+xml", "<svg"),
+        ("/healthz", 200, "text/plain", "ok"),
+        ("/nope/", 404, "text/html; charset=utf-8", "Not found"),
+        ("/page/9/", 404, "text/html", "Not found"),
+        ("/tags/nope/", 404, "text/html", "Not found"),
+        ("/static/../nib.db", 404, "text/html", "Not found"),
+        ("/static/%2e%2e/nib.db", 404, "text/html", "Not found"),
+        ("/static/.hidden", 404, "text/html", "Not found"),
+    ];
+    for (path, status, ctype, needle) in cases {
+        let r = s.get(path);
+        assert_eq!(r.status, *status, "{path}");
+        assert!(
+            r.header("content-type").unwrap_or("").starts_with(ctype),
+            "{path}: {:?}",
+            r.header("content-type")
+        );
+        assert!(
+            r.text().contains(needle),
+            "{path} lacks {needle:?}:\n{}",
+            r.text()
+        );
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+    let r = s.get("/posts/hello");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("/posts/hello/"))
+    );
+    let r = s.get("/page/1/");
+    assert_eq!((r.status, r.header("location")), (301, Some("/")));
+}
+
+#[test]
+fn drafts_and_broken_posts_never_leak() {
+    let site = example_site();
+    let s = TestServer::start(&site);
+    for path in [
+        "/",
+        "/tags/",
+        "/feed.xml",
+        "/rss.xml",
+        "/sitemap.xml",
+        "/tags/rust/",
+    ] {
+        let body = s.get(path).text();
+        for secret in ["Secret draft", "secret words", "hidden", "broken"] {
+            assert!(!body.contains(secret), "{path} leaks {secret:?}");
+        }
+    }
+    assert_eq!(s.get("/posts/secret/").status, 404);
+    assert_eq!(s.get("/tags/hidden/").status, 404);
+    assert_eq!(s.get("/posts/broken/").status, 404);
+    // One line naming the broken file and the problem; leftovers are not even looked at.
+    let log = s.stderr_text();
+    let lines: Vec<_> = log.lines().filter(|l| l.contains("broken.md")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("YAML"), "{log}");
+    assert!(
+        !log.contains("lock.md") && !log.contains("notes.md~"),
+        "{log}"
+    );
+}
+
+#[test]
+fn posts_added_edited_and_removed_show_within_two_seconds() {
+    let site = example_site();
+    let s = TestServer::start(&site);
+    let within = Duration::from_millis(2500);
+    site.post("2026-05-01-fresh.md", "# Fresh\n\nJust written.\n");
+    assert!(
+        eventually(within, || s.get("/posts/fresh/").status == 200),
+        "added post not served"
+    );
+    assert!(s.get("/").text().contains("Fresh"));
+    site.post("2026-05-01-fresh.md", "# Fresh, edited\n\nRewritten.\n");
+    assert!(
+        eventually(within, || s
+            .get("/posts/fresh/")
+            .text()
+            .contains("Rewritten")),
+        "edit not served"
+    );
+    site.remove("posts/2026-05-01-fresh.md");
+    assert!(
+        eventually(within, || s.get("/posts/fresh/").status == 404),
+        "removed post still served"
+    );
+    assert!(!s.get("/").text().contains("Fresh"));
+    // A broken edit takes the post down and logs; fixing it brings it back.
+    site.post("2026-02-03-second.md", "---\ntitle: [oops\n---\n");
+    assert!(eventually(within, || s.get("/posts/second/").status == 404));
+    site.post("2026-02-03-second.md", "# Second post\n\nFixed.\n");
+    assert!(eventually(within, || s
+        .get("/posts/second/")
+        .text()
+        .contains("Fixed")));
+}
+
+#[test]
+fn conditional_requests_and_head() {
+    let site = example_site();
+    let s = TestServer::start(&site);
+    for path in [
+        "/",
+        "/posts/hello/",
+        "/tags/",
+        "/tags/rust/",
+        "/feed.xml",
+        "/rss.xml",
+        "/sitemap.xml",
+        "/static/style.css",
+        "/robots.txt",
+    ] {
+        let r = s.get(path);
+        let etag = r
+            .header("etag")
+            .unwrap_or_else(|| panic!("{path}: no etag"))
+            .to_string();
+        assert!(etag.starts_with('"'), "{path}: strong etag {etag}");
+        let lm = r
+            .header("last-modified")
+            .expect("last-modified")
+            .to_string();
+        assert!(r.header("cache-control").is_some(), "{path}");
+        let inm = get_with(s.addr, path, &[&format!("If-None-Match: {etag}")]);
+        assert_eq!(inm.status, 304, "{path} If-None-Match");
+        assert!(inm.body.is_empty());
+        assert_eq!(inm.header("etag"), Some(etag.as_str()));
+        let ims = get_with(s.addr, path, &[&format!("If-Modified-Since: {lm}")]);
+        assert_eq!(ims.status, 304, "{path} If-Modified-Since");
+        let stale = get_with(s.addr, path, &["If-None-Match: \"other\""]);
+        assert_eq!(stale.status, 200, "{path} stale etag");
+        let head = raw(
+            s.addr,
+            &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(head.status, 200, "{path} HEAD");
+        assert_eq!(head.header("etag"), Some(etag.as_str()), "{path} HEAD etag");
+    }
+    // A change to the site moves list pages' validators.
+    let before = s.get("/").header("etag").unwrap().to_string();
+    site.post("2026-06-01-newer.md", "# Newer\n\nx\n");
+    assert!(eventually(Duration::from_millis(2500), || s
+        .get("/")
+        .header("etag")
+        != Some(before.as_str())));
+}
+
+#[test]
+fn wrong_methods_are_refused() {
+    let site = example_site();
+    let s = TestServer::start(&site);
+    let r = raw(
+        s.addr,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 405);
+    assert!(r.header("allow").unwrap().contains("GET"));
+}
+
+#[test]
+fn feeds_parse_and_carry_full_content() {
+    let site = example_site();
+    let s = TestServer::start_with(&site, &[], &[("NIB_BASE_URL", "https://blog.example/")]);
+    let atom = feed_rs::parser::parse(&s.get("/feed.xml").body[..]).expect("atom parses");
+    assert_eq!(atom.entries.len(), 3);
+    let first = &atom.entries[0];
+    assert_eq!(first.title.as_ref().unwrap().content, "Toml post");
+    assert_eq!(first.links[0].href, "https://blog.example/posts/toml/");
+    assert!(
+        first
+            .content
+            .as_ref()
+            .unwrap()
+            .body
+            .as_ref()
+            .unwrap()
+            .contains("Toml body")
+    );
+    let hello = atom
+        .entries
+        .iter()
+        .find(|e| e.links[0].href.ends_with("/hello/"))
+        .unwrap();
+    // Full content, not only the summary.
+    assert!(
+        hello
+            .content
+            .as_ref()
+            .unwrap()
+            .body
+            .as_ref()
+            .unwrap()
+            .contains("More text")
+    );
+    let rss = feed_rs::parser::parse(&s.get("/rss.xml").body[..]).expect("rss parses");
+    assert_eq!(rss.entries.len(), 3);
+    assert_eq!(
+        rss.entries[0].links[0].href,
+        "https://blog.example/posts/toml/"
+    );
+    // Autodiscovery links on pages.
+    let page = s.get("/").text();
+    assert!(page.contains("rel=\"alternate\" type=\"application/atom+xml\""));
+    assert!(page.contains("href=\"https://blog.example/feed.xml\""));
+}
+
+#[test]
+fn feed_updated_only_moves_when_content_changes() {
+    let site = example_site();
+    let s = TestServer::start(&site);
+    let updated = |s: &TestServer| {
+        let t = s.get("/feed.xml").text();
+        t.split("<updated>")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let before = updated(&s);
+    // Touching a file (same content) does not move it.
+    std::thread::sleep(Duration::from_millis(20));
+    site.post(
+        "2026-01-02-hello.md",
+        &std::fs::read_to_string(site.path().join("posts/2026-01-02-hello.md")).unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(updated(&s), before);
+}
+
+#[test]
+fn static_robots_txt_wins() {
+    let site = example_site();
+    site.write("static/robots.txt", "User-agent: *\nDisallow: /\n");
+    let s = TestServer::start(&site);
+    assert_eq!(s.get("/robots.txt").text(), "User-agent: *\nDisallow: /\n");
+}
+
+#[test]
+fn pagination_links_older_and_newer() {
+    let site = Site::new();
+    for i in 1..=12 {
+        site.post(
+            &format!("2026-01-{i:02}-p{i}.md"),
+            &format!("# Post {i}\n\nbody {i}\n"),
+        );
+    }
+    site.write("nib.toml", "per_page = 5\n");
+    let s = TestServer::start(&site);
+    let first = s.get("/").text();
+    assert!(
+        first.contains("Post 12") && !first.contains("Post 7<"),
+        "{first}"
+    );
+    assert!(first.contains("href=\"/page/2/\""));
+    let second = s.get("/page/2/").text();
+    assert!(
+        second.contains("Post 7")
+            && second.contains("href=\"/\"")
+            && second.contains("href=\"/page/3/\"")
+    );
+    assert_eq!(s.get("/page/3/").status, 200);
+    assert_eq!(s.get("/page/4/").status, 404);
+}
+
+#[test]
+fn check_lists_every_problem_and_exits_1() {
+    let site = example_site();
+    site.post("dup.md", "---\nslug: hello\n---\nsame slug as hello\n");
+    let (code, out, _) = nib(&site, &["check"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("broken.md") && out.contains("YAML"), "{out}");
+    assert!(out.contains("duplicate slug"), "{out}");
+    let clean = Site::new();
+    clean.post("a.md", "# A\n\nfine\n");
+    let (code, out, _) = nib(&clean, &["check"], &[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn bad_config_stops_start_up_naming_the_key() {
+    let site = example_site();
+    site.write("nib.toml", "title = 'x'\nper_paeg = 3\n");
+    let (code, _, err) = nib(&site, &["check"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("per_paeg"), "{err}");
+    let (code, _, err) = nib(&site, &["serve", "--listen", "127.0.0.1:0"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("per_paeg"), "{err}");
+}
+
+#[test]
+fn new_creates_a_dated_post() {
+    let site = Site::new();
+    let (code, out, err) = nib(&site, &["new", "Hello, New World"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let path = out.trim();
+    assert!(path.ends_with("-hello-new-world.md"), "{path}");
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains("title: \"Hello, New World\""), "{text}");
+    // Twice is an error, not an overwrite.
+    let (code, _, _) = nib(&site, &["new", "Hello, New World"], &[]);
+    assert_ne!(code, 0);
+}

@@ -1,0 +1,312 @@
+//! The integration-test harness: [`TestServer`] starts the real `nib` binary on port 0 with a
+//! scratch site and database, learns its address from the start-up line, and kills it on
+//! drop. [`get`] and [`raw`] are a deliberately small HTTP/1.1 client over a plain socket, so
+//! tests control every byte they send.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nib");
+
+/// A scratch site folder with `posts/` and `static/`.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("posts")).unwrap();
+        std::fs::create_dir_all(dir.path().join("static")).unwrap();
+        Site { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> &Site {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    pub fn post(&self, name: &str, text: &str) -> &Site {
+        self.write(&format!("posts/{name}"), text)
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.dir.path().join(rel)).unwrap();
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("nib.db")
+    }
+}
+
+/// Runs `nib` with `args` against the site and returns (exit code, stdout, stderr).
+pub fn nib(site: &Site, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(site.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("NIB_ADMIN_TOKEN")
+        .env_remove("NIB_BASE_URL")
+        .output()
+        .expect("run nib");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The real binary, serving a site on 127.0.0.1:0. Killed on drop.
+pub struct TestServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Every stderr line so far (the log of problems and lifecycle events).
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Every stdout line so far (the access log).
+    pub stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    pub fn start(site: &Site) -> TestServer {
+        Self::start_with(site, &[], &[])
+    }
+
+    pub fn start_with(site: &Site, args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--root")
+            .arg(site.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("NIB_ADMIN_TOKEN")
+            .env_remove("NIB_BASE_URL")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start nib");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let lines = Arc::clone(&stderr);
+            let err = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.strip_prefix("nib: serving http://") {
+                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = tx.send(addr);
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        {
+            let lines = Arc::clone(&stdout);
+            let out = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().expect("address in start-up line"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("nib did not start; stderr: {:?}", stderr.lock().unwrap());
+            }
+        };
+        TestServer {
+            child,
+            addr,
+            stderr,
+            stdout,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        get(self.addr, path)
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {sig}");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Resp {
+    raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// A request with extra header lines (each `Name: value`).
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[&str]) -> Resp {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    raw(addr, &req)
+}
+
+/// Sends `request` as is and reads the whole response (the request should ask for
+/// `Connection: close`, or the server closes after one answer).
+pub fn raw(addr: SocketAddr, request: &str) -> Resp {
+    raw_bytes(addr, request.as_bytes(), request.starts_with("HEAD "))
+}
+
+pub fn raw_bytes(addr: SocketAddr, request: &[u8], head: bool) -> Resp {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).expect("send");
+    read_response(&mut BufReader::new(s), head)
+}
+
+/// Reads one response from a stream (Content-Length, chunked, or until close).
+pub fn read_response<R: Read>(r: &mut BufReader<R>, head: bool) -> Resp {
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).expect("status line");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("header line");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let mut body = Vec::new();
+    if head || status == 304 || status == 204 {
+        // no body
+    } else if let Some(n) = headers.get("content-length") {
+        let n: usize = n.parse().unwrap();
+        body.resize(n, 0);
+        r.read_exact(&mut body).expect("body");
+    } else if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else {
+        r.read_to_end(&mut body).unwrap();
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The number of open file descriptors of a process (Linux).
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
