@@ -54,6 +54,14 @@ impl App {
         }
     }
 
+    /// Housekeeping the loop runs after every request and at least every tick while idle
+    /// (a quarter second): deferred writes that must not wait for the next request.
+    pub fn tick(&mut self) {}
+
+    /// Called once when the loop stops (before exit or re-exec), after the last request
+    /// has been answered: writes whatever is still pending.
+    pub fn finish(&mut self) {}
+
     fn site_view(&self) -> Site<'_> {
         Site {
             title: &self.cfg.title,

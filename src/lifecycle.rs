@@ -105,7 +105,9 @@ pub fn serve(mut cfg: Config, _env: &HashMap<String, String>) -> Result<u8, Star
                 break;
             }
         }
+        app.tick();
     }
     eprintln!("nib: stopping");
+    app.finish();
     Ok(0)
 }
