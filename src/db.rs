@@ -125,6 +125,52 @@ impl Db {
         Ok(())
     }
 
+    /// Copies the live database to `dest` with SQLite's online backup API: a consistent
+    /// snapshot even while the server writes. The copy is made beside `dest` and renamed
+    /// over it, so a cron job that is interrupted never leaves half a backup under the name.
+    pub fn backup_to(&self, dest: &Path) -> rusqlite::Result<()> {
+        let tmp = dest.with_extension("nib-partial");
+        let _ = std::fs::remove_file(&tmp);
+        // Pages are copied 256 at a time with a pause between steps, so a large database
+        // does not hold the server's writes off for long.
+        {
+            let mut target = Connection::open(&tmp)?;
+            let backup = rusqlite::backup::Backup::new(&self.conn, &mut target)?;
+            backup.run_to_completion(256, Duration::from_millis(5), None)?;
+        }
+        std::fs::rename(&tmp, dest)
+            .map_err(|e| rusqlite::Error::InvalidPath(format!("{}: {e}", dest.display()).into()))
+    }
+
+    /// Replaces this database's content with the one in `src` (a file made by
+    /// [`Db::backup_to`]), after checking it is intact and of a schema this nib knows.
+    pub fn restore_from(&mut self, src: &Path) -> rusqlite::Result<()> {
+        {
+            let check =
+                Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let ok: String = check.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+            if ok != "ok" {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "{}: integrity check: {ok}",
+                    src.display()
+                )));
+            }
+            let version: i64 = check.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version == 0 || version as usize > MIGRATIONS.len() {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "{}: not a nib database of a known version ({version})",
+                    src.display()
+                )));
+            }
+        }
+        self.conn.restore(
+            rusqlite::MAIN_DB,
+            src,
+            None::<fn(rusqlite::backup::Progress)>,
+        )?;
+        self.migrate()
+    }
+
     pub fn conn(&self) -> &Connection {
         &self.conn
     }

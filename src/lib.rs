@@ -6,6 +6,7 @@ pub mod config;
 pub mod dates;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod lifecycle;
 pub mod posts;
@@ -43,26 +44,59 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
             println!("{}", path.display());
             Ok(0)
         }
-        Command::Build { .. }
-        | Command::Shorten { .. }
-        | Command::Links
-        | Command::Backup { .. }
-        | Command::Restore { .. }
-        | Command::Token { .. } => Err(StartupError::Other(
-            "this command is not available yet".into(),
-        )),
+        Command::Build { out } => {
+            let (db, _, _) = open_site(&cfg)?;
+            if cfg.base_url.is_none() {
+                eprintln!(
+                    "nib: warning: no base_url set; feeds and sitemap will point at {}",
+                    cfg.base()
+                );
+            }
+            let app = http::App::new(cfg, db)?;
+            export::build(&app, &out)?;
+            Ok(0)
+        }
+        Command::Backup { file } => {
+            let db = open_db(&cfg)?;
+            db.backup_to(&file)
+                .map_err(|e| StartupError::Db(format!("backup to {}: {e}", file.display())))?;
+            eprintln!(
+                "nib: backed up {} to {}",
+                cfg.db_path.display(),
+                file.display()
+            );
+            Ok(0)
+        }
+        Command::Restore { file } => {
+            let mut db = open_db(&cfg)?;
+            db.restore_from(&file)
+                .map_err(|e| StartupError::Db(format!("restore from {}: {e}", file.display())))?;
+            eprintln!(
+                "nib: restored {} from {}",
+                cfg.db_path.display(),
+                file.display()
+            );
+            Ok(0)
+        }
+        Command::Shorten { .. } | Command::Links | Command::Token { .. } => Err(
+            StartupError::Other("this command is not available yet".into()),
+        ),
         Command::Help | Command::Version => unreachable!("handled above"),
     }
 }
 
-/// Opens the database and brings the post index up to date, logging how long it took.
-pub fn open_site(cfg: &Config) -> Result<(Db, posts::Index, posts::Refresh), StartupError> {
+/// Opens (creating when needed) and migrates the configured database.
+pub fn open_db(cfg: &Config) -> Result<Db, StartupError> {
     if let Some(parent) = cfg.db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| StartupError::Db(format!("{}: {e}", parent.display())))?;
     }
-    let db = Db::open(&cfg.db_path)
-        .map_err(|e| StartupError::Db(format!("{}: {e}", cfg.db_path.display())))?;
+    Db::open(&cfg.db_path).map_err(|e| StartupError::Db(format!("{}: {e}", cfg.db_path.display())))
+}
+
+/// Opens the database and brings the post index up to date.
+pub fn open_site(cfg: &Config) -> Result<(Db, posts::Index, posts::Refresh), StartupError> {
+    let db = open_db(cfg)?;
     let mut index = posts::Index::new();
     let r = index.refresh(&db, &cfg.posts_dir);
     Ok((db, index, r))
@@ -78,8 +112,8 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
     }
     let db = Db::open(std::path::Path::new(":memory:"))?;
     let mut index = posts::Index::new();
+    index.quiet = true;
     let started = Instant::now();
-    // Parse errors are printed by the index as it meets them; the summary follows.
     let r = index.refresh(&db, &cfg.posts_dir);
     let broken = db.broken_posts()?;
     let public = db.count_public()?;

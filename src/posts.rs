@@ -270,6 +270,8 @@ pub struct Index {
     last_check: Option<Instant>,
     /// How long the last scan that found no change took, for the start-up log and bench.
     pub last_scan: Duration,
+    /// Do not log broken files (`nib check` reports them itself).
+    pub quiet: bool,
 }
 
 /// What a refresh did.
@@ -296,6 +298,7 @@ impl Index {
             fingerprint: None,
             last_check: None,
             last_scan: Duration::ZERO,
+            quiet: false,
         }
     }
 
@@ -324,7 +327,7 @@ impl Index {
             self.last_scan = started.elapsed();
             return Refresh::default();
         }
-        match reconcile(db, dir) {
+        match reconcile(db, dir, self.quiet) {
             Ok(r) => {
                 self.fingerprint = Some(fingerprint);
                 r
@@ -364,7 +367,7 @@ fn scan_fingerprint(dir: &Path) -> std::io::Result<u64> {
     Ok(sum)
 }
 
-fn reconcile(db: &Db, dir: &Path) -> rusqlite::Result<Refresh> {
+fn reconcile(db: &Db, dir: &Path, quiet: bool) -> rusqlite::Result<Refresh> {
     let mut out = Refresh::default();
     let now = dates::now();
     db.begin()?;
@@ -392,7 +395,7 @@ fn reconcile(db: &Db, dir: &Path) -> rusqlite::Result<Refresh> {
                 continue;
             }
             out.parsed += 1;
-            if index_file(db, dir, name, stamp, now)? {
+            if index_file(db, dir, name, stamp, now, quiet)? {
                 out.site_changed = true;
             }
         }
@@ -411,7 +414,7 @@ fn reconcile(db: &Db, dir: &Path) -> rusqlite::Result<Refresh> {
             // A file that lost its slug to another may be free to use it now.
             for p in db.duplicate_paths()? {
                 if let Ok(meta) = fs::metadata(dir.join(&p)) {
-                    index_file(db, dir, &p, stamp_of(&meta), now)?;
+                    index_file(db, dir, &p, stamp_of(&meta), now, quiet)?;
                 }
             }
             db.bump_site_version(now)?;
@@ -438,6 +441,7 @@ fn index_file(
     name: &str,
     stamp: FileStamp,
     now: i64,
+    quiet: bool,
 ) -> rusqlite::Result<bool> {
     let path = dir.join(name);
     let parsed = match fs::read(&path) {
@@ -458,7 +462,9 @@ fn index_file(
     match post {
         Ok(post) => db.upsert_post(name, stamp, &post, now),
         Err(problem) => {
-            eprintln!("nib: skipping {}: {problem}", path.display());
+            if !quiet {
+                eprintln!("nib: skipping {}: {problem}", path.display());
+            }
             db.mark_broken(name, stamp, &problem)
         }
     }

@@ -1,0 +1,237 @@
+//! `nib build --out DIR`: the whole public site as files, so it can leave nib for any static
+//! host or a CDN. Every page is produced by the same router `nib serve` uses, fed a
+//! synthetic GET, so the bytes are the ones the server would send. Pages land at
+//! `path/index.html`, which every static host serves at `path/`.
+
+use std::fs;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tiny_http::{Request, TestRequest};
+
+use crate::error::StartupError;
+use crate::http::{self, App, Body, Target};
+
+/// The marker that says a folder is a previous export nib may replace.
+const MARKER: &str = ".nib-build";
+
+/// Renders one route through the server's own router; `None` when it does not answer 200.
+fn fetch<'a>(app: &'a App, path: &str) -> Result<Option<Body<'a>>, StartupError> {
+    let mut req: Request = TestRequest::new().with_path(path).into();
+    let target = Target::of(&req).map_err(|e| StartupError::Other(format!("{path}: {e}")))?;
+    match http::route(app, &mut req, &target) {
+        Ok(reply) if reply.status == 200 => Ok(Some(reply.body)),
+        Ok(_) | Err(crate::error::Error::NotFound) => Ok(None),
+        Err(e) => Err(StartupError::Other(format!("{path}: {e}"))),
+    }
+}
+
+fn write_body(dest: &Path, body: Body<'_>) -> io::Result<()> {
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let mut f = io::BufWriter::new(fs::File::create(dest)?);
+    match body {
+        Body::Empty => {}
+        Body::Bytes(b) => f.write_all(&b)?,
+        Body::File(mut file, _) => {
+            io::copy(&mut file, &mut f)?;
+        }
+        Body::Stream(mut r) => {
+            io::copy(&mut r, &mut f)?;
+        }
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// Where a route's bytes go in the export: `/a/b/` → `a/b/index.html`, `/feed.xml` as is.
+fn file_for(out: &Path, route: &str) -> PathBuf {
+    let rel = route.trim_start_matches('/');
+    if rel.is_empty() || rel.ends_with('/') {
+        out.join(rel).join("index.html")
+    } else {
+        out.join(rel)
+    }
+}
+
+/// Prepares `out`: created when missing, replaced when it is an earlier export, refused
+/// when it holds anything else (so `--out ~` can never wipe a home folder).
+fn prepare(out: &Path) -> Result<(), StartupError> {
+    let err = |e: io::Error| StartupError::Other(format!("{}: {e}", out.display()));
+    if out.exists() {
+        let empty = fs::read_dir(out).map_err(err)?.next().is_none();
+        if !empty {
+            if !out.join(MARKER).is_file() {
+                return Err(StartupError::Other(format!(
+                    "{} is not empty and not an earlier nib export; choose another folder",
+                    out.display()
+                )));
+            }
+            fs::remove_dir_all(out).map_err(err)?;
+        }
+    }
+    fs::create_dir_all(out).map_err(err)?;
+    fs::write(
+        out.join(MARKER),
+        "made by nib build; the next build replaces this folder\n",
+    )
+    .map_err(err)
+}
+
+/// Copies `static/` to `out/static/`, skipping what the server would not serve (hidden
+/// files), and returns how many files were copied.
+fn copy_static(from: &Path, to: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    let Ok(entries) = fs::read_dir(from) else {
+        return Ok(0);
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        let meta = fs::metadata(&src)?;
+        if meta.is_dir() {
+            n += copy_static(&src, &dst)?;
+        } else if meta.is_file() {
+            fs::create_dir_all(to)?;
+            fs::copy(&src, &dst)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Shows `done/total` on one terminal line; silent when stderr is not a terminal.
+struct Progress {
+    tty: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn show(&mut self, done: usize, total: usize) {
+        if self.tty && (self.last.elapsed().as_millis() >= 100 || done == total) {
+            eprint!("\rnib: exporting pages {done}/{total}");
+            self.last = Instant::now();
+        }
+    }
+}
+
+/// Writes the public site to `out`. Returns the number of pages written.
+pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
+    prepare(out)?;
+    let started = Instant::now();
+    let io_err = |p: &Path, e: io::Error| StartupError::Other(format!("{}: {e}", p.display()));
+    let per = app.cfg.per_page as u64;
+    let total_posts = app.db.count_public()? as u64;
+    let tags = app.db.tags()?;
+
+    // The route list is produced lazily, a page of posts at a time, so memory stays flat.
+    let mut fixed: Vec<String> = [
+        "/",
+        "/tags/",
+        "/feed.xml",
+        "/rss.xml",
+        "/sitemap.xml",
+        "/robots.txt",
+    ]
+    .map(String::from)
+    .to_vec();
+    fixed.extend((2..=total_posts.div_ceil(per)).map(|n| format!("/page/{n}/")));
+    for (slug, _, count) in &tags {
+        fixed.push(format!("/tags/{slug}/"));
+        fixed
+            .extend((2..=(*count as u64).div_ceil(per)).map(|n| format!("/tags/{slug}/page/{n}/")));
+    }
+    let total = fixed.len() + total_posts as usize;
+    let mut progress = Progress {
+        tty: io::stderr().is_terminal(),
+        last: Instant::now(),
+    };
+    let mut written = 0;
+    let mut emit = |route: &str| -> Result<(), StartupError> {
+        if let Some(body) = fetch(app, route)? {
+            let dest = file_for(out, route);
+            write_body(&dest, body).map_err(|e| io_err(&dest, e))?;
+            written += 1;
+        }
+        progress.show(written, total);
+        Ok(())
+    };
+    for route in &fixed {
+        emit(route)?;
+    }
+    drop(fixed);
+    let mut cursor = None;
+    loop {
+        let page = app.db.post_slugs_after(cursor.as_ref(), 500)?;
+        let Some((date, slug, _)) = page.last().cloned() else {
+            break;
+        };
+        for (_, slug, _) in &page {
+            emit(&format!("/posts/{slug}/"))?;
+        }
+        cursor = Some((date, slug));
+    }
+    // Static hosts show `404.html` for unknown paths.
+    let not_found = http::not_found_page(app, "/404.html");
+    let dest = out.join("404.html");
+    write_body(&dest, not_found.body).map_err(|e| io_err(&dest, e))?;
+    let files = copy_static(&app.cfg.static_dir, &out.join("static"))
+        .map_err(|e| io_err(&app.cfg.static_dir, e))?;
+    if progress.tty {
+        eprintln!();
+    }
+    eprintln!(
+        "nib: exported {written} pages and {files} static files to {} in {} ms",
+        out.display(),
+        started.elapsed().as_millis()
+    );
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_index_files() {
+        let out = Path::new("/o");
+        let cases = [
+            ("/", "/o/index.html"),
+            ("/posts/a/", "/o/posts/a/index.html"),
+            ("/tags/x/page/2/", "/o/tags/x/page/2/index.html"),
+            ("/feed.xml", "/o/feed.xml"),
+        ];
+        for (route, want) in cases {
+            assert_eq!(file_for(out, route), PathBuf::from(want), "{route}");
+        }
+    }
+
+    #[test]
+    fn refuses_to_replace_a_folder_it_did_not_make() {
+        let dir = tempfile_dir("refuse");
+        fs::write(dir.join("precious.txt"), "keep").unwrap();
+        assert!(prepare(&dir).is_err());
+        assert!(dir.join("precious.txt").exists());
+        fs::remove_file(dir.join("precious.txt")).unwrap();
+        prepare(&dir).unwrap();
+        fs::write(dir.join("old.html"), "stale").unwrap();
+        prepare(&dir).unwrap();
+        assert!(
+            !dir.join("old.html").exists(),
+            "an earlier export is replaced"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nib-export-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

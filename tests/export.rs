@@ -1,0 +1,225 @@
+//! `nib build` and `nib backup`/`restore`: the export is the served site, byte for byte,
+//! and a backup restores to the same database.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn site() -> Site {
+    let site = Site::new();
+    for i in 1..=7 {
+        site.post(
+            &format!("2026-01-{i:02}-post-{i}.md"),
+            &format!(
+                "---\ntitle: Post {i}\ntags: [t{}, all]\n---\nBody {i} with *emphasis*.\n",
+                i % 2
+            ),
+        );
+    }
+    site.post(
+        "draft.md",
+        "---\ntitle: Draft\ntags: [secret]\ndraft: true\n---\ndraft body\n",
+    )
+    .write("static/style.css", "body{}\n")
+    .write(
+        "static/img/logo.svg",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    )
+    .write("static/.hidden", "no")
+    .write(
+        "nib.toml",
+        "per_page = 3\nbase_url = \"https://blog.example\"\n",
+    );
+    site
+}
+
+/// Every file under `dir`, as URL paths (`a/index.html` → `/a/`).
+fn exported(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().to_string();
+            let url = match rel.strip_suffix("index.html") {
+                Some(prefix) => format!("/{prefix}"),
+                None => format!("/{rel}"),
+            };
+            out.insert(url, std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn export_matches_serve_page_for_page() {
+    let site = site();
+    let out = site.path().join("_site");
+    let (code, _, err) = nib(&site, &["build", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let files = exported(&out);
+    for must in [
+        "/",
+        "/page/2/",
+        "/page/3/",
+        "/posts/post-1/",
+        "/tags/",
+        "/tags/all/",
+        "/tags/all/page/2/",
+        "/feed.xml",
+        "/rss.xml",
+        "/sitemap.xml",
+        "/robots.txt",
+        "/static/style.css",
+        "/static/img/logo.svg",
+        "/404.html",
+    ] {
+        assert!(
+            files.contains_key(must),
+            "{must} not exported: {:?}",
+            files.keys().collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        !files
+            .keys()
+            .any(|k| k.contains("draft") || k.contains("secret") || k.contains(".hidden")),
+        "{:?}",
+        files.keys()
+    );
+    let s = TestServer::start(&site);
+    for (url, bytes) in &files {
+        if url == "/404.html" || url == "/.nib-build" {
+            continue;
+        }
+        let r = s.get(url);
+        assert_eq!(r.status, 200, "{url}");
+        assert!(r.body == *bytes, "{url} differs between export and serve");
+    }
+    // The 404 page is the served one too.
+    assert_eq!(s.get("/404.html").body, files["/404.html"]);
+
+    // A second build replaces the first; a foreign folder is refused.
+    let (code, _, err) = nib(&site, &["build", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = nib(
+        &site,
+        &[
+            "build",
+            "--out",
+            site.path().join("posts").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("not empty"), "{err}");
+}
+
+#[test]
+fn nginx_serves_the_export_like_nib() {
+    if Command::new("nginx")
+        .arg("-v")
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("skipping: nginx is not installed");
+        return;
+    }
+    let site = site();
+    let out = site.path().join("_site");
+    let (code, _, err) = nib(&site, &["build", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let port = free_port();
+    let prefix = site.path().join("nginx");
+    std::fs::create_dir_all(prefix.join("logs")).unwrap();
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {p}/nginx.pid; error_log {p}/logs/error.log;
+         events {{ worker_connections 64; }}
+         http {{ include /etc/nginx/mime.types; access_log off;
+           client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p}; uwsgi_temp_path {p}; scgi_temp_path {p};
+           server {{ listen 127.0.0.1:{port}; root {root}; error_page 404 /404.html; }} }}",
+        p = prefix.display(),
+        root = out.display()
+    );
+    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+    let mut nginx = Command::new("nginx")
+        .args([
+            "-p",
+            prefix.to_str().unwrap(),
+            "-c",
+            prefix.join("nginx.conf").to_str().unwrap(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    }));
+    let s = TestServer::start(&site);
+    for path in [
+        "/",
+        "/page/2/",
+        "/posts/post-3/",
+        "/tags/",
+        "/tags/t1/",
+        "/feed.xml",
+        "/sitemap.xml",
+        "/static/style.css",
+    ] {
+        let from_nginx = get(addr, path);
+        let from_nib = s.get(path);
+        assert_eq!(from_nginx.status, 200, "{path}");
+        assert!(from_nginx.body == from_nib.body, "{path} differs");
+    }
+    assert_eq!(get(addr, "/posts/draft/").status, 404);
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn backup_restores_to_the_same_database() {
+    let site = site();
+    let s = TestServer::start(&site);
+    assert_eq!(s.get("/posts/post-1/").status, 200);
+    let backup = site.path().join("backup.db");
+    // Taken while the server runs.
+    let (code, _, err) = nib(&site, &["backup", backup.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    drop(s);
+    let other = Site::new();
+    let (code, _, err) = nib(&other, &["restore", backup.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = nib(
+        &other,
+        &["backup", other.path().join("again.db").to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    // Restoring something that is not a nib database is refused.
+    std::fs::write(other.path().join("junk.db"), "not sqlite").unwrap();
+    let (code, _, err) = nib(
+        &other,
+        &["restore", other.path().join("junk.db").to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+}
