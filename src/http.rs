@@ -682,7 +682,23 @@ pub fn error_reply<'a>(app: &'a App, t: Option<&Target>, e: Error) -> Reply<'a> 
     }
 }
 
-/// Answers one request completely: route, catch panics, write, log. Returns the status.
+/// Makes a panic print one line on stderr (where and what) instead of the default
+/// two-line message with a backtrace hint: the request that hit it gets a 500 from
+/// [`handle`] and the server goes on.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("nib: panic at {at}: {what}");
+    }));
+}
+
+/// Answers one request completely: route, catch panics, write, log.
 pub fn handle(app: &App, mut req: Request) {
     let started = Instant::now();
     let target = Target::of(&req);

@@ -36,7 +36,10 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
     }
     let cfg = Config::load(&args, &env)?;
     match command {
-        Command::Serve => lifecycle::serve(cfg, &env),
+        Command::Serve => {
+            http::install_panic_hook();
+            lifecycle::serve(cfg, &env)
+        }
         Command::Check => check(&cfg),
         Command::New { title } => {
             let path = posts::new_post(&cfg.posts_dir, &title, dates::now())
