@@ -481,7 +481,9 @@ impl<'a> SitemapReader<'a> {
         self.buf.clear();
         self.pos = 0;
         let base = self.app.cfg.base();
-        let at = Some(self.app.site.0);
+        // Listing pages change with their newest post; using its date keeps the sitemap
+        // the same from run to run (and between `serve` and `build`).
+        let at = Some(self.app.db.newest_post()?).filter(|t| *t > 0);
         match self.stage {
             0 => {
                 self.buf.extend_from_slice(render::SITEMAP_HEAD.as_bytes());
@@ -693,7 +695,10 @@ pub fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown cause".into());
-        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         eprintln!("nib: panic at {at}: {what}");
     }));
 }

@@ -351,9 +351,13 @@ fn scan_fingerprint(dir: &Path) -> std::io::Result<u64> {
         if !is_post_file(name) {
             continue;
         }
-        let Ok(meta) = fs::metadata(entry.path()) else {
-            continue;
+        // DirEntry::metadata stats relative to the open directory (no path walk), which
+        // made the scan of 10,000 files cheaper; a symlinked post is followed the slow way.
+        let meta = match entry.file_type() {
+            Ok(t) if t.is_symlink() => fs::metadata(entry.path()),
+            _ => entry.metadata(),
         };
+        let Ok(meta) = meta else { continue };
         if !meta.is_file() {
             continue;
         }

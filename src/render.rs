@@ -131,10 +131,25 @@ fn to_html(events: &[Event<'_>]) -> String {
     s
 }
 
+/// Prefixes footnote labels, so a footnote called `intro` cannot take the id of a heading
+/// `# Intro`, nor clash with another post's footnotes on a listing page.
+fn with_footnote_prefix(events: &mut [Event<'_>]) {
+    for e in events.iter_mut() {
+        match e {
+            Event::FootnoteReference(name) => *name = CowStr::from(format!("fn-{name}")),
+            Event::Start(Tag::FootnoteDefinition(name)) => {
+                *name = CowStr::from(format!("fn-{name}"))
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Renders a post body: CommonMark plus tables, footnotes, strikethrough, task lists,
 /// heading ids and smart punctuation. Raw HTML is the author's and is kept.
 pub fn markdown(body: &str) -> Rendered {
-    let events = with_heading_ids(Parser::new_ext(body, options()).collect());
+    let mut events = with_heading_ids(Parser::new_ext(body, options()).collect());
+    with_footnote_prefix(&mut events);
     let html = to_html(&events);
     let first_paragraph = match events
         .iter()
@@ -150,20 +165,18 @@ pub fn markdown(body: &str) -> Rendered {
         }
         None => String::new(),
     };
-    // The marker counts only on a line of its own, outside code, as Zola and Hugo read it.
-    let summary = body
-        .lines()
-        .scan(0usize, |pos, line| {
-            let at = *pos;
-            *pos += line.len() + 1;
-            Some((at, line))
-        })
-        .find(|(_, line)| line.trim() == MORE)
-        .map(|(at, _)| {
-            let before = &body[..at];
-            to_html(&with_heading_ids(
-                Parser::new_ext(before, options()).collect(),
-            ))
+    // The marker counts only as an HTML block of its own (a line by itself, outside code),
+    // as Zola and Hugo read it; the parser already knows what is code.
+    let summary = events
+        .iter()
+        .position(|e| matches!(e, Event::Html(t) if t.trim() == MORE))
+        .map(|at| {
+            let start = if at > 0 && matches!(events[at - 1], Event::Start(Tag::HtmlBlock)) {
+                at - 1
+            } else {
+                at
+            };
+            to_html(&events[..start])
         })
         .filter(|s| !s.trim().is_empty());
     Rendered {
@@ -424,8 +437,27 @@ mod tests {
 
     #[test]
     fn more_marker_only_on_its_own_line() {
-        assert!(markdown("a\n\n<!-- more -->\n\nb").summary.is_some());
+        assert_eq!(
+            markdown("a\n\n<!-- more -->\n\nb").summary.as_deref(),
+            Some("<p>a</p>\n")
+        );
         assert!(markdown("a <!-- more --> b").summary.is_none());
+        // Regression: a marker shown inside a code block cut the summary mid-`<pre>`.
+        assert!(
+            markdown("a\n\n```\n<!-- more -->\n```\n\nb")
+                .summary
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn footnote_ids_do_not_clash_with_headings() {
+        let html = markdown("# Intro\n\ntext[^intro]\n\n[^intro]: note").html;
+        assert!(
+            html.contains("id=\"intro\"") && html.contains("id=\"fn-intro\""),
+            "{html}"
+        );
+        assert!(html.contains("href=\"#fn-intro\""), "{html}");
     }
 
     #[test]

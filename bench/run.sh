@@ -1,0 +1,519 @@
+#!/usr/bin/env bash
+# nib benchmark: the figures issue 2 asks for, measured on this machine.
+#
+#   bash bench/run.sh
+#
+# Environment:
+#   BENCH_SECONDS  length of each wrk run (default 10)
+#   BENCH_POSTS    posts in the generated site (default 10000)
+#   BENCH_KEEP=1   keep the temporary directory (site, configs, logs) and print its path
+#   BENCH_NIB=PATH bench this nib binary instead of building one (e.g. to compare builds)
+#
+# Everything runs against 127.0.0.1 on free ports, from a temporary directory; every
+# process the script starts is stopped when it exits, however it exits. It installs wrk
+# and nginx-light with apt-get when they are missing (that part needs root).
+#
+# What it measures (see issue 2 for the targets):
+#   a. cold start: launch on a fresh database until GET / answers 200
+#   b. memory: VmHWM / VmRSS / threads after wrk mixed-page runs, direct and via nginx
+#   c. post page requests/s against nginx baselines, nginx with one worker
+#   d. binary size and linkage
+#   e. short links (placeholders until that half of nib exists)
+# and ends with a Markdown table of every figure, ready to paste into a note.
+set -euo pipefail
+
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_POSTS=${BENCH_POSTS:-10000}
+BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_NIB=${BENCH_NIB:-}
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/nib-bench.XXXXXX")
+SITE=$WORK/site
+PIDS=()          # every background process started, stopped by cleanup
+SUMMARY=()       # "figure|value|target" rows for the final table
+
+# ---------------------------------------------------------------- plumbing
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+section() { printf '\n== %s\n' "$*"; }
+row() { SUMMARY+=("$1|$2|${3:-}"); }
+now_us() { echo "${EPOCHREALTIME/./}"; }   # bash 5: no fork, so polling stays cheap
+
+# Stop one process we started: TERM, up to 5 s to finish (nib drains requests in
+# flight), then KILL; then drop it from PIDS, so a reused PID is never signalled later.
+stop() {
+  local pid=$1 i kept=()
+  if kill -TERM "$pid" 2>/dev/null; then
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  for i in "${PIDS[@]}"; do [[ $i == "$pid" ]] || kept+=("$i"); done
+  PIDS=("${kept[@]}")
+}
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop "$pid"; done
+  if [[ $BENCH_KEEP == 1 ]]; then
+    echo "kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM   # turn signals into a normal exit so cleanup runs
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Wait until URL answers 200 (polling every 20 ms), failing if PID dies or after
+# TIMEOUT seconds.
+wait_200() {
+  local url=$1 pid=$2 timeout=$3 deadline
+  deadline=$(($(now_us) + timeout * 1000000))
+  until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url") == 200 ]]; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    (($(now_us) < deadline)) || return 1
+    sleep 0.02
+  done
+}
+
+# "VmHWM VmRSS Threads" of PID, memory in kB.
+proc_mem() {
+  awk '$1 == "VmHWM:" { h = $2 } $1 == "VmRSS:" { r = $2 } $1 == "Threads:" { t = $2 }
+       END { print h, r, t }' "/proc/$1/status"
+}
+
+# A post's slug from its file name: without .md and the YYYY-MM-DD- prefix.
+slug() { local f=${1%.md}; echo "${f#????-??-??-}"; }
+
+mb() { awk -v k="$1" 'BEGIN { printf "%.2f MB", k / 1024 }'; }
+
+# ---------------------------------------------------------------- tools and build
+
+need_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v file >/dev/null || missing+=(file)
+  command -v python3 >/dev/null || missing+=(python3)
+  if ((${#missing[@]})); then
+    [[ $EUID == 0 ]] || die "missing ${missing[*]}: install them, or run as root"
+    apt-get update
+    apt-get install -y "${missing[@]}"
+  fi
+  command -v cargo >/dev/null || die "cargo not found (https://rustup.rs)"
+}
+
+# cargo names the executable in its JSON messages, wherever .cargo/config.toml and
+# CARGO_TARGET_DIR put it (here target/x86_64-unknown-linux-gnu/release/nib).
+build_nib() {
+  section "build"
+  if [[ -n $BENCH_NIB ]]; then
+    NIB=$(realpath "$BENCH_NIB")
+    [[ -x $NIB ]] || die "BENCH_NIB=$BENCH_NIB is not an executable"
+    echo "  $NIB (BENCH_NIB, not built)"
+    return
+  fi
+  (cd "$REPO" && cargo build --release --message-format=json-render-diagnostics) >"$WORK/build.json"
+  NIB=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "nib" and m.get("executable"):
+        print(m["executable"])' "$WORK/build.json" | tail -n 1)
+  [[ -x $NIB ]] || die "cargo built no nib executable"
+  echo "  $NIB"
+}
+
+# ---------------------------------------------------------------- nib
+
+NIB_STARTS=0
+# Start nib on a fresh port; sets NIB_PID, NIB_PORT, NIB_ERR and START_MS (launch to the
+# first 200 on /).
+start_nib() {
+  local t0
+  NIB_STARTS=$((NIB_STARTS + 1))
+  NIB_PORT=$(free_port)
+  NIB_ERR=$WORK/nib-$NIB_STARTS.err
+  t0=$(now_us)
+  "$NIB" --root "$SITE" --db "$SITE/nib.db" --listen "127.0.0.1:$NIB_PORT" serve \
+    >"$WORK/nib-$NIB_STARTS.out" 2>"$NIB_ERR" &
+  NIB_PID=$!
+  PIDS+=("$NIB_PID")
+  if ! wait_200 "http://127.0.0.1:$NIB_PORT/" "$NIB_PID" 60; then
+    tail -n 20 "$NIB_ERR" >&2
+    die "nib did not answer 200 on / within 60 s"
+  fi
+  START_MS=$((($(now_us) - t0) / 1000))
+}
+
+# ---------------------------------------------------------------- nginx
+
+USER_LINE=""   # worker user: root's workers must be able to read the 0700 temp dir
+[[ $EUID == 0 ]] && USER_LINE="user root;"
+
+# Lines every generated config needs: temp files inside the instance's directory
+# (the compiled-in defaults live under /var/lib/nginx).
+temp_paths() {
+  local dir=$1 t
+  for t in client_body proxy fastcgi uwsgi scgi; do
+    echo "    ${t}_temp_path $dir/$t;"
+  done
+}
+
+# Derive a loopback config from deploy/nginx.conf: listen on 127.0.0.1:PORT, proxy to
+# 127.0.0.1:UPSTREAM, alias static/ to the generated site, one worker, files in DIR,
+# plain HTTP (TLS lines and the 80 -> 443 redirect server dropped). The per-address
+# connection cap is lifted because every wrk connection comes from 127.0.0.1. Comments
+# are stripped so the leftover check below only looks at directives.
+front_conf() {
+  local dir=$1 port=$2 upstream=$3 deploy=$REPO/deploy/nginx.conf token
+  for token in 'user www-data;' 'worker_processes auto;' 'pid /run/nginx.pid;' \
+    '/var/log/nginx/error.log' '/var/log/nginx/access.log' '127.0.0.1:8080' \
+    'limit_conn perip 16;' 'listen 443 ssl' '/srv/nib/static/' '# tls' \
+    '# BEGIN http-redirect' '# END http-redirect'; do
+    grep -qF -- "$token" "$deploy" || die "deploy/nginx.conf lost the token '$token' the bench replaces"
+  done
+  mkdir -p "$dir"
+  {
+    sed -e '/# BEGIN http-redirect/,/# END http-redirect/d' \
+      -e '/# tls$/d' \
+      -e 's/[[:space:]]*#.*$//' \
+      -e '/^[[:space:]]*$/d' \
+      -e "s|^user www-data;|$USER_LINE|" \
+      -e 's|^worker_processes auto;|worker_processes 1;|' \
+      -e "s|^pid /run/nginx.pid;|pid $dir/nginx.pid;|" \
+      -e "s|/var/log/nginx/error.log|$dir/error.log|" \
+      -e "s|/var/log/nginx/access.log|$dir/access.log|" \
+      -e "s|127.0.0.1:8080|127.0.0.1:$upstream|" \
+      -e 's|limit_conn perip 16;|limit_conn perip 1000;|' \
+      -e "s|listen 443 ssl[^;]*;|listen 127.0.0.1:$port;|" \
+      -e "s|/srv/nib/static/|$SITE/static/|" \
+      "$deploy" | awk -v extra="$(temp_paths "$dir")" '{ print } /^http \{/ { print extra }'
+  } >"$dir/nginx.conf"
+  if grep -nE '/var/log/nginx|/run/nginx|/srv/nib|letsencrypt|ssl|127\.0\.0\.1:8080[^0-9]|listen +(80|443)[^0-9]' "$dir/nginx.conf"; then
+    die "$dir/nginx.conf: the lines above escaped the loopback rewrite of deploy/nginx.conf"
+  fi
+}
+
+# The baseline: one nginx worker serving the saved post bytes from ROOT with nib's
+# Content-Type and nosniff header.
+origin_conf() {
+  local dir=$1 port=$2 root=$3 ctype=$4
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<EOF
+$USER_LINE
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+$(temp_paths "$dir")
+    access_log $dir/access.log combined;
+    server_tokens off;
+    sendfile on;
+    tcp_nopush on;
+    server {
+        listen 127.0.0.1:$port;
+        root $root;
+        types { }
+        default_type "$ctype";
+        add_header X-Content-Type-Options nosniff;
+    }
+}
+EOF
+}
+
+# Check and start the nginx instance in DIR (config DIR/nginx.conf), in the foreground
+# of a background job so its PID is ours to stop; wait until PORT answers.
+start_nginx() {
+  local dir=$1 port=$2 pid i
+  nginx -t -q -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" ||
+    die "nginx -t rejected $dir/nginx.conf"
+  nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' &
+  pid=$!
+  PIDS+=("$pid")
+  for ((i = 0; i < 250; i++)); do
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && return
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+  done
+  cat "$dir/error.log" >&2
+  die "nginx in $dir did not start"
+}
+
+# ---------------------------------------------------------------- wrk
+
+# Warn about any path that does not answer 200, since wrk would count it as a
+# non-2xx response rather than fail.
+check_paths() {
+  local base=$1 path code
+  shift
+  for path in "$@"; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$base$path")
+    [[ $code == 200 ]] || echo "  warning: $base$path answers $code"
+  done
+}
+
+# run_wrk NAME CONNECTIONS URL [wrk args...]: run wrk, keep its output in
+# WORK/wrk-NAME.txt, print one line, set RPS. The URL goes before the other arguments
+# because wrk takes the first argument left after its options as the URL, and a
+# script's arguments follow "--".
+run_wrk() {
+  local name=$1 conn=$2 url=$3 out=$WORK/wrk-$1.txt p50 p99 errs
+  shift 3
+  wrk -t2 -c"$conn" -d"${BENCH_SECONDS}s" --latency "$url" "$@" >"$out"
+  RPS=$(awk '$1 == "Requests/sec:" { printf "%.0f", $2 }' "$out")
+  p50=$(awk '$1 == "50%" { print $2 }' "$out")
+  p99=$(awk '$1 == "99%" { print $2 }' "$out")
+  errs=$(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | paste -sd ';' - || true)
+  printf '  %-44s %7s req/s  p50 %-8s p99 %-8s%s\n' "$name" "$RPS" "$p50" "$p99" "${errs:+  [$errs]}"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+verdict() { awk -v r="$1" 'BEGIN { exit !(r >= 0.8) }' && echo "ok" || echo "BELOW TARGET"; }
+
+# ---------------------------------------------------------------- a. cold start
+
+bench_cold_start() {
+  local scan hwm rss threads
+  section "a. cold start, $BENCH_POSTS posts, fresh database"
+  rm -f "$SITE"/nib.db*
+  start_nib
+  echo "  launch to first 200 on /: $START_MS ms   (target <= 3000 ms)"
+  row "cold start to serving, $BENCH_POSTS posts" "$START_MS ms" "<= 3000 ms"
+  scan=$(grep -h 'change scan' "$NIB_ERR" "$WORK/nib-$NIB_STARTS.out" | head -n 1 || true)
+  echo "  nib says: ${scan:-(no line containing 'change scan' on stderr or stdout)}"
+  row "nib's startup line" "${scan:-none}"
+  read -r hwm rss threads < <(proc_mem "$NIB_PID")
+  echo "  idle after start: VmHWM $(mb "$hwm")  VmRSS $(mb "$rss")  threads $threads"
+  row "VmHWM after cold start (indexing)" "$(mb "$hwm")"
+}
+
+# ---------------------------------------------------------------- b. memory
+
+# One mixed-page run, then nib's memory. VmHWM is a high-water mark: it covers the
+# process's whole life so far, which MEMLABEL says for the summary.
+mixed_run() {
+  local label=$1 memlabel=$2 conn=$3 url=$4 hwm rss threads
+  shift 4
+  run_wrk "$label" "$conn" "$url" -s "$REPO/bench/mixed.lua" "$@" -- "${MIXED[@]}"
+  read -r hwm rss threads < <(proc_mem "$NIB_PID")
+  printf '  %-44s VmHWM %s  VmRSS %s  threads %s\n' "" "$(mb "$hwm")" "$(mb "$rss")" "$threads"
+  row "VmHWM, $memlabel" "$(mb "$hwm")" "$([[ $conn == 8 ]] && echo '<= 3.5 MB')"
+  row "mixed req/s, $label" "$RPS"
+}
+
+# Time each mixed path alone on an idle nib (best of 5 requests), so a slow route
+# stands out before the mixed runs average it in.
+path_latency() {
+  local base=$1 path code size secs slow_path="" slow=0 ms
+  shift
+  echo "  each path alone (curl, best of 5):"
+  for path in "$@"; do
+    read -r code size secs < <(
+      for ((i = 0; i < 5; i++)); do
+        curl -s -o /dev/null --max-time 10 -w '%{http_code} %{size_download} %{time_total}\n' "$base$path"
+      done | sort -k3,3g | head -n 1
+    )
+    ms=$(awk -v s="$secs" 'BEGIN { printf "%.1f", s * 1000 }')
+    printf '    %-62s %s %7s bytes %7s ms\n' "$path" "$code" "$size" "$ms"
+    if awk -v a="$ms" -v b="$slow" 'BEGIN { exit !(a > b) }'; then
+      slow=$ms slow_path=$path
+    fi
+  done
+  row "slowest path alone (best of 5)" "$slow_path $slow ms"
+}
+
+# wrk treats an HTTP/1.1 answer without "Connection: close" as keep-alive: it sends the
+# next request on the socket the server closed, counts a read error and reconnects.
+# Say so when nib's answers lack the header, so the error counts are not misread.
+note_close_header() {
+  if ! curl -s -D - -o /dev/null -H 'Connection: close' "$1" | grep -qi '^connection: *close'; then
+    echo "  note: nib answers Connection: close requests without that header (tiny_http drops"
+    echo "  it), so wrk counts about one read error per request on direct runs and reconnects."
+  fi
+}
+
+# Restart nib on the database the cold start built, so a load phase's VmHWM covers that
+# phase and not the indexing peak (reported under a.).
+restart_nib() {
+  stop "$NIB_PID"
+  start_nib
+  echo "  nib restarted (database kept): $START_MS ms to first 200 on /"
+}
+
+bench_memory() {
+  local direct
+  section "b. memory under mixed pages (wrk -t2, ${BENCH_SECONDS}s per run)"
+  echo "  paths: ${MIXED[*]}"
+  echo "  Each block runs on a freshly restarted nib; VmHWM after -c50 includes its -c8 run."
+  restart_nib
+  row "warm start to serving (database kept)" "$START_MS ms"
+  direct="http://127.0.0.1:$NIB_PORT"
+  check_paths "$direct" "${MIXED[@]}"
+  path_latency "$direct" "${MIXED[@]}"
+  note_close_header "$direct/"
+  mixed_run "direct -c8, Connection: close" "direct -c8, Connection: close" \
+    8 "$direct" -H "Connection: close"
+  mixed_run "direct -c50, Connection: close" "direct -c8 then -c50" \
+    50 "$direct" -H "Connection: close"
+
+  restart_nib
+  FRONT_PORT=$(free_port)
+  front_conf "$WORK/nginx-front" "$FRONT_PORT" "$NIB_PORT"
+  start_nginx "$WORK/nginx-front" "$FRONT_PORT"
+  check_paths "http://127.0.0.1:$FRONT_PORT" "${MIXED[@]}"
+  mixed_run "via nginx -c8, keep-alive to nginx" "via nginx -c8" 8 "http://127.0.0.1:$FRONT_PORT"
+  mixed_run "via nginx -c50, keep-alive to nginx" "via nginx -c8 then -c50" \
+    50 "http://127.0.0.1:$FRONT_PORT"
+}
+
+# ---------------------------------------------------------------- c. post page req/s
+
+bench_post_page() {
+  local www=$WORK/origin-www path="/posts/$POST_SLUG/" ctype bytes origin_port static_port
+  local r_a r_b nib_direct nginx_file nib_proxied static_proxied hwm rss threads
+  section "c. post page requests/s, nginx with 1 worker (wrk -t2 -c8, ${BENCH_SECONDS}s per run)"
+
+  # nib's bytes for the post, saved where the baseline nginx serves them from disk.
+  mkdir -p "$www/posts/$POST_SLUG"
+  curl -sf -D "$WORK/post.headers" -o "$www/posts/$POST_SLUG/index.html" \
+    "http://127.0.0.1:$NIB_PORT$path" || die "nib does not serve $path"
+  ctype=$(sed -n 's/^[Cc]ontent-[Tt]ype: *//p' "$WORK/post.headers" | tr -d '\r')
+  bytes=$(stat -c %s "$www/posts/$POST_SLUG/index.html")
+  echo "  page: $path, $bytes bytes, $ctype"
+
+  origin_port=$(free_port)
+  origin_conf "$WORK/nginx-origin" "$origin_port" "$www" "$ctype"
+  start_nginx "$WORK/nginx-origin" "$origin_port"
+  # The baseline asks for the file by name so nginx serves it without the index
+  # module's internal redirect: its best case.
+  local file_path="/posts/$POST_SLUG/index.html"
+  curl -s "http://127.0.0.1:$origin_port$file_path" | cmp -s - "$www/posts/$POST_SLUG/index.html" ||
+    die "the baseline nginx does not serve the saved page"
+
+  echo "  (a) one request per connection (Connection: close on both)"
+  run_wrk "nib direct" 8 "http://127.0.0.1:$NIB_PORT$path" -H "Connection: close"
+  nib_direct=$RPS
+  run_wrk "nginx, same bytes from disk" 8 "http://127.0.0.1:$origin_port$file_path" -H "Connection: close"
+  nginx_file=$RPS
+  r_a=$(ratio "$nib_direct" "$nginx_file")
+  echo "      ratio nib / nginx: $r_a   (target >= 0.80: $(verdict "$r_a"))"
+
+  # The same deploy-derived front end, once more, proxying to the baseline nginx; it
+  # runs as a separate process so each upstream has a CPU of its own, like nib does.
+  echo "  (b) through nginx (deploy/nginx.conf), keep-alive from wrk to nginx"
+  static_port=$(free_port)
+  front_conf "$WORK/nginx-front-static" "$static_port" "$origin_port"
+  start_nginx "$WORK/nginx-front-static" "$static_port"
+  run_wrk "nginx -> nib" 8 "http://127.0.0.1:$FRONT_PORT$path"
+  nib_proxied=$RPS
+  run_wrk "nginx -> static upstream (nginx, same bytes)" 8 "http://127.0.0.1:$static_port$file_path"
+  static_proxied=$RPS
+  r_b=$(ratio "$nib_proxied" "$static_proxied")
+  echo "      ratio nib / static upstream: $r_b   (target >= 0.80: $(verdict "$r_b"))"
+
+  row "post page req/s, nib direct (Connection: close)" "$nib_direct"
+  row "post page req/s, nginx from disk (Connection: close)" "$nginx_file"
+  row "ratio (a) nib / nginx from disk" "$r_a" ">= 0.80"
+  row "post page req/s, nginx -> nib" "$nib_proxied"
+  row "post page req/s, nginx -> static upstream" "$static_proxied"
+  row "ratio (b) nginx->nib / nginx->static" "$r_b" ">= 0.80"
+
+  read -r hwm rss threads < <(proc_mem "$NIB_PID")
+  echo "  nib after the nginx runs and these: VmHWM $(mb "$hwm")  VmRSS $(mb "$rss")  threads $threads"
+  row "VmHWM, via nginx -c8, -c50, then part c" "$(mb "$hwm")"
+}
+
+# ---------------------------------------------------------------- d. binary
+
+bench_binary() {
+  local size kind
+  section "d. binary"
+  size=$(stat -c %s "$NIB")
+  kind=$(file -b "$NIB")
+  echo "  size: $size bytes ($(mb $((size / 1024))))"
+  echo "  file: $kind"
+  echo "  ldd:  $(ldd "$NIB" 2>&1 | head -n 3 | paste -sd ';' -)"
+  row "binary size" "$(mb $((size / 1024)))"
+  row "binary linkage" "$(grep -oE 'static(-pie)? linked|statically linked|dynamically linked' <<<"$kind" || echo "$kind")"
+}
+
+# ---------------------------------------------------------------- e. short links
+
+# TODO(short links): redirect requests/s, once GET /CODE exists: create a link with
+# `nib shorten`, then wrk at /CODE on nib against an nginx `return 302` with the same
+# Location, both with Connection: close, and print the ratio.
+bench_redirects() {
+  echo "  redirect requests/s vs nginx return 302: skipped: not built yet"
+  row "redirect req/s vs nginx return 302" "skipped: not built yet"
+}
+
+# TODO(short links): 100,000 links, once `nib shorten` and the API exist: load them,
+# then report database size, start time, VmHWM under wrk at random codes, and
+# redirect requests/s against the figure above.
+bench_many_links() {
+  echo "  100,000 links: skipped: not built yet"
+  row "100,000 links" "skipped: not built yet"
+}
+
+# ---------------------------------------------------------------- summary
+
+print_summary() {
+  local r figure value target
+  section "summary (Markdown)"
+  echo
+  echo "nib bench, $(date -u +%Y-%m-%d), $BENCH_POSTS posts, ${BENCH_SECONDS}s wrk runs, $(nproc) CPUs ($CPU)"
+  echo
+  printf '| %-52s | %-24s | %-10s |\n' figure value target
+  printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..54})" "$(printf -- '-%.0s' {1..26})" "$(printf -- '-%.0s' {1..12})"
+  for r in "${SUMMARY[@]}"; do
+    IFS='|' read -r figure value target <<<"$r"
+    printf '| %-52s | %-24s | %-10s |\n' "$figure" "$value" "$target"
+  done
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+  local names n tag
+  CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+  need_tools
+  echo "nib bench: $BENCH_POSTS posts, ${BENCH_SECONDS}s per wrk run, $(nproc) CPUs ($CPU)"
+  echo "  $(nginx -v 2>&1), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-3)"
+  echo "  temp dir: $WORK"
+  build_nib
+
+  section "site"
+  python3 "$REPO/bench/gen-site.py" "$SITE" "$BENCH_POSTS"
+  echo "  $BENCH_POSTS posts, $(du -sh --apparent-size "$SITE/posts" | cut -f1) of Markdown in $SITE/posts"
+  # File names sort oldest first. The mix reads the newest post (page 1), posts from
+  # deep in the archive, a tag page and the feed, like readers and feed fetchers do.
+  mapfile -t names < <(ls "$SITE/posts")
+  n=${#names[@]}
+  tag=$(sed -n 's/^tags: \[\([^],]*\).*/\1/p' "$SITE/posts/${names[n - 1]}")
+  POST_SLUG=$(slug "${names[n / 2]}")
+  MIXED=(/ /page/2/ "/posts/$(slug "${names[n - 1]}")/" "/posts/$POST_SLUG/" /tags/
+    "/posts/$(slug "${names[n * 3 / 4]}")/" "/tags/$tag/" /feed.xml
+    "/posts/$(slug "${names[0]}")/" /static/style.css)
+
+  bench_cold_start
+  bench_memory
+  bench_post_page
+  bench_binary
+  section "e. short links"
+  bench_redirects
+  bench_many_links
+  print_summary
+}
+
+main "$@"
