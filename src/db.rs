@@ -106,7 +106,7 @@ impl Db {
         // The page cache is the largest single user of memory in the process: SQLite's
         // default (2 MB) measured ~1.9 MB RSS with no gain in throughput on this workload,
         // where each request reads a few rows by index. 256 KiB holds the hot index pages.
-        conn.pragma_update(None, "cache_size", -256)?;
+        conn.pragma_update(None, "cache_size", -64)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut db = Db { conn };
         db.migrate()?;

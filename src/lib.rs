@@ -9,6 +9,7 @@ pub mod error;
 pub mod export;
 pub mod http;
 pub mod lifecycle;
+pub mod memory;
 pub mod posts;
 pub mod render;
 
@@ -37,6 +38,7 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
     let cfg = Config::load(&args, &env)?;
     match command {
         Command::Serve => {
+            memory::ensure_allocator_tunables();
             http::install_panic_hook();
             lifecycle::serve(cfg, &env)
         }

@@ -84,6 +84,7 @@ pub fn serve(mut cfg: Config, _env: &HashMap<String, String>) -> Result<u8, Star
 
     let mut app = App::new(cfg, db)?;
     app.index = index;
+    crate::memory::release_startup_memory();
     let public = app.db.count_public().unwrap_or(0);
     eprintln!(
         "nib: serving http://{local} ({public} posts, {} with problems; indexed {} files in {} ms; a change scan takes {:.1} ms)",
