@@ -412,6 +412,7 @@ impl Db {
     }
 
     /// The neighbours of a post in date order: (older, newer), as (slug, title).
+    #[allow(clippy::type_complexity)] // Two optional pairs read more plainly than an alias.
     pub fn neighbours(
         &self,
         date: i64,
