@@ -55,6 +55,26 @@ const MIGRATIONS: &[&str] = &[
     -- Rebuilt whenever the site changes: the tag list page read 30,000 rows otherwise.
     CREATE TABLE tag_counts (tag TEXT PRIMARY KEY, name TEXT NOT NULL, count INTEGER NOT NULL) WITHOUT ROWID;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;",
+    // 2: short links. Clicks are a running total on the link plus one row per link and day
+    // (for the 30-day sparkline): no per-click rows and no addresses, so the table grows
+    // with links, not with traffic. `custom` marks owner-chosen slugs. The secrets (admin
+    // token hash, cookie secret, code key) live in `meta`.
+    "CREATE TABLE links (
+        id         INTEGER PRIMARY KEY,
+        code       TEXT NOT NULL UNIQUE,
+        url        TEXT NOT NULL,
+        title      TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        clicks     INTEGER NOT NULL DEFAULT 0,
+        custom     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX links_url ON links(url);
+    CREATE TABLE link_days (
+        link_id INTEGER NOT NULL REFERENCES links(id) ON DELETE CASCADE,
+        day     INTEGER NOT NULL,
+        count   INTEGER NOT NULL,
+        PRIMARY KEY (link_id, day)
+    ) WITHOUT ROWID;",
 ];
 
 pub struct Db {
@@ -81,6 +101,27 @@ pub struct PostRow {
     pub html: String,
     pub hash: i64,
     pub changed_at: i64,
+}
+
+/// A short link as stored. `clicks` is what the database holds; pending in-memory clicks
+/// are added by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRow {
+    pub id: i64,
+    pub code: String,
+    pub url: String,
+    pub title: String,
+    pub created_at: i64,
+    pub clicks: i64,
+}
+
+/// What happened when a link was asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    New(LinkRow),
+    Existing(LinkRow),
+    /// The requested slug belongs to another link.
+    SlugTaken,
 }
 
 const TAG_SEP: char = '\u{1f}';
@@ -448,6 +489,7 @@ impl Db {
     }
 
     /// The neighbours of a post in date order: (older, newer), as (slug, title).
+    #[allow(clippy::type_complexity)] // Two optional pairs read more plainly than an alias.
     pub fn neighbours(
         &self,
         date: i64,
@@ -556,6 +598,246 @@ impl Db {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         Ok((at, v))
+    }
+
+    // ---- short links ----
+
+    const LINK_COLUMNS: &'static str = "id, code, url, title, created_at, clicks";
+
+    fn row_to_link(r: &rusqlite::Row<'_>) -> rusqlite::Result<LinkRow> {
+        Ok(LinkRow {
+            id: r.get(0)?,
+            code: r.get(1)?,
+            url: r.get(2)?,
+            title: r.get(3)?,
+            created_at: r.get(4)?,
+            clicks: r.get(5)?,
+        })
+    }
+
+    /// The redirect's one query: (id, target) by code, through the unique index.
+    pub fn link_target(&self, code: &str) -> rusqlite::Result<Option<(i64, String)>> {
+        self.conn
+            .prepare_cached("SELECT id, url FROM links WHERE code = ?1")?
+            .query_row([code], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    }
+
+    pub fn link_by_code(&self, code: &str) -> rusqlite::Result<Option<LinkRow>> {
+        let sql = format!("SELECT {} FROM links WHERE code = ?1", Self::LINK_COLUMNS);
+        self.conn
+            .prepare_cached(&sql)?
+            .query_row([code], Self::row_to_link)
+            .optional()
+    }
+
+    /// The oldest link to exactly this (normalised) target.
+    pub fn link_by_url(&self, url: &str) -> rusqlite::Result<Option<LinkRow>> {
+        let sql = format!(
+            "SELECT {} FROM links WHERE url = ?1 ORDER BY id LIMIT 1",
+            Self::LINK_COLUMNS
+        );
+        self.conn
+            .prepare_cached(&sql)?
+            .query_row([url], Self::row_to_link)
+            .optional()
+    }
+
+    /// Creates a link, or returns the existing one for the same target when no slug is
+    /// asked for. `code_for(n)` gives the generated code for the n-th generated link; codes
+    /// that are taken (by a custom slug) or refused by `usable` are skipped. Runs as one
+    /// transaction committed with `synchronous = FULL`, so a link that was answered with
+    /// 201 survives a power cut.
+    pub fn create_link(
+        &self,
+        url: &str,
+        slug: Option<&str>,
+        title: &str,
+        now: i64,
+        code_for: &dyn Fn(u64) -> String,
+        usable: &dyn Fn(&str) -> bool,
+    ) -> rusqlite::Result<Created> {
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let result = self.create_link_tx(url, slug, title, now, code_for, usable);
+        let restore = self.conn.pragma_update(None, "synchronous", "NORMAL");
+        let created = result?;
+        restore?;
+        Ok(created)
+    }
+
+    fn create_link_tx(
+        &self,
+        url: &str,
+        slug: Option<&str>,
+        title: &str,
+        now: i64,
+        code_for: &dyn Fn(u64) -> String,
+        usable: &dyn Fn(&str) -> bool,
+    ) -> rusqlite::Result<Created> {
+        self.begin()?;
+        let r = (|| {
+            let code = match slug {
+                Some(s) => {
+                    if let Some(existing) = self.link_by_code(s)? {
+                        // Asking again for the same slug and target is a repeat, not a clash.
+                        return Ok(if existing.url == url {
+                            Created::Existing(existing)
+                        } else {
+                            Created::SlugTaken
+                        });
+                    }
+                    s.to_string()
+                }
+                None => {
+                    if let Some(existing) = self.link_by_url(url)? {
+                        return Ok(Created::Existing(existing));
+                    }
+                    let mut seq: u64 = self
+                        .meta_get("code_seq")?
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let code = loop {
+                        let c = code_for(seq);
+                        seq += 1;
+                        if usable(&c) && self.link_target(&c)?.is_none() {
+                            break c;
+                        }
+                    };
+                    self.meta_set("code_seq", &seq.to_string())?;
+                    code
+                }
+            };
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO links(code, url, title, created_at, custom) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![code, url, title, now, slug.is_some()])?;
+            Ok(Created::New(LinkRow {
+                id: self.conn.last_insert_rowid(),
+                code,
+                url: url.to_string(),
+                title: title.to_string(),
+                created_at: now,
+                clicks: 0,
+            }))
+        })();
+        match r {
+            Ok(c) => {
+                self.commit()?;
+                Ok(c)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a link and its daily counts; the id it had, if it existed.
+    pub fn delete_link(&self, code: &str) -> rusqlite::Result<Option<i64>> {
+        let id: Option<i64> = self
+            .conn
+            .prepare_cached("DELETE FROM links WHERE code = ?1 RETURNING id")?
+            .query_row([code], |r| r.get(0))
+            .optional()?;
+        Ok(id)
+    }
+
+    /// A page of links, newest first.
+    pub fn list_links(&self, limit: u32, offset: u64) -> rusqlite::Result<Vec<LinkRow>> {
+        let sql = format!(
+            "SELECT {} FROM links ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+            Self::LINK_COLUMNS
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        stmt.query_map(params![limit, offset as i64], Self::row_to_link)?
+            .collect()
+    }
+
+    /// A page of links older than `before` (a keyset cursor on the id, so page 2,000 costs
+    /// what page 1 does), optionally only those whose code, target or title contains
+    /// `search` (matched literally: `%`, `_` and `\` are escaped).
+    pub fn search_links(
+        &self,
+        search: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<LinkRow>> {
+        let before = before.unwrap_or(i64::MAX);
+        let mut stmt;
+        let rows = if search.is_empty() {
+            let sql = format!(
+                "SELECT {} FROM links WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                Self::LINK_COLUMNS
+            );
+            stmt = self.conn.prepare_cached(&sql)?;
+            stmt.query_map(params![before, limit], Self::row_to_link)?
+        } else {
+            let mut pattern = String::from("%");
+            for c in search.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            let sql = format!(
+                "SELECT {} FROM links WHERE id < ?1 AND (code LIKE ?3 ESCAPE '\\'
+                   OR url LIKE ?3 ESCAPE '\\' OR title LIKE ?3 ESCAPE '\\')
+                 ORDER BY id DESC LIMIT ?2",
+                Self::LINK_COLUMNS
+            );
+            stmt = self.conn.prepare_cached(&sql)?;
+            stmt.query_map(params![before, limit, pattern], Self::row_to_link)?
+        };
+        rows.collect()
+    }
+
+    pub fn count_links(&self) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM links")?
+            .query_row([], |r| r.get(0))
+    }
+
+    /// Daily counts of one link from `since_day` on: (day number, clicks).
+    pub fn link_days(&self, id: i64, since_day: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT day, count FROM link_days WHERE link_id = ?1 AND day >= ?2 ORDER BY day LIMIT 400",
+        )?;
+        stmt.query_map(params![id, since_day], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    }
+
+    /// Adds batched clicks, all in one transaction: the running totals and today's row of
+    /// each link. Links deleted meanwhile are skipped.
+    pub fn add_clicks(&self, day: i64, counts: &[(i64, u64)]) -> rusqlite::Result<()> {
+        self.begin()?;
+        let r = (|| {
+            for (id, n) in counts {
+                let n = *n as i64;
+                let changed = self
+                    .conn
+                    .prepare_cached("UPDATE links SET clicks = clicks + ?2 WHERE id = ?1")?
+                    .execute(params![id, n])?;
+                if changed == 0 {
+                    continue;
+                }
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO link_days(link_id, day, count) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(link_id, day) DO UPDATE SET count = count + excluded.count",
+                    )?
+                    .execute(params![id, day, n])?;
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => self.commit(),
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
     }
 
     /// Records that the public site changed: moves the version and recomputes what list

@@ -4,23 +4,31 @@
 //! `Last-Modified` so revalidation is a 304 without rendering. Every path derived from a URL
 //! goes through [`safe_join`].
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use askama::Template;
 use tiny_http::{Header, Method, Request, Response, StatusCode};
 
+use crate::admin;
+use crate::auth::Throttle;
 use crate::config::Config;
 use crate::dates;
 use crate::db::Db;
 use crate::error::Error;
+use crate::links::{self, ClickBatch};
 use crate::posts::Index;
 use crate::render::{self, Fnv, Pager, PostView, Site};
 
+/// How often pending clicks are written at most.
+const CLICK_FLUSH: Duration = Duration::from_secs(1);
+
 /// Everything a handler may read. Handlers get `&App`; the loop alone mutates it between
-/// requests (the post index refresh).
+/// requests (the post index refresh). The two `RefCell`s are the only state handlers
+/// change in memory: both are bounded, and the loop runs one handler at a time.
 pub struct App {
     pub cfg: Config,
     pub db: Db,
@@ -28,6 +36,11 @@ pub struct App {
     /// (when the public site last changed, a counter that moves with it)
     pub site: (i64, i64),
     config_fingerprint: u64,
+    /// Clicks counted but not yet written; see [`App::tick`].
+    pub clicks: RefCell<ClickBatch>,
+    last_flush: Instant,
+    /// Failed token attempts per client address.
+    pub throttle: RefCell<Throttle>,
 }
 
 impl App {
@@ -40,6 +53,9 @@ impl App {
             index: Index::new(),
             site,
             config_fingerprint,
+            clicks: RefCell::new(ClickBatch::default()),
+            last_flush: Instant::now(),
+            throttle: RefCell::new(Throttle::new()),
         })
     }
 
@@ -56,13 +72,36 @@ impl App {
 
     /// Housekeeping the loop runs after every request and at least every tick while idle
     /// (a quarter second): deferred writes that must not wait for the next request.
-    pub fn tick(&mut self) {}
+    pub fn tick(&mut self) {
+        if self.last_flush.elapsed() >= CLICK_FLUSH {
+            self.flush_clicks();
+        }
+    }
 
     /// Called once when the loop stops (before exit or re-exec), after the last request
     /// has been answered: writes whatever is still pending.
-    pub fn finish(&mut self) {}
+    pub fn finish(&mut self) {
+        self.flush_clicks();
+    }
 
-    fn site_view(&self) -> Site<'_> {
+    /// Writes the pending clicks in one transaction. On failure (another process holding
+    /// the database past the busy timeout) they stay pending for the next try.
+    fn flush_clicks(&mut self) {
+        self.last_flush = Instant::now();
+        let batch = {
+            let clicks = self.clicks.borrow();
+            if clicks.is_empty() {
+                return;
+            }
+            clicks.snapshot()
+        };
+        match self.db.add_clicks(links::day_of(dates::now()), &batch) {
+            Ok(()) => self.clicks.borrow_mut().commit(&batch),
+            Err(e) => eprintln!("nib: writing {} link click counts: {e}", batch.len()),
+        }
+    }
+
+    pub fn site_view(&self) -> Site<'_> {
         Site {
             title: &self.cfg.title,
             description: &self.cfg.description,
@@ -88,6 +127,8 @@ pub struct Reply<'a> {
     pub headers: Vec<(&'static str, String)>,
     pub body: Body<'a>,
 }
+
+type Parts = (u16, Vec<(&'static str, String)>, Vec<u8>);
 
 pub enum Body<'a> {
     Empty,
@@ -124,6 +165,15 @@ impl<'a> Reply<'a> {
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply<'a> {
         self.headers.push((name, value.into()));
         self
+    }
+
+    /// The parts of a reply with an in-memory body, which can move to another thread.
+    fn into_parts(self) -> Option<Parts> {
+        match self.body {
+            Body::Empty => Some((self.status, self.headers, Vec::new())),
+            Body::Bytes(b) => Some((self.status, self.headers, b)),
+            Body::File(..) | Body::Stream(_) => None,
+        }
     }
 
     fn len(&self) -> Option<u64> {
@@ -308,7 +358,49 @@ pub fn route<'a>(app: &'a App, req: &mut Request, t: &Target) -> Result<Reply<'a
         .header("Cache-Control", "no-store"))),
         ["static", ..] => read_only(static_file(app, req, &path["/static/".len()..])),
         ["favicon.ico"] => read_only(static_file(app, req, "favicon.ico")),
+        // The owner's pages. Every change is a POST; GETs only read.
+        ["admin"] => read_only(Ok(Reply::redirect(301, "/admin/"))),
+        ["admin", ""] => read_only(admin::dashboard(app, req, t)),
+        ["admin", "login"] => match t.method {
+            Method::Post => admin::login(app, req),
+            _ => read_only(admin::login_page(app, t)),
+        },
+        ["admin", "logout"] if t.method == Method::Post => admin::logout(app, req),
+        ["admin", "share"] => match t.method {
+            Method::Post => admin::share_post(app, req),
+            _ => read_only(admin::share_page(app, req, t)),
+        },
+        ["admin", "links"] if t.method == Method::Post => admin::create_form(app, req),
+        ["admin", "links", code, "delete"] if t.method == Method::Post => {
+            admin::delete_form(app, req, code)
+        }
+        ["admin", "logout" | "links", ..] => Err(Error::MethodNotAllowed),
+        // The JSON API.
+        ["api", "links"] => match t.method {
+            Method::Post => admin::api_create(app, req),
+            _ => read_only(admin::api_list(app, req, t)),
+        },
+        ["api", "links", code] => match t.method {
+            Method::Delete => admin::api_delete(app, req, code),
+            _ => read_only(admin::api_get(app, req, code)),
+        },
+        // Short links: whatever single segment nothing above claimed.
+        [code] if links::is_code_like(code) => read_only(admin::redirect(app, req, t, code)),
+        [code] if code.strip_suffix('+').is_some_and(links::is_code_like) => {
+            read_only(admin::preview(app, t, &code[..code.len() - 1]))
+        }
         _ => Err(Error::NotFound),
+    }
+}
+
+/// The methods a path answers, for the `Allow` header of a 405.
+fn allowed(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["api", "links"] | ["admin", "login"] | ["admin", "share"] => "GET, HEAD, POST",
+        ["api", "links", _] => "GET, HEAD, DELETE",
+        ["admin", "logout"] | ["admin", "links", ..] => "POST",
+        _ => "GET, HEAD",
     }
 }
 
@@ -617,14 +709,13 @@ fn static_file<'a>(app: &'a App, req: &Request, rel: &str) -> Result<Reply<'a>, 
     let path = safe_join(&app.cfg.static_dir, rel).ok_or(Error::NotFound)?;
     let file = match File::open(&path) {
         Ok(f) => f,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
-            ) =>
-        {
-            return Err(Error::NotFound);
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return match admin::embedded_asset(rel) {
+                Some((ctype, bytes)) => embedded(req, rel, ctype, bytes),
+                None => Err(Error::NotFound),
+            };
         }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(Error::NotFound),
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Err(Error::NotFound),
         Err(e) => return Err(e.into()),
     };
@@ -653,6 +744,24 @@ fn static_file<'a>(app: &'a App, req: &Request, rel: &str) -> Result<Reply<'a>, 
     })
 }
 
+/// A file built into the binary, answered like one from `static/`.
+fn embedded<'a>(
+    req: &Request,
+    name: &str,
+    ctype: &'static str,
+    bytes: &'static [u8],
+) -> Result<Reply<'a>, Error> {
+    let mut h = Fnv::new();
+    h.write(name.as_bytes());
+    h.write(bytes);
+    h.write(env!("CARGO_PKG_VERSION").as_bytes());
+    let etag = format!("\"{:016x}\"", h.finish());
+    // The binary's build time is unknown here; the ETag carries the validation.
+    cached(req, etag, 0, CACHE_STATIC, || {
+        Ok(Reply::new(200, ctype, bytes))
+    })
+}
+
 /// The HTML 404 page (or a short text for non-HTML clients of the API).
 pub fn not_found_page<'a>(app: &'a App, path: &str) -> Reply<'a> {
     let site = app.site_view();
@@ -675,13 +784,58 @@ pub fn error_reply<'a>(app: &'a App, t: Option<&Target>, e: Error) -> Reply<'a> 
             t.map(|t| t.path.as_str()).unwrap_or("-")
         );
     }
-    match (&e, t) {
-        (Error::NotFound, Some(t)) => not_found_page(app, &t.path),
-        (Error::MethodNotAllowed, _) => {
-            Reply::text(405, &e.public_message()).header("Allow", "GET, HEAD")
+    let path = t.map(|t| t.path.as_str()).unwrap_or("");
+    let mut reply = if path.starts_with("/api/") {
+        // The API answers in JSON, errors included.
+        let r = admin::json(status, &serde_json::json!({ "error": e.public_message() }));
+        if status == 401 {
+            r.header("WWW-Authenticate", "Bearer")
+        } else {
+            r
         }
-        _ => Reply::text(status, &e.public_message()),
+    } else if path == "/admin" || path.starts_with("/admin/") {
+        admin_error_page(app, path, &e)
+    } else {
+        match (&e, t) {
+            (Error::NotFound, Some(t)) => not_found_page(app, &t.path),
+            _ => Reply::text(status, &e.public_message()),
+        }
+    };
+    if status == 405 {
+        reply = reply.header("Allow", allowed(path));
     }
+    reply
+}
+
+/// An error on an owner's page, as an HTML page with the admin headers.
+fn admin_error_page<'a>(app: &'a App, path: &str, e: &Error) -> Reply<'a> {
+    let message = e.public_message();
+    let title = match e.status() {
+        400 => "That did not work",
+        401 => "Log in first",
+        403 => "Refused",
+        404 => "Not found",
+        409 => "Already taken",
+        429 => "Too many attempts",
+        _ => "Something went wrong",
+    };
+    let site = app.site_view();
+    let page = admin::MessagePage {
+        site: &site,
+        path,
+        title,
+        message: &message,
+        refresh: None,
+    };
+    let mut r = match page.render() {
+        Ok(html) => Reply::html(html),
+        Err(err) => {
+            eprintln!("nib: rendering error page: {err}");
+            Reply::text(200, &message)
+        }
+    };
+    r.status = e.status();
+    admin::admin_headers(r)
 }
 
 /// Makes a panic print one line on stderr (where and what) instead of the default
@@ -728,6 +882,31 @@ pub fn handle(app: &App, mut req: Request) {
         (None, Err(e)) => error_reply(app, None, e),
         (None, Ok(_)) => unreachable!("a parsed target always gets a reply"),
     };
+    // tiny_http reads whatever is left of a request body when the request is dropped,
+    // right after the answer is written. A refused body (413, or an error before a large
+    // body was read) could keep the one request loop busy for as long as the client keeps
+    // sending, so such answers are written from a short-lived thread of their own.
+    let unread_body =
+        header(&req, "Transfer-Encoding").is_some() || req.body_length().is_some_and(|n| n > 1024);
+    if reply.status >= 400 && unread_body && matches!(reply.body, Body::Empty | Body::Bytes(_)) {
+        let Some((status, headers, body)) = reply.into_parts() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("nib-refuse".into())
+            .spawn(move || {
+                let reply = Reply {
+                    status,
+                    headers,
+                    body: Body::Bytes(body),
+                };
+                send(req, reply, started)
+            });
+        if let Err(e) = spawned {
+            eprintln!("nib: starting a thread to refuse a body: {e}");
+        }
+        return;
+    }
     send(req, reply, started);
 }
 

@@ -2,6 +2,8 @@
 //! the program's entry point, [`run`], which dispatches a parsed command line to the
 //! modules that do the work; see ARCHITECTURE.md for the map.
 
+pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod dates;
 pub mod db;
@@ -9,6 +11,7 @@ pub mod error;
 pub mod export;
 pub mod http;
 pub mod lifecycle;
+pub mod links;
 pub mod memory;
 pub mod posts;
 pub mod render;
@@ -83,9 +86,9 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
             );
             Ok(0)
         }
-        Command::Shorten { .. } | Command::Links | Command::Token { .. } => Err(
-            StartupError::Other("this command is not available yet".into()),
-        ),
+        Command::Shorten { url, slug } => shorten(&cfg, &url, slug.as_deref()),
+        Command::Links => list_links(&cfg),
+        Command::Token { reset } => token(&cfg, reset),
         Command::Help | Command::Version => unreachable!("handled above"),
     }
 }
@@ -132,4 +135,93 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
         println!("{}: {problem}", cfg.posts_dir.join(path).display());
     }
     Ok(if broken.is_empty() { 0 } else { 1 })
+}
+
+/// Opens the live database for a short-link command, beside a running server (WAL and
+/// the busy timeout make that safe), and makes sure the secrets exist.
+fn links_db(cfg: &Config) -> Result<Db, StartupError> {
+    if let Some(parent) = cfg.db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StartupError::Db(format!("{}: {e}", parent.display())))?;
+    }
+    let db = Db::open(&cfg.db_path)
+        .map_err(|e| StartupError::Db(format!("{}: {e}", cfg.db_path.display())))?;
+    if let Some(token) = admin::setup_secrets(&db, cfg).map_err(StartupError::Db)? {
+        eprintln!(
+            "nib: admin token (shown only now): {token}\nnib: log in at {}/admin/login",
+            cfg.base()
+        );
+    }
+    Ok(db)
+}
+
+/// `nib shorten URL [--slug S]`: prints the short URL (an existing one when the target
+/// was shortened before). Exit 1 with the reason on bad input or a taken slug.
+fn shorten(cfg: &Config, url: &str, slug: Option<&str>) -> Result<u8, StartupError> {
+    let db = links_db(cfg)?;
+    match admin::create_link(&db, cfg, url, slug, None) {
+        Ok((link, _)) => {
+            println!("{}/{}", cfg.base(), link.code);
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("nib: {e}");
+            Ok(1)
+        }
+    }
+}
+
+/// `nib links`: every link, newest first, as `code<TAB>clicks<TAB>url`, a page of rows at
+/// a time. Clicks a running server has not written yet (at most a second's worth) are not
+/// included.
+fn list_links(cfg: &Config) -> Result<u8, StartupError> {
+    use std::io::Write;
+    let db = links_db(cfg)?;
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let mut before = None;
+    loop {
+        let rows = db.search_links("", before, 500)?;
+        for l in &rows {
+            if writeln!(out, "{}\t{}\t{}", l.code, l.clicks, l.url).is_err() {
+                // A closed pipe (`nib links | head`) ends the listing quietly.
+                return Ok(0);
+            }
+        }
+        match rows.last() {
+            Some(l) => before = Some(l.id),
+            None => return Ok(0),
+        }
+    }
+}
+
+/// `nib token [--reset]`. A token from the configuration is printed (it is in the config
+/// already). A generated one is stored only as its hash and cannot be printed: `--reset`
+/// makes a new one, prints it once, and ends every browser login.
+fn token(cfg: &Config, reset: bool) -> Result<u8, StartupError> {
+    if let Some(t) = &cfg.admin_token {
+        if reset {
+            return Err(StartupError::Other(
+                "the admin token comes from NIB_ADMIN_TOKEN or admin_token in nib.toml; change it there".into(),
+            ));
+        }
+        println!("{t}");
+        return Ok(0);
+    }
+    let db = Db::open(&cfg.db_path)
+        .map_err(|e| StartupError::Db(format!("{}: {e}", cfg.db_path.display())))?;
+    let fresh = admin::setup_secrets(&db, cfg).map_err(StartupError::Db)?;
+    let token = match (fresh, reset) {
+        (Some(t), _) => t,
+        (None, true) => admin::reset_token(&db).map_err(StartupError::Db)?,
+        (None, false) => {
+            eprintln!(
+                "nib: an admin token is set; it is stored hashed and cannot be shown. `nib token --reset` makes a new one (and logs every browser out)."
+            );
+            return Ok(0);
+        }
+    };
+    println!("{token}");
+    eprintln!("nib: log in at {}/admin/login", cfg.base());
+    Ok(0)
 }

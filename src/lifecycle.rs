@@ -84,6 +84,15 @@ pub fn serve(mut cfg: Config, _env: &HashMap<String, String>) -> Result<u8, Star
 
     let mut app = App::new(cfg, db)?;
     app.index = index;
+    match crate::admin::setup_secrets(&app.db, &app.cfg) {
+        // Shown this once: only its hash is kept.
+        Ok(Some(token)) => eprintln!(
+            "nib: admin token (shown only now): {token}\nnib: log in at {}/admin/login",
+            app.cfg.base()
+        ),
+        Ok(None) => {}
+        Err(e) => return Err(StartupError::Db(e)),
+    }
     crate::memory::release_startup_memory();
     let public = app.db.count_public().unwrap_or(0);
     eprintln!(

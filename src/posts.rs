@@ -105,6 +105,7 @@ pub fn slugify(text: &str) -> String {
 
 /// Splits `text` into (front matter, format, body). `---` opens YAML, `+++` opens TOML; the
 /// closing fence is the same line. No opening fence: no front matter.
+#[allow(clippy::type_complexity)] // A one-off shape; an alias would hide what it holds.
 fn split_front_matter(text: &str) -> Result<(Option<(&str, bool)>, &str), String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (fence, is_toml) in [("---", false), ("+++", true)] {

@@ -59,9 +59,9 @@ pub fn nib(site: &Site, args: &[&str], env: &[(&str, &str)]) -> (i32, String, St
         .arg("--root")
         .arg(site.path())
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("NIB_ADMIN_TOKEN")
         .env_remove("NIB_BASE_URL")
+        .envs(env.iter().copied())
         .output()
         .expect("run nib");
     (
@@ -309,4 +309,25 @@ pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// Any request: `headers` are extra `Name: value` lines; a `Content-Length` is added for a
+/// non-empty body or a POST unless one of `headers` sets it (or `Transfer-Encoding`).
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Resp {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let sets_length = headers.iter().any(|h| {
+        let h = h.to_ascii_lowercase();
+        h.starts_with("content-length:") || h.starts_with("transfer-encoding:")
+    });
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    if !sets_length && (!body.is_empty() || method == "POST") {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    raw_bytes(addr, &bytes, method == "HEAD")
 }

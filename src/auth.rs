@@ -1,0 +1,385 @@
+//! Owner access: the admin token (stored only as its SHA-256, compared in constant time),
+//! the signed login cookie (HMAC-SHA256 over an expiry and a random nonce, keyed by a
+//! secret in the database, so the server keeps no session rows or files), the CSRF token
+//! derived from that cookie, the same-origin check for form posts, the bounded throttle of
+//! failed logins, and the rule for where `next` may send a browser after login.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The login cookie's name.
+pub const COOKIE: &str = "nib_admin";
+/// How long a browser login lasts.
+pub const COOKIE_TTL: i64 = 30 * 86_400;
+/// Failed attempts allowed per client address within [`THROTTLE_WINDOW`].
+pub const MAX_FAILURES: u32 = 5;
+pub const THROTTLE_WINDOW: i64 = 15 * 60;
+/// How many client addresses the throttle remembers; the oldest is forgotten first.
+const THROTTLE_SLOTS: usize = 256;
+
+/// `n` bytes from the kernel's random source.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| format!("random source: {e}"))?;
+    Ok(b)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A new admin token: 32 random bytes, hex-encoded (64 characters, 256 bits).
+pub fn new_token() -> Result<String, String> {
+    Ok(hex(&random_bytes::<32>()?))
+}
+
+/// What the database keeps of a token.
+pub fn hash_token(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// Equality whose time depends only on the lengths, never on where the inputs differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    // Keeps the compiler from turning the loop into an early exit.
+    std::hint::black_box(diff) == 0
+}
+
+/// Whether `token` is the one whose hash is stored.
+pub fn token_matches(token: &str, stored_hash: &str) -> bool {
+    ct_eq(hash_token(token).as_bytes(), stored_hash.as_bytes())
+}
+
+fn mac(secret: &[u8], parts: &[&str]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail; an empty key would still work.
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    for p in parts {
+        m.update(p.as_bytes());
+        m.update(b"|");
+    }
+    m
+}
+
+fn sign(secret: &[u8], parts: &[&str]) -> String {
+    hex(&mac(secret, parts).finalize().into_bytes())
+}
+
+/// A login cookie value `EXPIRES.NONCE.SIGNATURE`.
+pub fn make_cookie(secret: &[u8], now: i64, nonce: &str) -> String {
+    let expires = (now + COOKIE_TTL).to_string();
+    let sig = sign(secret, &["login", &expires, nonce]);
+    format!("{expires}.{nonce}.{sig}")
+}
+
+/// The nonce of a valid, unexpired cookie; `None` for anything forged, altered or old.
+pub fn verify_cookie(secret: &[u8], value: &str, now: i64) -> Option<String> {
+    let mut parts = value.split('.');
+    let (expires, nonce, sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || nonce.is_empty() || nonce.len() > 64 {
+        return None;
+    }
+    let at: i64 = expires.parse().ok()?;
+    if at <= now || at > now + COOKIE_TTL {
+        return None;
+    }
+    let sig = unhex(sig)?;
+    mac(secret, &["login", expires, nonce])
+        .verify_slice(&sig)
+        .ok()?;
+    Some(nonce.to_string())
+}
+
+/// The CSRF token of a login: forms carry it, and a post is refused unless it matches the
+/// cookie that came with it. A cross-site page can make the browser send the cookie but
+/// cannot read the token.
+pub fn csrf_token(secret: &[u8], nonce: &str) -> String {
+    sign(secret, &["csrf", nonce])
+}
+
+pub fn csrf_ok(secret: &[u8], nonce: &str, given: &str) -> bool {
+    ct_eq(csrf_token(secret, nonce).as_bytes(), given.as_bytes())
+}
+
+/// The value of one cookie in a `Cookie` header.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+/// The `scheme://host[:port]` of a URL, as browsers write it in `Origin`.
+pub fn origin_of(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let o = u.origin();
+    o.is_tuple().then(|| o.ascii_serialization())
+}
+
+/// Whether a form post comes from this site: its `Origin` (or, when a browser left it out,
+/// its `Referer`) must be the origin of `base_url` or of the `Host` the request was sent
+/// to. A post with neither header is refused: every browser that nib supports sends one.
+pub fn same_origin(
+    origin: Option<&str>,
+    referer: Option<&str>,
+    base: &str,
+    host: Option<&str>,
+) -> bool {
+    let claimed = match (origin, referer) {
+        (Some(o), _) if o != "null" => Some(o.to_string()),
+        (None, Some(r)) => origin_of(r),
+        _ => None,
+    };
+    let Some(claimed) = claimed else {
+        return false;
+    };
+    if origin_of(base).is_some_and(|b| b == claimed) {
+        return true;
+    }
+    match (host, claimed.split_once("://")) {
+        (Some(h), Some((scheme, authority))) => {
+            matches!(scheme, "http" | "https") && authority.eq_ignore_ascii_case(h)
+        }
+        _ => false,
+    }
+}
+
+/// Where to go after login: `next` when it is a path inside this site, else the admin page.
+/// Only a single leading `/` is accepted: `//host` and `/\host` are other sites to a
+/// browser, and a scheme or control character never passes.
+pub fn safe_next(next: &str) -> &str {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c == ' ')
+        && next.len() <= 4096;
+    if ok { next } else { "/admin/" }
+}
+
+/// Failed token attempts per client address, in a fixed table: memory never grows with
+/// the number of attackers, and when it is full the entry with the oldest window goes.
+pub struct Throttle {
+    slots: Vec<Slot>,
+}
+
+#[derive(Clone)]
+struct Slot {
+    client: String,
+    since: i64,
+    failures: u32,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Throttle {
+    pub fn new() -> Throttle {
+        Throttle { slots: Vec::new() }
+    }
+
+    fn find(&self, client: &str, now: i64) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.client == client && now - s.since < THROTTLE_WINDOW)
+    }
+
+    /// Whether this client must wait before trying again.
+    pub fn blocked(&self, client: &str, now: i64) -> bool {
+        self.find(client, now)
+            .is_some_and(|i| self.slots[i].failures >= MAX_FAILURES)
+    }
+
+    pub fn failed(&mut self, client: &str, now: i64) {
+        if let Some(i) = self.find(client, now) {
+            self.slots[i].failures += 1;
+            return;
+        }
+        let slot = Slot {
+            client: client.chars().take(64).collect(),
+            since: now,
+            failures: 1,
+        };
+        // Reuse an expired or this client's stale slot, else the oldest once full.
+        if let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| s.client == client || now - s.since >= THROTTLE_WINDOW)
+        {
+            self.slots[i] = slot;
+        } else if self.slots.len() < THROTTLE_SLOTS {
+            self.slots.push(slot);
+        } else if let Some(i) = (0..self.slots.len()).min_by_key(|i| self.slots[*i].since) {
+            self.slots[i] = slot;
+        }
+    }
+
+    pub fn succeeded(&mut self, client: &str) {
+        self.slots.retain(|s| s.client != client);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"test secret, thirty-two bytes!!!";
+
+    #[test]
+    fn cookies_sign_verify_and_expire() {
+        let now = 1_700_000_000;
+        let c = make_cookie(SECRET, now, "abc123");
+        assert_eq!(verify_cookie(SECRET, &c, now).as_deref(), Some("abc123"));
+        assert_eq!(
+            verify_cookie(SECRET, &c, now + COOKIE_TTL - 1).as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(verify_cookie(SECRET, &c, now + COOKIE_TTL), None);
+        assert_eq!(verify_cookie(b"another secret", &c, now), None);
+        let (exp, rest) = c.split_once('.').unwrap();
+        let later: i64 = exp.parse::<i64>().unwrap() + 100;
+        let cases = [
+            format!("{later}.{rest}"),
+            c.replace("abc123", "abc124"),
+            format!("{c}0"),
+            format!("{c}.x"),
+            "".into(),
+            "1.2".into(),
+            format!("{}.abc123.{}", now + 10, "00".repeat(32)),
+            format!("{}.abc123.zz", now + 10),
+        ];
+        for forged in cases {
+            assert_eq!(verify_cookie(SECRET, &forged, now), None, "{forged}");
+        }
+        // An expiry further out than any cookie nib issues is refused too.
+        let far = make_cookie(SECRET, now + COOKIE_TTL, "n");
+        assert_eq!(verify_cookie(SECRET, &far, now), None);
+    }
+
+    #[test]
+    fn csrf_tokens_are_tied_to_the_cookie() {
+        let t = csrf_token(SECRET, "n1");
+        assert!(csrf_ok(SECRET, "n1", &t));
+        assert!(!csrf_ok(SECRET, "n2", &t));
+        assert!(!csrf_ok(SECRET, "n1", ""));
+        assert!(!csrf_ok(b"other", "n1", &t));
+    }
+
+    #[test]
+    fn tokens_hash_and_compare() {
+        let h = hash_token("correct horse battery staple");
+        assert_eq!(h.len(), 64);
+        assert!(token_matches("correct horse battery staple", &h));
+        assert!(!token_matches("correct horse battery stapl", &h));
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+        let t = new_token().unwrap();
+        assert_eq!(t.len(), 64);
+        assert_ne!(t, new_token().unwrap());
+        assert_eq!(unhex(&hex(&[0, 255, 16])), Some(vec![0, 255, 16]));
+    }
+
+    #[test]
+    fn next_stays_inside_the_site() {
+        let cases = [
+            ("/admin/", "/admin/"),
+            ("/admin/share?url=x&title=y", "/admin/share?url=x&title=y"),
+            ("//evil.example/", "/admin/"),
+            ("/\\evil.example", "/admin/"),
+            ("\\\\evil.example", "/admin/"),
+            ("https://evil.example/", "/admin/"),
+            ("javascript:alert(1)", "/admin/"),
+            ("", "/admin/"),
+            ("/ok\r\nSet-Cookie: x", "/admin/"),
+            ("evil.example", "/admin/"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(safe_next(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn origin_checks() {
+        let base = "https://nib.example";
+        let cases = [
+            (Some("https://nib.example"), None, None, true),
+            (Some("https://evil.example"), None, None, false),
+            (Some("null"), None, None, false),
+            (None, Some("https://nib.example/admin/"), None, true),
+            (None, Some("https://evil.example/x"), None, false),
+            (None, None, None, false),
+            (
+                Some("http://127.0.0.1:8080"),
+                None,
+                Some("127.0.0.1:8080"),
+                true,
+            ),
+            (
+                Some("http://127.0.0.1:8081"),
+                None,
+                Some("127.0.0.1:8080"),
+                false,
+            ),
+            (Some("http://nib.example"), None, None, false),
+        ];
+        for (origin, referer, host, want) in cases {
+            assert_eq!(
+                same_origin(origin, referer, base, host),
+                want,
+                "{origin:?} {referer:?} {host:?}"
+            );
+        }
+        assert_eq!(cookie_value("a=1; nib_admin=xyz; b=2", COOKIE), Some("xyz"));
+        assert_eq!(cookie_value("nib_admin_x=1", COOKIE), None);
+    }
+
+    #[test]
+    fn throttle_blocks_after_failures_in_bounded_memory() {
+        let mut t = Throttle::new();
+        let now = 1000;
+        for _ in 0..MAX_FAILURES {
+            assert!(!t.blocked("1.2.3.4", now));
+            t.failed("1.2.3.4", now);
+        }
+        assert!(t.blocked("1.2.3.4", now + 1));
+        assert!(!t.blocked("5.6.7.8", now + 1));
+        assert!(!t.blocked("1.2.3.4", now + THROTTLE_WINDOW));
+        for i in 0..10_000 {
+            t.failed(&format!("10.0.{}.{}", i / 256, i % 256), now + 2);
+        }
+        assert!(t.len() <= THROTTLE_SLOTS);
+        t.failed("9.9.9.9", now + 3);
+        t.succeeded("9.9.9.9");
+        assert!(!t.blocked("9.9.9.9", now + 3));
+    }
+}

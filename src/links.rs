@@ -1,0 +1,572 @@
+//! The rules of short links, as pure functions: how codes are generated (a keyed
+//! permutation of a counter, written in base62), which custom slugs are allowed, how a
+//! target URL is checked and normalised, which user agents are link-preview bots that must
+//! not count as clicks, the in-memory click batch, and the 30-day sparkline. Nothing here
+//! touches the network or the database, so every rule has a table-driven test beside it.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+use url::Url;
+
+/// The largest target nib accepts, in bytes, before and after normalisation.
+pub const MAX_URL: usize = 2048;
+/// The largest custom slug.
+pub const MAX_SLUG: usize = 64;
+/// Generated codes are permutations of `[0, 62^6)`, so each fits in six base62 characters.
+const CODE_SPACE: u64 = 62u64.pow(6);
+/// The Feistel network works on 36 bits (two halves of 18), the smallest even width that
+/// covers `CODE_SPACE`; values that land outside are walked again (cycle walking), which
+/// keeps the mapping a permutation of `CODE_SPACE` itself.
+const HALF_BITS: u32 = 18;
+const HALF_MASK: u64 = (1 << HALF_BITS) - 1;
+const ROUNDS: u8 = 8;
+
+/// First path segments the site uses or may use. A custom slug never takes one of them,
+/// compared without regard to case so `/Admin` can never look like the admin page either.
+pub const RESERVED: &[&str] = &[
+    "posts",
+    "post",
+    "tags",
+    "tag",
+    "page",
+    "static",
+    "admin",
+    "api",
+    "feed.xml",
+    "rss.xml",
+    "sitemap.xml",
+    "robots.txt",
+    "healthz",
+    "favicon.ico",
+    "feed",
+    "rss",
+    "atom",
+    "sitemap",
+    "login",
+    "logout",
+    "share",
+    "assets",
+    "well-known",
+    ".well-known",
+    "search",
+    "about",
+    "new",
+    "edit",
+];
+
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+/// A keyed, reversible scramble of the link counter: the n-th generated link gets
+/// `code(key, n)`. Consecutive counters give unrelated codes, and without the key (random,
+/// kept in the database) the next code cannot be predicted from earlier ones.
+pub struct Codes {
+    key: [u8; 32],
+}
+
+impl Codes {
+    pub fn new(key: [u8; 32]) -> Codes {
+        Codes { key }
+    }
+
+    fn round(&self, round: u8, half: u64) -> u64 {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update([round]);
+        h.update(half.to_le_bytes());
+        let d = h.finalize();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) & HALF_MASK
+    }
+
+    fn encrypt_once(&self, v: u64) -> u64 {
+        let (mut l, mut r) = (v >> HALF_BITS, v & HALF_MASK);
+        for i in 0..ROUNDS {
+            (l, r) = (r, l ^ self.round(i, r));
+        }
+        (l << HALF_BITS) | r
+    }
+
+    #[cfg(test)]
+    fn decrypt_once(&self, v: u64) -> u64 {
+        let (mut l, mut r) = (v >> HALF_BITS, v & HALF_MASK);
+        for i in (0..ROUNDS).rev() {
+            (l, r) = (r ^ self.round(i, l), l);
+        }
+        (l << HALF_BITS) | r
+    }
+
+    /// The permuted number for counter `n` (taken modulo the code space).
+    pub fn permute(&self, n: u64) -> u64 {
+        let mut v = self.encrypt_once(n % CODE_SPACE);
+        while v >= CODE_SPACE {
+            v = self.encrypt_once(v);
+        }
+        v
+    }
+
+    #[cfg(test)]
+    fn unpermute(&self, v: u64) -> u64 {
+        let mut n = self.decrypt_once(v);
+        while n >= CODE_SPACE {
+            n = self.decrypt_once(n);
+        }
+        n
+    }
+
+    /// The code of the n-th generated link: at most six characters of `[0-9A-Za-z]`.
+    pub fn code(&self, n: u64) -> String {
+        base62::encode(self.permute(n))
+    }
+}
+
+/// Whether `s` can be the code of a generated link (also what the redirect route accepts
+/// before asking the database).
+pub fn is_code_like(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SLUG
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Checks a custom slug: `[0-9A-Za-z_-]{1,64}` and not a reserved name.
+pub fn check_slug(slug: &str) -> Result<(), String> {
+    if slug.is_empty() {
+        return Err("slug is empty".into());
+    }
+    if slug.len() > MAX_SLUG {
+        return Err(format!("slug is longer than {MAX_SLUG} characters"));
+    }
+    if !is_code_like(slug) {
+        return Err("slug may only contain letters, digits, _ and -".into());
+    }
+    if is_reserved(slug) {
+        return Err(format!("slug {slug:?} is reserved by the site"));
+    }
+    Ok(())
+}
+
+/// Paths of this site's own host that may be shortened: the blog's pages and files. Every
+/// other path there is the short-link space (or the admin and API), and a short link to a
+/// short link would be a loop or a way to hide one link behind another.
+const OWN_PATHS_ALLOWED: &[&str] = &["/posts/", "/tags/", "/page/", "/static/"];
+const OWN_FILES_ALLOWED: &[&str] = &["/", "/feed.xml", "/rss.xml", "/sitemap.xml", "/robots.txt"];
+
+/// Checks and normalises a link target. Leading and trailing whitespace is dropped (forms
+/// add it); any control character left is refused. The result is the URL crate's
+/// serialisation: IDN hosts in punycode and the path percent-encoded, so it is ASCII and
+/// safe in a `Location` header. `base` is the site's own base URL.
+pub fn normalize_target(input: &str, base: &str) -> Result<String, String> {
+    let s = input.trim_matches(|c: char| c.is_ascii_whitespace());
+    if s.is_empty() {
+        return Err("url is required".into());
+    }
+    if s.len() > MAX_URL {
+        return Err(format!("url is longer than {MAX_URL} bytes"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err("url contains control characters".into());
+    }
+    let url = Url::parse(s).map_err(|e| format!("url is not valid ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("url must be http or https".into());
+    }
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        return Err("url has no host".into());
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("url must not contain a user name or password".into());
+    }
+    if let Ok(own) = Url::parse(base)
+        && own.host_str() == Some(host)
+    {
+        let prefix = own.path().trim_end_matches('/');
+        let path = url.path().strip_prefix(prefix).unwrap_or(url.path());
+        let path = if path.is_empty() { "/" } else { path };
+        let blog = OWN_FILES_ALLOWED.contains(&path)
+            || OWN_PATHS_ALLOWED.iter().any(|p| path.starts_with(p));
+        if !blog {
+            return Err("url points into this site's own short links".into());
+        }
+    }
+    let out = url.to_string();
+    if out.len() > MAX_URL {
+        return Err(format!("url is longer than {MAX_URL} bytes once encoded"));
+    }
+    Ok(out)
+}
+
+/// Cleans a title: control characters become spaces, runs of space collapse, and it is cut
+/// to 300 characters (titles come from arbitrary pages through the bookmarklet).
+pub fn clean_title(t: &str) -> String {
+    let mut out = String::new();
+    for word in t
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    match out.char_indices().nth(300) {
+        Some((i, _)) => out[..i].to_string(),
+        None => out,
+    }
+}
+
+/// Link-preview fetchers and crawlers, matched case-insensitively anywhere in the
+/// User-Agent. They fetch a link when it is posted, not when a person follows it.
+const BOTS: &[&str] = &[
+    "twitterbot",
+    "facebookexternalhit",
+    "facebookcatalog",
+    "meta-externalagent",
+    "slackbot",
+    "slack-imgproxy",
+    "discordbot",
+    "telegrambot",
+    "linkedinbot",
+    "whatsapp",
+    "mastodon",
+    "cardyb",
+    "bluesky",
+    "skypeuripreview",
+    "redditbot",
+    "pinterest",
+    "embedly",
+    "iframely",
+    "vkshare",
+    "googlebot",
+    "google-inspectiontool",
+    "bingbot",
+    "applebot",
+    "duckduckbot",
+    "yandexbot",
+    "baiduspider",
+    "petalbot",
+    "ahrefsbot",
+    "semrushbot",
+    "crawler",
+    "spider",
+];
+
+pub fn is_bot(user_agent: &str) -> bool {
+    let ua = user_agent.to_ascii_lowercase();
+    BOTS.iter().any(|b| ua.contains(b))
+}
+
+/// Clicks counted since the last write, per link id. The request loop adds to it and
+/// drains it into one transaction at most once a second.
+#[derive(Debug, Default)]
+pub struct ClickBatch {
+    pending: HashMap<i64, u64>,
+}
+
+impl ClickBatch {
+    pub fn add(&mut self, id: i64) {
+        *self.pending.entry(id).or_insert(0) += 1;
+    }
+
+    pub fn pending(&self, id: i64) -> u64 {
+        self.pending.get(&id).copied().unwrap_or(0)
+    }
+
+    pub fn forget(&mut self, id: i64) {
+        self.pending.remove(&id);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The counts to write, in a stable order; the batch keeps them until [`commit`] says
+    /// they are stored, so a failed write (a busy database) loses nothing.
+    pub fn snapshot(&self) -> Vec<(i64, u64)> {
+        let mut v: Vec<(i64, u64)> = self.pending.iter().map(|(k, n)| (*k, *n)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Subtracts what was written (clicks that arrived meanwhile stay pending).
+    pub fn commit(&mut self, written: &[(i64, u64)]) {
+        for (id, n) in written {
+            if let Some(p) = self.pending.get_mut(id) {
+                *p = p.saturating_sub(*n);
+                if *p == 0 {
+                    self.pending.remove(id);
+                }
+            }
+        }
+        // Give back the table's memory after a burst over many links.
+        if self.pending.is_empty() && self.pending.capacity() > 64 {
+            self.pending = HashMap::new();
+        }
+    }
+}
+
+/// The day number (days since 1970-01-01, UTC) of a Unix time.
+pub fn day_of(ts: i64) -> i64 {
+    ts.div_euclid(86_400)
+}
+
+pub const SPARK_DAYS: i64 = 30;
+
+/// A 30-day sparkline as an inline SVG polyline (no script, no style attribute, so the
+/// admin page's CSP allows it). `days` are (day number, clicks); `today` is the last day.
+pub fn sparkline(days: &[(i64, i64)], today: i64) -> String {
+    let first = today - SPARK_DAYS + 1;
+    let mut counts = [0i64; SPARK_DAYS as usize];
+    for (d, n) in days {
+        if (first..=today).contains(d) {
+            counts[(d - first) as usize] += n;
+        }
+    }
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    let (w, h) = (90.0f64, 20.0f64);
+    let step = w / (SPARK_DAYS - 1) as f64;
+    let points: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let x = i as f64 * step;
+            let y = h - 1.0 - (*n as f64 / max as f64) * (h - 2.0);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    let total: i64 = counts.iter().sum();
+    format!(
+        "<svg class=\"spark\" xmlns=\"http://www.w3.org/2000/svg\" width=\"90\" height=\"20\" viewBox=\"0 0 90 20\" role=\"img\" aria-label=\"{total} clicks in 30 days\"><polyline fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
+        points.join(" ")
+    )
+}
+
+/// Percent-encodes a value for a query string: everything but unreserved characters, and
+/// space as `%20` (share intents of X, Mastodon and Bluesky all read that form).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Fills `{text}` and `{url}` of the configured `share_url`, both encoded.
+pub fn share_target(template: &str, text: &str, url: &str) -> String {
+    template
+        .replace("{text}", &encode_component(text))
+        .replace("{url}", &encode_component(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn codes() -> Codes {
+        Codes::new(*b"0123456789abcdef0123456789abcdef")
+    }
+
+    #[test]
+    fn codes_are_unique_short_and_not_sequential() {
+        let c = codes();
+        let mut seen = HashSet::new();
+        let mut prev: Option<u64> = None;
+        let mut close = 0;
+        for n in 0..100_000u64 {
+            let v = c.permute(n);
+            assert!(v < CODE_SPACE);
+            assert!(seen.insert(v), "duplicate at {n}");
+            if let Some(p) = prev
+                && p.abs_diff(v) < 1000
+            {
+                close += 1;
+            }
+            prev = Some(v);
+        }
+        // Neighbouring counters land far apart almost always.
+        assert!(close < 10, "{close} neighbouring codes were close");
+        // Across the first 50 million the codes stay within six characters and map back
+        // (a bijection, so no two ids share a code).
+        for n in (0..50_000_000u64).step_by(499_979).chain([49_999_999]) {
+            let code = c.code(n);
+            assert!(code.len() <= 6 && !code.is_empty(), "{n}: {code}");
+            assert!(code.bytes().all(|b| b.is_ascii_alphanumeric()));
+            assert_eq!(c.unpermute(c.permute(n)), n);
+        }
+        // A different key gives different codes.
+        let other = Codes::new([7; 32]);
+        assert_ne!(
+            (0..5).map(|n| c.code(n)).collect::<Vec<_>>(),
+            (0..5).map(|n| other.code(n)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn slug_rules() {
+        let cases: &[(&str, bool)] = &[
+            ("hello", true),
+            ("a", true),
+            ("A-b_9", true),
+            (&"x".repeat(64), true),
+            (&"x".repeat(65), false),
+            ("", false),
+            ("has space", false),
+            ("dot.ted", false),
+            ("slash/y", false),
+            ("plus+", false),
+            ("ünï", false),
+            ("posts", false),
+            ("Admin", false),
+            ("API", false),
+            ("healthz", false),
+            ("well-known", false),
+            ("login", false),
+        ];
+        for (slug, ok) in cases {
+            assert_eq!(check_slug(slug).is_ok(), *ok, "{slug:?}");
+        }
+    }
+
+    #[test]
+    fn url_normalisation() {
+        let base = "https://nib.example";
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("https://example.com", Ok("https://example.com/")),
+            ("  http://example.com/a b\n", Ok("http://example.com/a%20b")),
+            (
+                "HTTPS://EXAMPLE.com/Path?q=1#f",
+                Ok("https://example.com/Path?q=1#f"),
+            ),
+            (
+                "https://bücher.example/straße",
+                Ok("https://xn--bcher-kva.example/stra%C3%9Fe"),
+            ),
+            (
+                "https://example.com/?q=ü",
+                Ok("https://example.com/?q=%C3%BC"),
+            ),
+            (
+                "https://nib.example/posts/hello/",
+                Ok("https://nib.example/posts/hello/"),
+            ),
+            ("https://nib.example/", Ok("https://nib.example/")),
+            (
+                "https://nib.example/feed.xml",
+                Ok("https://nib.example/feed.xml"),
+            ),
+            ("ftp://example.com/", Err("http or https")),
+            ("javascript:alert(1)", Err("http or https")),
+            ("data:text/html,x", Err("http or https")),
+            ("example.com", Err("not valid")),
+            ("", Err("required")),
+            ("https://exa\u{7}mple.com", Err("control")),
+            ("https://example.com/a\tb", Err("control")),
+            ("https://example.com/\u{85}", Err("control")),
+            ("https://user:pw@example.com/", Err("user name")),
+            ("https://nib.example/abc", Err("own short links")),
+            ("http://nib.example/abc+", Err("own short links")),
+            ("https://nib.example/admin/", Err("own short links")),
+            ("https://nib.example:8443/x", Err("own short links")),
+        ];
+        for (input, want) in cases {
+            let got = normalize_target(input, base);
+            match (want, &got) {
+                (Ok(w), Ok(g)) => assert_eq!(g, w, "{input:?}"),
+                (Err(w), Err(g)) => assert!(g.contains(w), "{input:?}: {g}"),
+                _ => panic!("{input:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL));
+        assert!(normalize_target(&long, base).unwrap_err().contains("2048"));
+        // Encoding can push a URL just under the limit over it.
+        let grows = format!("https://example.com/{}", "é".repeat(1000));
+        assert!(normalize_target(&grows, base).is_err());
+        // A base URL with a path prefix protects the links under it.
+        let prefixed = "https://x.example/blog";
+        assert!(normalize_target("https://x.example/blog/abc", prefixed).is_err());
+        assert!(normalize_target("https://x.example/blog/posts/a/", prefixed).is_ok());
+    }
+
+    #[test]
+    fn bot_detection() {
+        let cases = [
+            ("Twitterbot/1.0", true),
+            (
+                "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+                true,
+            ),
+            (
+                "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+                true,
+            ),
+            (
+                "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)",
+                true,
+            ),
+            ("TelegramBot (like TwitterBot)", true),
+            ("LinkedInBot/1.0 (compatible; Mozilla/5.0)", true),
+            ("WhatsApp/2.23.20.0", true),
+            (
+                "Mastodon/4.2.0 (http.rb/5.1.1; +https://mastodon.social/)",
+                true,
+            ),
+            (
+                "Mozilla/5.0 (compatible; Bluesky Cardyb/1.1; +mailto:support@bsky.app)",
+                true,
+            ),
+            (
+                "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                true,
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+                false,
+            ),
+            ("curl/8.5.0", false),
+            ("", false),
+        ];
+        for (ua, want) in cases {
+            assert_eq!(is_bot(ua), want, "{ua}");
+        }
+    }
+
+    #[test]
+    fn click_batch_keeps_what_was_not_written() {
+        let mut b = ClickBatch::default();
+        b.add(1);
+        b.add(1);
+        b.add(2);
+        let snap = b.snapshot();
+        assert_eq!(snap, vec![(1, 2), (2, 1)]);
+        b.add(1);
+        b.commit(&snap);
+        assert_eq!(b.pending(1), 1);
+        assert_eq!(b.pending(2), 0);
+        b.forget(1);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn sparkline_and_share_targets() {
+        let svg = sparkline(&[(100, 3), (99, 1), (50, 9)], 100);
+        assert!(svg.starts_with("<svg") && svg.contains("4 clicks in 30 days"));
+        assert!(!svg.contains("style"));
+        assert_eq!(
+            share_target(
+                "https://twitter.com/intent/tweet?text={text}&url={url}",
+                "Hi & bye",
+                "https://n.example/abc"
+            ),
+            "https://twitter.com/intent/tweet?text=Hi%20%26%20bye&url=https%3A%2F%2Fn.example%2Fabc"
+        );
+        assert_eq!(clean_title("  a\n\tb  c "), "a b c");
+        assert_eq!(day_of(86_399), 0);
+        assert_eq!(day_of(-1), -1);
+    }
+}

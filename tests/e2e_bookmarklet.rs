@@ -1,0 +1,315 @@
+//! The bookmarklet in a real browser: headless Chromium, driven over the W3C WebDriver
+//! protocol by a small hand-written client (a socket and serde_json, no async runtime).
+//! It logs in through the form, opens a page of another site (nib's own post, reached as
+//! `localhost` while nib's base URL is `127.0.0.1`, so the SameSite cookie rules apply as
+//! they would on a foreign page), runs the "Shorten & share" bookmarklet there, confirms
+//! on the share page, and checks that the browser lands on the share target with the short
+//! link in it. Without chromium and chromedriver the test says so and passes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "e2e-admin-token-0123456789";
+
+fn find_binary(names: &[&str]) -> Option<String> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for name in names {
+        for dir in path.split(':').chain(["/usr/bin", "/usr/lib/chromium"]) {
+            let p = std::path::Path::new(dir).join(name);
+            if p.is_file() {
+                return Some(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// chromedriver, killed (with its browser) on drop.
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+    session: Option<String>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(id) = self.session.take() {
+            let _ = self.call("DELETE", &format!("/session/{id}"), None);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start(bin: &str) -> Driver {
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let mut d = Driver {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            session: None,
+        };
+        let ready = eventually(Duration::from_secs(20), || {
+            d.call("GET", "/status", None)
+                .is_ok_and(|v| v["value"]["ready"] == true)
+        });
+        assert!(ready, "chromedriver did not become ready");
+        d.session = None;
+        d
+    }
+
+    /// One WebDriver command: the decoded JSON answer, or the error it reported.
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        s.set_write_timeout(Some(Duration::from_secs(10))).ok();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        // chromedriver keeps the connection open whatever the request says, so the body is
+        // read by its Content-Length.
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut byte).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&raw).into_owned();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .ok_or("no content length")?;
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).map_err(|e| e.to_string())?;
+        let body = String::from_utf8_lossy(&body);
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        if head.starts_with("HTTP/1.1 200") {
+            Ok(v)
+        } else {
+            Err(format!("{path}: {}", v["value"]))
+        }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let id = self.session.as_ref().expect("session");
+        self.call(method, &format!("/session/{id}{path}"), body.as_ref())
+            .unwrap_or_else(|e| panic!("{e}"))["value"]
+            .clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn find(&self, css: &str) -> Option<String> {
+        let id = self.session.as_ref()?;
+        let v = self
+            .call(
+                "POST",
+                &format!("/session/{id}/element"),
+                Some(&json!({"using": "css selector", "value": css})),
+            )
+            .ok()?;
+        v["value"]
+            .as_object()?
+            .values()
+            .next()?
+            .as_str()
+            .map(str::to_string)
+    }
+
+    fn wait_find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(e) = self.find(css) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {css} on {}: {}",
+                self.url(),
+                self.cmd("GET", "/source", None)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_url(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let u = self.url();
+            if ok(&u) {
+                return u;
+            }
+            assert!(Instant::now() < deadline, "waiting for {what}; at {u}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn bookmarklet_shortens_and_shares_in_a_real_browser() {
+    let (Some(chromium), Some(driver)) = (
+        find_binary(&["chromium", "chromium-browser", "google-chrome"]),
+        find_binary(&["chromedriver"]),
+    ) else {
+        println!("skipping: no chromium");
+        return;
+    };
+
+    let port = free_port();
+    let site = Site::new();
+    site.post(
+        "2026-01-01-hello.md",
+        "# Hello page\n\nSome words to select.\n",
+    );
+    site.write(
+        "nib.toml",
+        &format!("share_url = \"http://127.0.0.1:{port}/intent?text={{text}}&url={{url}}\"\n"),
+    );
+    let listen = format!("127.0.0.1:{port}");
+    let s = TestServer::start_with(&site, &["--listen", &listen], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    let base = format!("http://127.0.0.1:{}", s.addr.port());
+
+    let mut d = Driver::start(&driver);
+    let profile = tempfile::tempdir().expect("profile dir");
+    let caps = json!({"capabilities": {"alwaysMatch": {
+        "browserName": "chrome",
+        "pageLoadStrategy": "normal",
+        "timeouts": {"pageLoad": 20000, "script": 10000, "implicit": 0},
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    }}});
+    let v = match d.call("POST", "/session", Some(&caps)) {
+        Ok(v) => v,
+        Err(e) => panic!("new session: {e}"),
+    };
+    d.session = Some(
+        v["value"]["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_string(),
+    );
+
+    // Log in through the form.
+    d.go(&format!("{base}/admin/login?next=%2Fadmin%2F"));
+    let field = d.wait_find("#token");
+    d.cmd(
+        "POST",
+        &format!("/element/{field}/value"),
+        Some(json!({ "text": TOKEN })),
+    );
+    let button = d.wait_find("form[action='/admin/login'] button[type=submit]");
+    d.cmd("POST", &format!("/element/{button}/click"), Some(json!({})));
+    d.wait_url("the admin page", |u| u == format!("{base}/admin/"));
+
+    // Take the bookmarklet from the admin page, as a user dragging it would.
+    let link = d.wait_find("#bm-share");
+    let href = d.cmd("GET", &format!("/element/{link}/attribute/href"), None);
+    let href = href.as_str().expect("href").to_string();
+    let script = href
+        .strip_prefix("javascript:")
+        .expect("a javascript: URL")
+        .to_string();
+
+    // Another site's page: the same server under another host name.
+    let page = format!("http://localhost:{}/posts/hello/", s.addr.port());
+    d.go(&page);
+    d.wait_url("the post page", |u| u == page);
+    let main = d.cmd("GET", "/window", None);
+    d.cmd(
+        "POST",
+        "/execute/sync",
+        Some(json!({"script": script, "args": []})),
+    );
+
+    // A new window when popups are allowed, else the same tab.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let handles = d.cmd("GET", "/window/handles", None);
+        let handles = handles.as_array().cloned().unwrap_or_default();
+        if let Some(other) = handles.iter().find(|h| **h != main) {
+            d.cmd("POST", "/window", Some(json!({ "handle": other })));
+            break;
+        }
+        if d.url().contains("/admin/share") || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.wait_url("the share page", |u| {
+        u.starts_with(&format!("{base}/admin/share?"))
+    });
+    let confirm = d.wait_find("form[action='/admin/share'] button[type=submit]");
+    d.cmd(
+        "POST",
+        &format!("/element/{confirm}/click"),
+        Some(json!({})),
+    );
+
+    let landed = d.wait_url("the share target", |u| {
+        u.starts_with(&format!("{base}/intent?"))
+    });
+    // The short link is in the intent, encoded, and it leads back to the page.
+    let encoded_base = base.replace(':', "%3A").replace('/', "%2F");
+    let (_, short) = landed
+        .split_once(&format!("url={encoded_base}%2F"))
+        .unwrap_or_else(|| panic!("no short link in {landed}"));
+    let code: String = short
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    assert!(!code.is_empty() && code.len() <= 6, "{landed}");
+    assert!(landed.contains("text=Hello%20page"), "{landed}");
+    let r = s.get(&format!("/{code}"));
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some(page.as_str()));
+}

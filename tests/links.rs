@@ -1,0 +1,945 @@
+//! The short-link half of SPEC.md, end to end against the real binary: the JSON API and
+//! each of its statuses, the redirect and preview, click batching across a shutdown, the
+//! owner's login with its cookie, CSRF and throttling rules, the share page, and the CLI.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn server(site: &Site) -> TestServer {
+    TestServer::start_with(site, &[], &[("NIB_ADMIN_TOKEN", TOKEN)])
+}
+
+fn bearer() -> String {
+    format!("Authorization: Bearer {TOKEN}")
+}
+
+fn api(s: &TestServer, method: &str, path: &str, json: Option<&str>) -> Resp {
+    let auth = bearer();
+    let mut headers = vec![auth.as_str()];
+    if json.is_some() {
+        headers.push("Content-Type: application/json");
+    }
+    request(
+        s.addr,
+        method,
+        path,
+        &headers,
+        json.unwrap_or("").as_bytes(),
+    )
+}
+
+fn json(r: &Resp) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
+}
+
+fn create(s: &TestServer, body: &str) -> serde_json::Value {
+    let r = api(s, "POST", "/api/links", Some(body));
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{}: {}",
+        r.status,
+        r.text()
+    );
+    json(&r)
+}
+
+fn origin(s: &TestServer) -> String {
+    format!("Origin: http://{}", s.addr)
+}
+
+/// Logs in through the form and returns the cookie pair `nib_admin=...`.
+fn login(s: &TestServer) -> String {
+    let o = origin(s);
+    let r = request(
+        s.addr,
+        "POST",
+        "/admin/login",
+        &[&o, "Content-Type: application/x-www-form-urlencoded"],
+        format!("token={TOKEN}&next=%2Fadmin%2F").as_bytes(),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let set = r.header("set-cookie").expect("cookie set").to_string();
+    set.split(';').next().unwrap().to_string()
+}
+
+fn cookie_header(cookie: &str) -> String {
+    format!("Cookie: {cookie}")
+}
+
+fn csrf_of(s: &TestServer, cookie: &str) -> String {
+    let c = cookie_header(cookie);
+    let r = get_with(s.addr, "/admin/", &[&c]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    let at = page.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
+    page[at..at + 64].to_string()
+}
+
+fn form(s: &TestServer, path: &str, headers: &[&str], body: &str) -> Resp {
+    let mut h = vec!["Content-Type: application/x-www-form-urlencoded"];
+    h.extend_from_slice(headers);
+    request(s.addr, "POST", path, &h, body.as_bytes())
+}
+
+#[test]
+fn api_answers_every_status() {
+    let site = Site::new();
+    let s = server(&site);
+
+    // 201, then 200 with the same link for the same target.
+    let r = api(
+        &s,
+        "POST",
+        "/api/links",
+        Some(r#"{"url":"https://example.com/a","title":"A"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let first = json(&r);
+    let code = first["code"].as_str().unwrap().to_string();
+    assert!(code.len() <= 6 && code.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(first["short_url"], format!("http://{}/{code}", s.addr));
+    assert_eq!(first["url"], "https://example.com/a");
+    assert_eq!(first["title"], "A");
+    assert_eq!(first["clicks"], 0);
+    assert!(first["created_at"].as_str().unwrap().ends_with('Z'));
+    let r = api(
+        &s,
+        "POST",
+        "/api/links",
+        Some(r#"{"url":"https://example.com/a"}"#),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(json(&r)["code"], code.as_str());
+    // A second target gets a code unrelated to the first.
+    let second = create(&s, r#"{"url":"https://example.com/b"}"#);
+    assert_ne!(second["code"], code.as_str());
+    // Form-encoded bodies work too, and a slug is honoured.
+    let r = request(
+        s.addr,
+        "POST",
+        "/api/links",
+        &[&bearer(), "Content-Type: application/x-www-form-urlencoded"],
+        b"url=https%3A%2F%2Fexample.com%2Fc&slug=my-link",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(json(&r)["code"], "my-link");
+
+    // 400: bad input, each with a JSON message.
+    let long = format!(r#"{{"url":"https://example.com/{}"}}"#, "a".repeat(2100));
+    let self_link = format!(r#"{{"url":"http://{}/{code}"}}"#, s.addr);
+    let cases: Vec<(&str, String)> = vec![
+        ("bad scheme", r#"{"url":"ftp://example.com/"}"#.into()),
+        ("javascript", r#"{"url":"javascript:alert(1)"}"#.into()),
+        ("not a url", r#"{"url":"example.com"}"#.into()),
+        ("missing url", r#"{"title":"x"}"#.into()),
+        ("too long", long),
+        (
+            "control chars",
+            r#"{"url":"https://exa\u0007mple.com/"}"#.into(),
+        ),
+        (
+            "newline inside",
+            r#"{"url":"https://example.com/a\nb"}"#.into(),
+        ),
+        ("self link", self_link),
+        (
+            "bad slug",
+            r#"{"url":"https://example.com/d","slug":"a b"}"#.into(),
+        ),
+        (
+            "long slug",
+            format!(
+                r#"{{"url":"https://example.com/d","slug":"{}"}}"#,
+                "x".repeat(65)
+            ),
+        ),
+        (
+            "reserved slug",
+            r#"{"url":"https://example.com/d","slug":"admin"}"#.into(),
+        ),
+        (
+            "reserved slug 2",
+            r#"{"url":"https://example.com/d","slug":"posts"}"#.into(),
+        ),
+        (
+            "reserved slug 3",
+            r#"{"url":"https://example.com/d","slug":"healthz"}"#.into(),
+        ),
+        ("not json", "{nope".into()),
+        ("not an object", "[1]".into()),
+        ("url not a string", r#"{"url":5}"#.into()),
+    ];
+    for (what, body) in &cases {
+        let r = api(&s, "POST", "/api/links", Some(body));
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
+        let msg = json(&r)["error"].as_str().unwrap().to_string();
+        assert!(!msg.is_empty() && !msg.ends_with('.'), "{what}: {msg}");
+    }
+
+    // 401: no token, wrong token, wrong scheme.
+    for auth in [
+        None,
+        Some("Authorization: Bearer wrong-token-xxxxxxxx"),
+        Some("Authorization: Basic eDp5"),
+    ] {
+        let headers: Vec<&str> = auth.into_iter().collect();
+        let r = request(s.addr, "GET", "/api/links", &headers, b"");
+        assert_eq!(r.status, 401, "{auth:?}");
+        assert!(json(&r)["error"].is_string());
+    }
+
+    // 404, GET and DELETE of a link.
+    assert_eq!(api(&s, "GET", "/api/links/nope", None).status, 404);
+    assert_eq!(
+        json(&api(&s, "GET", "/api/links/nope", None))["error"],
+        "not found"
+    );
+    assert_eq!(api(&s, "GET", "/api/nothing", None).status, 404);
+    let r = api(&s, "GET", &format!("/api/links/{code}"), None);
+    assert_eq!(r.status, 200);
+    assert_eq!(json(&r)["url"], "https://example.com/a");
+
+    // 405 with Allow.
+    let r = api(&s, "PUT", "/api/links", Some("{}"));
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+    assert!(json(&r)["error"].is_string());
+    let r = api(&s, "POST", "/api/links/x", Some("{}"));
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, DELETE"));
+
+    // 409: the slug belongs to another target; the same slug and target is a repeat.
+    let r = api(
+        &s,
+        "POST",
+        "/api/links",
+        Some(r#"{"url":"https://example.com/zzz","slug":"my-link"}"#),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = api(
+        &s,
+        "POST",
+        "/api/links",
+        Some(r#"{"url":"https://example.com/c","slug":"my-link"}"#),
+    );
+    assert_eq!(r.status, 200);
+
+    // 415.
+    for ctype in [
+        "text/plain",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+    ] {
+        let h = format!("Content-Type: {ctype}");
+        let r = request(s.addr, "POST", "/api/links", &[&bearer(), &h], b"url=x");
+        assert_eq!(r.status, 415, "{ctype}");
+    }
+    let r = request(s.addr, "POST", "/api/links", &[&bearer()], b"{}");
+    assert_eq!(r.status, 415, "no content type");
+
+    // Listing, newest first, with limit and offset.
+    let r = api(&s, "GET", "/api/links?limit=2", None);
+    let list = json(&r)["links"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["code"], "my-link");
+    let r = api(&s, "GET", "/api/links?limit=2&offset=2", None);
+    let list = json(&r)["links"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["code"], code.as_str());
+    for bad in ["limit=0", "limit=x", "limit=1001", "offset=-1"] {
+        assert_eq!(
+            api(&s, "GET", &format!("/api/links?{bad}"), None).status,
+            400,
+            "{bad}"
+        );
+    }
+
+    // 204, then gone.
+    let r = api(&s, "DELETE", &format!("/api/links/{code}"), None);
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        api(&s, "GET", &format!("/api/links/{code}"), None).status,
+        404
+    );
+    assert_eq!(s.get(&format!("/{code}")).status, 404);
+    assert_eq!(
+        api(&s, "DELETE", &format!("/api/links/{code}"), None).status,
+        404
+    );
+}
+
+#[test]
+fn large_bodies_are_refused_without_reading_them() {
+    let site = Site::new();
+    let s = server(&site);
+    // Only the headers of a 100 MB body: the answer must come without waiting for it.
+    let started = Instant::now();
+    let mut conn = TcpStream::connect(s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = format!(
+        "POST /api/links HTTP/1.1\r\nHost: {}\r\n{}\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n",
+        s.addr,
+        bearer()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    let r = read_response(&mut BufReader::new(conn.try_clone().unwrap()), false);
+    assert_eq!(r.status, 413);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_ok());
+    // While that client still holds its connection open, the server answers others.
+    let t = Instant::now();
+    assert_eq!(s.get("/healthz").status, 200);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    drop(conn);
+
+    // The same without a token, and on a form route: still refused at once.
+    let r = request(
+        s.addr,
+        "POST",
+        "/admin/login",
+        &[
+            &origin(&s),
+            "Content-Type: application/x-www-form-urlencoded",
+            "Content-Length: 100000000",
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 413);
+
+    // A chunked body over 64 KiB is cut off at the limit.
+    let body = vec![b'a'; 70_000];
+    let mut chunked = Vec::new();
+    for part in body.chunks(10_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let r = request(
+        s.addr,
+        "POST",
+        "/api/links",
+        &[
+            &bearer(),
+            "Content-Type: application/json",
+            "Transfer-Encoding: chunked",
+        ],
+        &chunked,
+    );
+    assert_eq!(r.status, 413);
+    // 64 KiB exactly is read (and is then simply bad JSON).
+    let r = api(&s, "POST", "/api/links", Some(&"x".repeat(64 * 1024)));
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn redirect_and_preview() {
+    let site = Site::new();
+    let s = server(&site);
+    let link = create(
+        &s,
+        r#"{"url":"https://bücher.example/straße?q=ü","title":"Books <b>"}"#,
+    );
+    let code = link["code"].as_str().unwrap();
+    assert_eq!(
+        link["url"],
+        "https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%BC"
+    );
+    let r = s.get(&format!("/{code}"));
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%BC")
+    );
+    assert_eq!(r.header("cache-control"), Some("private, max-age=0"));
+    assert_eq!(s.get("/nope123").status, 404);
+    assert_eq!(s.get("/nope123+").status, 404);
+    assert_eq!(s.get("/no.pe").status, 404);
+    let r = request(s.addr, "POST", &format!("/{code}"), &[], b"");
+    assert_eq!(r.status, 405);
+
+    let r = s.get(&format!("/{code}+"));
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    assert!(page.contains("<svg"), "QR code inline");
+    assert!(page.contains("https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%BC"));
+    assert!(page.contains("Books &#60;b&#62;") || page.contains("Books &lt;b&gt;"));
+    assert!(!page.contains("<b>"));
+    assert!(!page.contains("<?xml"));
+    assert!(!page.contains("<script"));
+
+    // 301 when configured.
+    let site2 = Site::new();
+    site2.write("nib.toml", "redirect_status = 301\n");
+    let s2 = server(&site2);
+    let l = create(&s2, r#"{"url":"https://example.com/"}"#);
+    assert_eq!(
+        s2.get(&format!("/{}", l["code"].as_str().unwrap())).status,
+        301
+    );
+}
+
+fn clicks(s: &TestServer, code: &str) -> i64 {
+    json(&api(s, "GET", &format!("/api/links/{code}"), None))["clicks"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn clicks_are_batched_exact_and_survive_shutdown() {
+    let site = Site::new();
+    let mut s = server(&site);
+    let l = create(&s, r#"{"url":"https://example.com/"}"#);
+    let code = l["code"].as_str().unwrap().to_string();
+    let path = format!("/{code}");
+    for _ in 0..3 {
+        assert_eq!(s.get(&path).status, 302);
+    }
+    // Preview bots and HEAD are answered but not counted.
+    for ua in [
+        "Twitterbot/1.0",
+        "facebookexternalhit/1.1",
+        "Slackbot-LinkExpanding 1.0",
+        "Mozilla/5.0 (compatible; Discordbot/2.0)",
+        "TelegramBot (like TwitterBot)",
+        "Mozilla/5.0 (compatible; Bluesky Cardyb/1.1)",
+    ] {
+        let h = format!("User-Agent: {ua}");
+        assert_eq!(get_with(s.addr, &path, &[&h]).status, 302, "{ua}");
+    }
+    let r = request(s.addr, "HEAD", &path, &[], b"");
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").is_some());
+    // Exact at once, before any write.
+    assert_eq!(clicks(&s, &code), 3);
+    for _ in 0..2 {
+        s.get(&path);
+    }
+    s.signal("TERM");
+    assert_eq!(s.wait_exit(Duration::from_secs(15)), Some(0));
+    // Nothing but the database carries the count over.
+    let (code_out, out, _) = nib(&site, &["links"], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    assert_eq!(code_out, 0);
+    assert!(
+        out.contains(&format!("{code}\t5\thttps://example.com/")),
+        "{out}"
+    );
+    let s = server(&site);
+    assert_eq!(clicks(&s, &code), 5);
+    // The admin page shows them in the sparkline too.
+    let cookie = login(&s);
+    let page = get_with(s.addr, "/admin/", &[&cookie_header(&cookie)]).text();
+    assert!(page.contains("5 clicks in 30 days"), "{page}");
+}
+
+#[test]
+fn clicks_are_written_within_a_second_or_so() {
+    let site = Site::new();
+    let s = server(&site);
+    let l = create(&s, r#"{"url":"https://example.com/x"}"#);
+    let code = l["code"].as_str().unwrap().to_string();
+    s.get(&format!("/{code}"));
+    let written = eventually(Duration::from_secs(5), || {
+        let (_, out, _) = nib(&site, &["links"], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+        out.contains(&format!("{code}\t1\t"))
+    });
+    assert!(
+        written,
+        "the click reached the database while the server runs"
+    );
+}
+
+#[test]
+fn login_cookie_and_admin_page() {
+    let site = Site::new();
+    let s = server(&site);
+    // Not logged in: sent to log in, and back.
+    let r = s.get("/admin/");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/admin/login?next=%2Fadmin%2F"));
+    assert_eq!(s.get("/admin").status, 301);
+    let r = s.get("/admin/login?next=%2Fadmin%2F");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    assert!(r.text().contains("type=\"password\""));
+
+    let o = origin(&s);
+    let r = request(
+        s.addr,
+        "POST",
+        "/admin/login",
+        &[&o, "Content-Type: application/x-www-form-urlencoded"],
+        format!("token={TOKEN}&next=%2Fadmin%2F").as_bytes(),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/admin/"));
+    let set = r.header("set-cookie").unwrap();
+    for attr in [
+        "nib_admin=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=",
+    ] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain http base_url: {set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+
+    let ch = cookie_header(&cookie);
+    let r = get_with(s.addr, "/admin/", &[&ch]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    );
+    let page = r.text();
+    assert!(page.contains("<script src=\"/static/admin.js\""));
+    assert!(!page.contains("<script>"), "no inline script");
+    assert!(page.contains("javascript:"), "bookmarklets are on the page");
+    assert!(page.contains("Shorten &amp; share"));
+    // The JavaScript it loads is served even though the site has no such file.
+    let js = s.get("/static/admin.js");
+    assert_eq!(js.status, 200);
+    assert!(
+        js.header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+
+    // Create through the form, search, delete.
+    let csrf = csrf_of(&s, &cookie);
+    let r = form(
+        &s,
+        "/admin/links",
+        &[&o, &ch],
+        &format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2F%3Ca%3E&slug=&title=T%3Cx%3E"),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let loc = r.header("location").unwrap().to_string();
+    assert!(loc.starts_with("/admin/?created="), "{loc}");
+    let code = loc.trim_start_matches("/admin/?created=").to_string();
+    let page = get_with(s.addr, &loc, &[&ch]).text();
+    assert!(page.contains(&format!("Created http://{}/{code}", s.addr)));
+    assert!(page.contains("T&#60;x&#62;") || page.contains("T&lt;x&gt;"));
+    assert!(!page.contains("T<x>"));
+    let found = get_with(s.addr, "/admin/?q=T%3Cx", &[&ch]).text();
+    assert!(found.contains(&format!("/{code}+")));
+    let none = get_with(s.addr, "/admin/?q=100%25", &[&ch]).text();
+    assert!(
+        !none.contains(&format!("/{code}+")),
+        "LIKE wildcards are escaped"
+    );
+    let r = form(
+        &s,
+        "/admin/links",
+        &[&o, &ch],
+        &format!("csrf={csrf}&url=https%3A%2F%2Fe.com%2F&slug=api"),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let r = form(
+        &s,
+        &format!("/admin/links/{code}/delete"),
+        &[&o, &ch],
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(s.get(&format!("/{code}")).status, 404);
+
+    // Log out ends nothing on the server (there is nothing to end) but drops the cookie.
+    let r = form(&s, "/admin/logout", &[&o, &ch], &format!("csrf={csrf}"));
+    assert_eq!(r.status, 303);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+}
+
+#[test]
+fn csrf_and_forged_cookies_are_refused() {
+    let site = Site::new();
+    let s = server(&site);
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    let csrf = csrf_of(&s, &cookie);
+    let o = origin(&s);
+    let body_ok = format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fcsrf");
+    let body_none = "url=https%3A%2F%2Fexample.com%2Fcsrf".to_string();
+    let body_wrong = format!(
+        "csrf={}&url=https%3A%2F%2Fexample.com%2Fcsrf",
+        "0".repeat(64)
+    );
+    let cases: Vec<(&str, Vec<&str>, &str, u16)> = vec![
+        ("no origin or referer", vec![&ch], &body_ok, 403),
+        (
+            "foreign origin",
+            vec![&ch, "Origin: https://evil.example"],
+            &body_ok,
+            403,
+        ),
+        ("null origin", vec![&ch, "Origin: null"], &body_ok, 403),
+        (
+            "foreign referer",
+            vec![&ch, "Referer: https://evil.example/page"],
+            &body_ok,
+            403,
+        ),
+        ("missing csrf", vec![&ch, &o], &body_none, 403),
+        ("wrong csrf", vec![&ch, &o], &body_wrong, 403),
+        ("no cookie", vec![&o], &body_ok, 401),
+    ];
+    for (what, headers, body, status) in &cases {
+        let r = form(&s, "/admin/links", headers, body);
+        assert_eq!(r.status, *status, "{what}: {}", r.text());
+        assert!(
+            r.header("content-type").unwrap().starts_with("text/html"),
+            "{what}"
+        );
+    }
+    let r = api(&s, "GET", "/api/links", None);
+    assert_eq!(
+        json(&r)["links"].as_array().unwrap().len(),
+        0,
+        "nothing was created"
+    );
+    // Same-origin Referer instead of Origin is accepted.
+    let referer = format!("Referer: http://{}/admin/", s.addr);
+    assert_eq!(
+        form(&s, "/admin/links", &[&ch, &referer], &body_ok).status,
+        303
+    );
+
+    // Forged, altered and expired cookies are not logins.
+    let value = cookie.trim_start_matches("nib_admin=");
+    let mut parts: Vec<String> = value.split('.').map(str::to_string).collect();
+    parts[0] = (parts[0].parse::<i64>().unwrap() - 10).to_string();
+    let altered = format!("nib_admin={}", parts.join("."));
+    let db = rusqlite::Connection::open(site.db()).unwrap();
+    let secret: String = db
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'cookie_secret'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let secret = nib::auth::unhex(&secret).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expired = format!(
+        "nib_admin={}",
+        nib::auth::make_cookie(&secret, now - nib::auth::COOKIE_TTL - 5, "abcd")
+    );
+    let fresh = format!("nib_admin={}", nib::auth::make_cookie(&secret, now, "abcd"));
+    for bad in [
+        "nib_admin=1.2.3".to_string(),
+        format!("nib_admin=9999999999.abcd.{}", "0".repeat(64)),
+        altered,
+        expired,
+    ] {
+        let r = get_with(s.addr, "/admin/", &[&cookie_header(&bad)]);
+        assert_eq!(r.status, 303, "{bad}");
+        let r = form(&s, "/admin/links", &[&cookie_header(&bad), &o], &body_ok);
+        assert_eq!(r.status, 401, "{bad}");
+    }
+    assert_eq!(
+        get_with(s.addr, "/admin/", &[&cookie_header(&fresh)]).status,
+        200
+    );
+    // Rotating the token ends every login.
+    let (code, out, _) = nib(&site, &["token", "--reset"], &[]);
+    assert_eq!(code, 0);
+    let new_token = out.trim();
+    assert_eq!(new_token.len(), 64);
+    assert_eq!(get_with(s.addr, "/admin/", &[&ch]).status, 303);
+    let h = format!("Authorization: Bearer {new_token}");
+    assert_eq!(request(s.addr, "GET", "/api/links", &[&h], b"").status, 200);
+}
+
+#[test]
+fn failed_logins_are_throttled() {
+    let site = Site::new();
+    let s = server(&site);
+    let o = origin(&s);
+    let login_with = |token: &str| {
+        form(
+            &s,
+            "/admin/login",
+            &[&o],
+            &format!("token={token}&next=%2Fadmin%2F"),
+        )
+        .status
+    };
+    for _ in 0..5 {
+        assert_eq!(login_with("wrong-wrong-wrong-wrong"), 401);
+    }
+    assert_eq!(login_with("wrong-wrong-wrong-wrong"), 429);
+    // Even the right token waits now.
+    assert_eq!(login_with(TOKEN), 429);
+    // Another client address (behind the proxy) is not affected.
+    let r = form(
+        &s,
+        "/admin/login",
+        &[&o, "X-Real-IP: 203.0.113.9"],
+        &format!("token={TOKEN}&next=%2F"),
+    );
+    assert_eq!(r.status, 303);
+    // Wrong API tokens count too.
+    let r = request(
+        s.addr,
+        "GET",
+        "/api/links",
+        &["Authorization: Bearer nope-nope-nope-nope"],
+        b"",
+    );
+    assert_eq!(r.status, 429);
+    // A login from another site is refused before the token is even looked at.
+    let r = form(
+        &s,
+        "/admin/login",
+        &["Origin: https://evil.example", "X-Real-IP: 203.0.113.10"],
+        &format!("token={TOKEN}"),
+    );
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn next_never_leaves_the_site() {
+    let site = Site::new();
+    let s = server(&site);
+    let o = origin(&s);
+    let cases = [
+        ("%2F%2Fevil.example%2F", "/admin/"),
+        ("%2F%5Cevil.example", "/admin/"),
+        ("https%3A%2F%2Fevil.example%2F", "/admin/"),
+        ("javascript%3Aalert(1)", "/admin/"),
+        ("%2Fadmin%2Fshare%3Furl%3Dx", "/admin/share?url=x"),
+        ("", "/admin/"),
+    ];
+    for (next, want) in cases {
+        let r = form(
+            &s,
+            "/admin/login",
+            &[&o],
+            &format!("token={TOKEN}&next={next}"),
+        );
+        assert_eq!(r.status, 303, "{next}");
+        assert_eq!(r.header("location"), Some(want), "{next}");
+    }
+    // The login page never echoes a foreign next either.
+    let page = s.get("/admin/login?next=%2F%2Fevil.example").text();
+    assert!(!page.contains("evil.example"));
+}
+
+#[test]
+fn share_page_reads_only_and_confirming_shares() {
+    let site = Site::new();
+    site.write(
+        "nib.toml",
+        "share_url = \"https://social.example/share?text={text}&url={url}\"\n",
+    );
+    let s = server(&site);
+    let share = "/admin/share?url=https%3A%2F%2Fexample.com%2Fpage&title=A%20%3Ctitle%3E&text=chosen%20words";
+
+    // Not logged in: to the login form, with the way back.
+    let r = s.get(share);
+    assert_eq!(r.status, 303);
+    let loc = r.header("location").unwrap();
+    assert!(
+        loc.starts_with("/admin/login?next=%2Fadmin%2Fshare%3Furl%3D"),
+        "{loc}"
+    );
+    // Arriving from another site, the browser is first sent once through a same-site
+    // refresh, which carries its SameSite=Strict cookie.
+    let r = get_with(s.addr, share, &["Sec-Fetch-Site: cross-site"]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("http-equiv=\"refresh\""));
+    assert!(r.text().contains("_b=1"));
+    let r = get_with(
+        s.addr,
+        &format!("{share}&_b=1"),
+        &["Sec-Fetch-Site: cross-site"],
+    );
+    assert_eq!(r.status, 303);
+    assert!(!r.header("location").unwrap().contains("_b"));
+
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    for _ in 0..2 {
+        let r = get_with(s.addr, share, &[&ch]);
+        assert_eq!(r.status, 200);
+        let page = r.text();
+        assert!(page.contains("A new short link will be made"));
+        assert!(
+            page.contains("A &#60;title&#62; “chosen words”")
+                || page.contains("A &lt;title&gt; “chosen words”"),
+            "{page}"
+        );
+        assert!(
+            r.header("content-security-policy")
+                .unwrap()
+                .contains("form-action 'self' https://social.example")
+        );
+    }
+    // A GET changed nothing.
+    assert_eq!(
+        json(&api(&s, "GET", "/api/links", None))["links"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // A bad target is explained, not shortened.
+    let r = get_with(s.addr, "/admin/share?url=ftp%3A%2F%2Fx&title=x", &[&ch]);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("http or https"));
+
+    let csrf = csrf_of(&s, &cookie);
+    let o = origin(&s);
+    let r = form(
+        &s,
+        "/admin/share",
+        &[&o, &ch],
+        &format!(
+            "csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fpage&title=A&mode=share&text=Hello+%26+bye"
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let loc = r.header("location").unwrap().to_string();
+    let links = json(&api(&s, "GET", "/api/links", None))["links"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(links.len(), 1);
+    let short = links[0]["short_url"].as_str().unwrap();
+    assert_eq!(
+        loc,
+        format!(
+            "https://social.example/share?text=Hello%20%26%20bye&url={}",
+            short.replace(':', "%3A").replace('/', "%2F")
+        )
+    );
+    // Sharing the same page again reuses the link.
+    let r = form(
+        &s,
+        "/admin/share",
+        &[&o, &ch],
+        &format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fpage&mode=shorten"),
+    );
+    assert_eq!(r.status, 303);
+    let loc = r.header("location").unwrap().to_string();
+    assert_eq!(
+        loc,
+        format!("/admin/share?done={}", links[0]["code"].as_str().unwrap())
+    );
+    let page = get_with(s.addr, &loc, &[&ch]).text();
+    assert!(page.contains(&format!("value=\"{short}\"")));
+    assert!(page.contains("class=\"button copy\""));
+    assert_eq!(
+        json(&api(&s, "GET", "/api/links", None))["links"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Share forms are CSRF-checked like the others.
+    let r = form(
+        &s,
+        "/admin/share",
+        &[&ch, "Origin: https://evil.example"],
+        &format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fother"),
+    );
+    assert_eq!(r.status, 403);
+    // GETs on form routes change nothing.
+    assert_eq!(get_with(s.addr, "/admin/links", &[&ch]).status, 405);
+    assert_eq!(get_with(s.addr, "/admin/logout", &[&ch]).status, 405);
+}
+
+#[test]
+fn cli_shortens_lists_and_handles_the_token() {
+    let site = Site::new();
+    site.write("nib.toml", "base_url = \"https://s.example\"\n");
+    let (code, out, err) = nib(&site, &["shorten", "https://example.com/cli"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let short = out.trim().to_string();
+    assert!(short.starts_with("https://s.example/"), "{short}");
+    // The first command to open the database generated the token and showed it once.
+    assert!(err.contains("admin token (shown only now)"), "{err}");
+    let (_, again, err2) = nib(&site, &["shorten", "https://example.com/cli"], &[]);
+    assert_eq!(again.trim(), short);
+    assert!(!err2.contains("admin token"));
+    let (code, out, _) = nib(
+        &site,
+        &["shorten", "https://example.com/x", "--slug", "hello"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "https://s.example/hello");
+    let (code, _, err) = nib(
+        &site,
+        &["shorten", "https://example.com/y", "--slug", "hello"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("taken"), "{err}");
+    let (code, _, err) = nib(&site, &["shorten", "https://s.example/hello"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("own short links"), "{err}");
+    let (code, out, _) = nib(&site, &["links"], &[]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "hello\t0\thttps://example.com/x",
+            &format!(
+                "{}\t0\thttps://example.com/cli",
+                short.trim_start_matches("https://s.example/")
+            )
+        ]
+    );
+
+    // A generated token cannot be shown again; --reset makes a new one.
+    let (code, out, err) = nib(&site, &["token"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.is_empty());
+    assert!(err.contains("--reset"), "{err}");
+    let (_, t1, _) = nib(&site, &["token", "--reset"], &[]);
+    let (_, t2, _) = nib(&site, &["token", "--reset"], &[]);
+    assert_eq!(t1.trim().len(), 64);
+    assert_ne!(t1, t2);
+    // A token from the environment is printed as is and cannot be reset here.
+    let (code, out, _) = nib(&site, &["token"], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    assert_eq!((code, out.trim()), (0, TOKEN));
+    let (code, _, _) = nib(&site, &["token", "--reset"], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    assert_eq!(code, 1);
+
+    // A server started without a configured token prints nothing new once one exists...
+    let s = TestServer::start(&site);
+    assert!(!s.stderr_text().contains("admin token"));
+    drop(s);
+    // ...and a fresh site's first start prints one, with the login URL, exactly once.
+    let fresh = Site::new();
+    let s = TestServer::start(&fresh);
+    assert!(eventually(Duration::from_secs(2), || s
+        .stderr_text()
+        .contains("admin token (shown only now)")));
+    assert!(s.stderr_text().contains("/admin/login"));
+    drop(s);
+    let s = TestServer::start(&fresh);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!s.stderr_text().contains("admin token"));
+}
