@@ -120,6 +120,78 @@ impl Progress {
     }
 }
 
+/// A link target made safe for the three redirect formats: the url crate already gives
+/// ASCII with spaces and quotes percent-encoded; `$` (an nginx variable), `\\` and any
+/// remaining whitespace or quote are encoded too, which every server reads as the same URL.
+fn redirect_target(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    for c in url.chars() {
+        match c {
+            '$' | '\\' | '"' | '\'' | '<' | '>' | '{' | '}' => {
+                out.push_str(&format!("%{:02X}", c as u32))
+            }
+            c if c.is_whitespace() || c.is_control() => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The meta-refresh page for hosts without redirects, at `CODE/index.html`.
+fn refresh_page(target: &str) -> String {
+    let t = crate::render::escape(target);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Redirecting…</title>\n\
+         <meta http-equiv=\"refresh\" content=\"0; url={t}\">\n<link rel=\"canonical\" href=\"{t}\">\n\
+         <meta name=\"robots\" content=\"noindex\">\n</head>\n<body>\n<p>Redirecting to <a href=\"{t}\">{t}</a>.</p>\n</body>\n</html>\n"
+    )
+}
+
+/// Writes every short link three ways: `_redirects` (Netlify / Cloudflare Pages),
+/// `nginx-redirects.conf` (a `map` to include in nginx's `http` block) and a meta-refresh
+/// `CODE/index.html` for hosts with no redirects at all. Returns how many links.
+fn write_links(app: &App, out: &Path) -> io::Result<usize> {
+    let status = app.cfg.redirect_status;
+    let mut netlify = io::BufWriter::new(fs::File::create(out.join("_redirects"))?);
+    let mut nginx = io::BufWriter::new(fs::File::create(out.join("nginx-redirects.conf"))?);
+    writeln!(
+        netlify,
+        "# Short links exported by nib build: /CODE  TARGET  STATUS"
+    )?;
+    writeln!(
+        nginx,
+        "# Short links exported by nib build. Include inside nginx's http {{}} block, then in the\n\
+         # server: if ($nib_short_link) {{ return {status} $nib_short_link; }}\n\
+         map $uri $nib_short_link {{\n    default \"\";"
+    )?;
+    let mut n = 0;
+    let mut before = None;
+    loop {
+        let page = app
+            .db
+            .search_links("", before, 500)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        for link in &page {
+            let target = redirect_target(&link.url);
+            writeln!(netlify, "/{}  {target}  {status}", link.code)?;
+            writeln!(nginx, "    /{} \"{target}\";", link.code)?;
+            let page_path = out.join(&link.code).join("index.html");
+            fs::create_dir_all(page_path.parent().unwrap_or(out))?;
+            fs::write(page_path, refresh_page(&target))?;
+            n += 1;
+        }
+    }
+    writeln!(nginx, "}}")?;
+    netlify
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    nginx.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(n)
+}
+
 /// Writes the public site to `out`. Returns the number of pages written.
 pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     prepare(out)?;
@@ -180,13 +252,14 @@ pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     let not_found = http::not_found_page(app, "/404.html");
     let dest = out.join("404.html");
     write_body(&dest, not_found.body).map_err(|e| io_err(&dest, e))?;
+    let links = write_links(app, out).map_err(|e| io_err(out, e))?;
     let files = copy_static(&app.cfg.static_dir, &out.join("static"))
         .map_err(|e| io_err(&app.cfg.static_dir, e))?;
     if progress.tty {
         eprintln!();
     }
     eprintln!(
-        "nib: exported {written} pages and {files} static files to {} in {} ms",
+        "nib: exported {written} pages, {links} short links and {files} static files to {} in {} ms",
         out.display(),
         started.elapsed().as_millis()
     );
@@ -209,6 +282,20 @@ mod tests {
         for (route, want) in cases {
             assert_eq!(file_for(out, route), PathBuf::from(want), "{route}");
         }
+    }
+
+    #[test]
+    fn redirect_targets_are_safe_in_every_format() {
+        let cases = [
+            ("https://e.com/a?b=c", "https://e.com/a?b=c"),
+            ("https://e.com/$var", "https://e.com/%24var"),
+            ("https://e.com/a\"b", "https://e.com/a%22b"),
+            ("https://e.com/{x}", "https://e.com/%7Bx%7D"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redirect_target(input), want);
+        }
+        assert!(refresh_page("https://e.com/?a=1&b=2").contains("url=https://e.com/?a=1&amp;b=2"));
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub const RESERVED: &[&str] = &[
     "about",
     "new",
     "edit",
+    // Files `nib build` writes at the top of an export (Netlify / Cloudflare Pages).
+    "_redirects",
+    "_headers",
 ];
 
 pub fn is_reserved(name: &str) -> bool {

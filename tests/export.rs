@@ -98,7 +98,15 @@ fn export_matches_serve_page_for_page() {
     );
     let s = TestServer::start(&site);
     for (url, bytes) in &files {
-        if url == "/404.html" || url == "/.nib-build" {
+        // Files for the static host itself, not pages nib serves.
+        if [
+            "/404.html",
+            "/.nib-build",
+            "/_redirects",
+            "/nginx-redirects.conf",
+        ]
+        .contains(&url.as_str())
+        {
             continue;
         }
         let r = s.get(url);
@@ -185,6 +193,191 @@ fn nginx_serves_the_export_like_nib() {
     assert_eq!(get(addr, "/posts/draft/").status, 404);
     let _ = nginx.kill();
     let _ = nginx.wait();
+}
+
+const TOKEN: &str = "export-test-token-0123456789";
+
+/// Creates a link through the API and returns (code, target as stored).
+fn shorten(s: &TestServer, url: &str, slug: Option<&str>) -> (String, String) {
+    let body = match slug {
+        Some(slug) => format!("{{\"url\": \"{url}\", \"slug\": \"{slug}\"}}"),
+        None => format!("{{\"url\": \"{url}\"}}"),
+    };
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let r = request(
+        s.addr,
+        "POST",
+        "/api/links",
+        &[&auth, "Content-Type: application/json"],
+        body.as_bytes(),
+    );
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{}: {}",
+        r.status,
+        r.text()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    (
+        v["code"].as_str().unwrap().to_string(),
+        v["url"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn short_links_export_as_redirects_nginx_map_and_refresh_pages() {
+    let site = site();
+    let s = TestServer::start_with(&site, &[], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    let links = vec![
+        shorten(&s, "https://example.com/a?x=1&y=2", None),
+        shorten(&s, "https://example.org/$dollar/path", Some("custom_slug")),
+        shorten(&s, "https://bücher.example/ä", None),
+    ];
+    drop(s);
+    let out = site.path().join("_site");
+    let (code, _, err) = nib(&site, &["build", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let redirects = std::fs::read_to_string(out.join("_redirects")).unwrap();
+    let map = std::fs::read_to_string(out.join("nginx-redirects.conf")).unwrap();
+    for (code, url) in &links {
+        let line = redirects
+            .lines()
+            .find(|l| l.starts_with(&format!("/{code} ")))
+            .unwrap_or_else(|| panic!("{code} not in _redirects:\n{redirects}"));
+        let fields: Vec<_> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "{line}");
+        assert_eq!(fields[2], "302");
+        assert!(fields[1].is_ascii(), "{line}");
+        assert_eq!(fields[1].replace("%24", "$"), *url);
+        assert!(map.contains(&format!("/{code} \"")), "{map}");
+        let page = std::fs::read_to_string(out.join(code).join("index.html")).unwrap();
+        assert!(
+            page.contains("http-equiv=\"refresh\"") && page.contains("rel=\"canonical\""),
+            "{page}"
+        );
+    }
+
+    // nginx, with the exported map included, redirects every code.
+    if Command::new("nginx")
+        .arg("-v")
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("skipping the nginx half: nginx is not installed");
+        return;
+    }
+    let port = free_port();
+    let prefix = site.path().join("nginx-map");
+    std::fs::create_dir_all(prefix.join("logs")).unwrap();
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {p}/nginx.pid; error_log {p}/logs/error.log;
+         events {{ worker_connections 64; }}
+         http {{ include /etc/nginx/mime.types; access_log off; include {root}/nginx-redirects.conf;
+           client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p}; uwsgi_temp_path {p}; scgi_temp_path {p};
+           server {{ listen 127.0.0.1:{port}; root {root};
+             if ($nib_short_link) {{ return 302 $nib_short_link; }} }} }}",
+        p = prefix.display(),
+        root = out.display()
+    );
+    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+    let mut nginx = Command::new("nginx")
+        .args([
+            "-p",
+            prefix.to_str().unwrap(),
+            "-c",
+            prefix.join("nginx.conf").to_str().unwrap(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    }));
+    for (code, url) in &links {
+        let r = get(addr, &format!("/{code}"));
+        assert_eq!(r.status, 302, "{code}");
+        assert_eq!(
+            r.header("location").map(|l| l.replace("%24", "$")),
+            Some(url.clone()),
+            "{code}"
+        );
+    }
+    assert_eq!(
+        get(addr, "/posts/post-1/").status,
+        200,
+        "pages still served"
+    );
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+}
+
+#[test]
+fn backup_under_write_load_keeps_every_acknowledged_link() {
+    let site = site();
+    let s = TestServer::start_with(&site, &[], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    let addr = s.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let (stop, acked) = (stop.clone(), acked.clone());
+        std::thread::spawn(move || {
+            let auth = format!("Authorization: Bearer {TOKEN}");
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5000 {
+                let body = format!("url=https://load.example/{i}");
+                let r = request(
+                    addr,
+                    "POST",
+                    "/api/links",
+                    &[&auth, "Content-Type: application/x-www-form-urlencoded"],
+                    body.as_bytes(),
+                );
+                if r.status == 201 {
+                    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push(v["code"].as_str().unwrap().to_string());
+                }
+                i += 1;
+            }
+        })
+    };
+    assert!(eventually(Duration::from_secs(10), || acked
+        .lock()
+        .unwrap()
+        .len()
+        >= 50));
+    // Everything acknowledged before the backup starts must be in it.
+    let before: Vec<String> = acked.lock().unwrap().clone();
+    let backup = site.path().join("under-load.db");
+    let (code, _, err) = nib(&site, &["backup", backup.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    drop(s);
+    let restored = Site::new();
+    let (code, _, err) = nib(&restored, &["restore", backup.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, listing, err) = nib(&restored, &["links"], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    assert_eq!(code, 0, "{err}");
+    let codes: std::collections::HashSet<&str> = listing
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    let missing: Vec<_> = before
+        .iter()
+        .filter(|c| !codes.contains(c.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged links missing from the backup",
+        missing.len(),
+        before.len()
+    );
 }
 
 fn free_port() -> u16 {
