@@ -54,6 +54,7 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
         }
         Command::Build { out } => {
             let (db, _, _) = open_site(&cfg)?;
+            db.set_cache_kib(4 * 1024)?;
             if cfg.base_url.is_none() {
                 eprintln!(
                     "nib: warning: no base_url set; feeds and sitemap will point at {}",
