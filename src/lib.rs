@@ -6,8 +6,10 @@ pub mod config;
 pub mod dates;
 pub mod db;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod lifecycle;
+pub mod notify;
 pub mod posts;
 pub mod render;
 
