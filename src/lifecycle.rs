@@ -711,6 +711,8 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
                 let since = *deaf_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= DEAF_AFTER {
                     eprintln!("nib: connections are waiting but tiny_http is not accepting them");
+                    // Its thread is gone: there is no accept to retire or to wait for.
+                    accept_dead = true;
                     begin = Some(Why::AcceptDied);
                 }
             } else {
