@@ -219,7 +219,7 @@ pub fn decide(views: &[View], max_connections: usize) -> Vec<(u64, Reason)> {
         }
     }
     if keep.len() > max_connections {
-        keep.sort_by(|a, b| b.idle.cmp(&a.idle));
+        keep.sort_by_key(|v| std::cmp::Reverse(v.idle));
         let excess = keep.len() - max_connections;
         out.extend(keep[..excess].iter().map(|v| (v.ino, Reason::OverLimit)));
     }
@@ -338,7 +338,8 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let cases: &[(&[View], usize, &[(u64, Reason)])] = &[
+        type Case<'a> = (&'a [View], usize, &'a [(u64, Reason)]);
+        let cases: &[Case] = &[
             (&[v(1, 100, None)], 10, &[]),
             (&[v(1, 5_000, None)], 10, &[(1, Reason::Idle)]),
             (&[v(1, 5_000, Some(6_000))], 10, &[(1, Reason::Idle)]),

@@ -31,7 +31,7 @@
 //! never closed, so no connection is refused or reset; the new image accepts the backlog.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -362,7 +362,7 @@ fn exec_self(exe: &std::path::Path, listener: RawFd) -> io::Error {
             .collect::<io::Result<Vec<_>>>()?;
         let mut envp = Vec::new();
         for (k, v) in std::env::vars_os() {
-            if IMAGE_VARS.iter().any(|n| k == OsString::from(n)) {
+            if IMAGE_VARS.iter().any(|n| k == *n) {
                 continue;
             }
             let mut kv = k.as_bytes().to_vec();
