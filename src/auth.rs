@@ -19,10 +19,27 @@ pub const THROTTLE_WINDOW: i64 = 15 * 60;
 /// How many client addresses the throttle remembers; the oldest is forgotten first.
 const THROTTLE_SLOTS: usize = 256;
 
-/// `n` bytes from the kernel's random source.
+/// `n` bytes from the kernel's random source, by the getrandom(2) system call.
+///
+/// Regression: the `getrandom` crate looks the libc function up with `dlsym`, which finds
+/// nothing in nib's static binary, so it fell back to opening `/dev/urandom` and kept that
+/// descriptor for the life of the process (one fd outliving every request). Calling the
+/// system call directly opens nothing.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
     let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| format!("random source: {e}"))?;
+    let mut filled = 0;
+    while filled < N {
+        // SAFETY: the pointer and length describe the unfilled tail of `b`.
+        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), N - filled, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(format!("random source: {e}"));
+        }
+        filled += n as usize;
+    }
     Ok(b)
 }
 

@@ -168,7 +168,7 @@ impl<'a> Reply<'a> {
     }
 
     /// The parts of a reply with an in-memory body, which can move to another thread.
-    fn into_parts(self) -> Option<Parts> {
+    pub fn into_parts(self) -> Option<Parts> {
         match self.body {
             Body::Empty => Some((self.status, self.headers, Vec::new())),
             Body::Bytes(b) => Some((self.status, self.headers, b)),

@@ -9,10 +9,12 @@ pub mod dates;
 pub mod db;
 pub mod error;
 pub mod export;
+pub mod guard;
 pub mod http;
 pub mod lifecycle;
 pub mod links;
 pub mod memory;
+pub mod notify;
 pub mod posts;
 pub mod render;
 

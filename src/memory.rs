@@ -46,11 +46,33 @@ pub fn release_startup_memory() {
     }
 }
 
-/// The process's resident set size in KiB (VmRSS), read from /proc.
-pub fn rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+/// Resident memory (`VmRSS`) or peak (`VmHWM`) of this process in KB.
+pub fn status_kb(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_status_kb(&text, key)
+}
+
+/// Finds `key:   1234 kB` in the text of `/proc/PID/status`.
+pub fn parse_status_kb(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields() {
+        let text = "Name:\tnib\nVmHWM:\t    3120 kB\nVmRSS:\t    2876 kB\nThreads:\t5\n";
+        let cases = [
+            ("VmRSS", Some(2876)),
+            ("VmHWM", Some(3120)),
+            ("VmSwap", None),
+        ];
+        for (key, want) in cases {
+            assert_eq!(parse_status_kb(text, key), want, "{key}");
+        }
+    }
 }

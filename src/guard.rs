@@ -1,0 +1,387 @@
+//! The connection guard: tiny_http runs a thread per connection and has no limits of its
+//! own, so the request loop looks at the TCP sockets the process holds (Linux:
+//! `/proc/self/fd`, `TCP_INFO`, `SIOCINQ`) and cuts the ones that only cost memory: idle
+//! keep-alive connections, requests whose header never completes, and the most idle
+//! connections beyond `max_connections`. Cutting is `shutdown(2)` on a private `dup` of
+//! the descriptor whose identity was checked, never `close(2)`: the descriptor belongs to
+//! a tiny_http thread, which sees end-of-file, drops the connection and closes its own fd.
+//! The same scan tells the graceful restart when every connection has been answered.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// A connection that has sent nothing for this long between requests is closed. Five
+/// seconds covers a browser fetching a page's assets and a reader clicking the next link
+/// soon after; each idle connection holds a tiny_http thread (a stack and ~10 KB of RSS),
+/// and nginx in front reconnects in microseconds over loopback, so a short value is cheap.
+pub const IDLE: Duration = Duration::from_secs(5);
+
+/// A request whose header (or small body) has not completed this long after its first
+/// byte is cut. A real client sends a header in one packet, nginx always does; ten
+/// seconds leaves room for a slow mobile link while an attacker trickling bytes must
+/// open 25 new connections a second to hold 256 of them.
+pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often the guard looks at the sockets while serving.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_CLOSE_WAIT: u8 = 8;
+
+/// What the kernel says about one connected TCP socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub fd: i32,
+    pub ino: u64,
+    pub state: u8,
+    /// Bytes received and not yet read by tiny_http.
+    pub inq: u32,
+    pub last_recv_ms: u32,
+    pub last_sent_ms: u32,
+    pub bytes_received: u64,
+    pub bytes_acked: u64,
+}
+
+impl Conn {
+    /// Whether the socket still carries a conversation (not closed, not listening).
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, TCP_ESTABLISHED | TCP_CLOSE_WAIT)
+    }
+}
+
+fn fstat_ino(fd: i32) -> Option<(u32, u64)> {
+    // SAFETY: fstat writes into the zeroed stat buffer; an invalid fd only yields EBADF.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_mode, st.st_ino))
+}
+
+fn sockopt_int(fd: i32, level: i32, name: i32) -> Option<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: an int-sized option into an int-sized buffer whose size we pass.
+    let rc = unsafe { libc::getsockopt(fd, level, name, &mut v as *mut _ as *mut _, &mut len) };
+    (rc == 0).then_some(v)
+}
+
+fn tcp_info(fd: i32) -> Option<libc::tcp_info> {
+    // SAFETY: tcp_info is plain data; the kernel fills at most `len` bytes of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            &mut info as *mut _ as *mut _,
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(info)
+}
+
+/// Inspects one descriptor: `Some` for a TCP socket that is not listening.
+pub fn inspect(fd: i32) -> Option<Conn> {
+    let (mode, ino) = fstat_ino(fd)?;
+    if mode & libc::S_IFMT != libc::S_IFSOCK {
+        return None;
+    }
+    let domain = sockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    if !(domain == libc::AF_INET || domain == libc::AF_INET6)
+        || sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_STREAM
+        || sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0
+    {
+        return None;
+    }
+    let info = tcp_info(fd)?;
+    let mut inq: libc::c_int = 0;
+    // SAFETY: FIONREAD (SIOCINQ) writes one int.
+    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut inq) };
+    Some(Conn {
+        fd,
+        ino,
+        state: info.tcpi_state,
+        inq: inq.max(0) as u32,
+        last_recv_ms: info.tcpi_last_data_recv,
+        last_sent_ms: info.tcpi_last_data_sent,
+        bytes_received: info.tcpi_bytes_received,
+        bytes_acked: info.tcpi_bytes_acked,
+    })
+}
+
+/// Whether `fd` is a listening TCP socket (for an inherited `LISTEN_FDS` descriptor).
+pub fn is_tcp_listener(fd: i32) -> bool {
+    fstat_ino(fd).is_some_and(|(mode, _)| mode & libc::S_IFMT == libc::S_IFSOCK)
+        && matches!(sockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN), Some(d) if d == libc::AF_INET || d == libc::AF_INET6)
+        && sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+        && sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Some(1)
+}
+
+/// The descriptor and inode of the connection whose peer is `peer`.
+pub fn find_by_peer(peer: std::net::SocketAddr) -> Option<(i32, u64)> {
+    use std::os::fd::FromRawFd;
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Some(c) = inspect(fd) else { continue };
+        // SAFETY: the stream only borrows the descriptor for getpeername and is never
+        // dropped (ManuallyDrop), so the descriptor is not closed.
+        let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+        if s.peer_addr().ok() == Some(peer) {
+            return Some((fd, c.ino));
+        }
+    }
+    None
+}
+
+/// Every open TCP connection the process holds, one entry per socket (tiny_http holds two
+/// descriptors for each: a reader and a writer), leaving out the inodes in `skip`.
+pub fn scan(skip: &HashSet<u64>) -> Vec<Conn> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(c) = inspect(fd)
+            && c.is_open()
+            && !skip.contains(&c.ino)
+            && seen.insert(c.ino)
+        {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Shuts down the socket behind `fd` if it still is the socket `ino`. The check runs on a
+/// private duplicate, which pins the socket: if tiny_http closed `fd` and the number was
+/// reused meanwhile, the duplicate shows another inode and nothing is touched. Returns
+/// whether the shutdown happened.
+pub fn cut(fd: i32, ino: u64, how: i32) -> bool {
+    // SAFETY: F_DUPFD_CLOEXEC on any fd number is harmless; failure returns -1.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return false;
+    }
+    let same = fstat_ino(dup).is_some_and(|(_, i)| i == ino);
+    // SAFETY: `dup` is our own descriptor; shutdown affects the socket, close only it.
+    unsafe {
+        if same {
+            libc::shutdown(dup, how);
+        }
+        libc::close(dup);
+    }
+    same
+}
+
+/// Why the guard closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Idle,
+    SlowRequest,
+    OverLimit,
+}
+
+/// The guard's view of one socket for [`decide`]: how long it has been idle and, when
+/// bytes arrived that have not been answered yet, for how long.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct View {
+    pub ino: u64,
+    pub idle: Duration,
+    pub pending: Option<Duration>,
+}
+
+/// The pure rule: idle connections and overdue requests go, then the most idle beyond the
+/// connection cap.
+pub fn decide(views: &[View], max_connections: usize) -> Vec<(u64, Reason)> {
+    let mut out = Vec::new();
+    let mut keep = Vec::new();
+    for v in views {
+        if v.pending.is_some_and(|p| p >= HEADER_DEADLINE) {
+            out.push((v.ino, Reason::SlowRequest));
+        } else if v.idle >= IDLE {
+            out.push((v.ino, Reason::Idle));
+        } else {
+            keep.push(*v);
+        }
+    }
+    if keep.len() > max_connections {
+        keep.sort_by_key(|v| std::cmp::Reverse(v.idle));
+        let excess = keep.len() - max_connections;
+        out.extend(keep[..excess].iter().map(|v| (v.ino, Reason::OverLimit)));
+    }
+    out
+}
+
+/// What the guard remembers about a socket between sweeps.
+struct Track {
+    tx_seen: u64,
+    rx_answered: u64,
+    pending_since: Option<Instant>,
+}
+
+/// The guard's state across sweeps.
+pub struct Guard {
+    max_connections: usize,
+    tracks: HashMap<u64, Track>,
+    last_sweep: Instant,
+    pub total_cut: u64,
+}
+
+impl Guard {
+    pub fn new(max_connections: usize) -> Guard {
+        Guard {
+            max_connections,
+            tracks: HashMap::new(),
+            last_sweep: Instant::now(),
+            total_cut: 0,
+        }
+    }
+
+    /// One sweep, at most every [`SWEEP_EVERY`]; `skip` are sockets that must not be
+    /// touched or counted. Logs one line when it closed something.
+    pub fn sweep(&mut self, skip: &HashSet<u64>) {
+        if self.last_sweep.elapsed() < SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = Instant::now();
+        let now = Instant::now();
+        let conns = scan(skip);
+        let mut views = Vec::with_capacity(conns.len());
+        let mut live = HashSet::with_capacity(conns.len());
+        for c in &conns {
+            live.insert(c.ino);
+            let t = self.tracks.entry(c.ino).or_insert(Track {
+                tx_seen: c.bytes_acked,
+                // First seen after an answer went out: what came before was answered.
+                rx_answered: if c.bytes_acked > 0 {
+                    c.bytes_received
+                } else {
+                    0
+                },
+                pending_since: None,
+            });
+            if c.bytes_acked != t.tx_seen {
+                // An answer went out: everything received so far counts as answered.
+                t.tx_seen = c.bytes_acked;
+                t.rx_answered = c.bytes_received;
+                t.pending_since = None;
+            }
+            if c.bytes_received > t.rx_answered && t.pending_since.is_none() {
+                t.pending_since = Some(now);
+            }
+            let idle = Duration::from_millis(c.last_recv_ms.min(c.last_sent_ms) as u64);
+            views.push(View {
+                ino: c.ino,
+                // Unread bytes waiting in the kernel are not idleness.
+                idle: if c.inq > 0 { Duration::ZERO } else { idle },
+                pending: t.pending_since.map(|p| now - p),
+            });
+        }
+        self.tracks.retain(|ino, _| live.contains(ino));
+        let verdicts = decide(&views, self.max_connections);
+        if verdicts.is_empty() {
+            return;
+        }
+        let (mut idle, mut slow, mut over) = (0, 0, 0);
+        for (ino, why) in verdicts {
+            let Some(c) = conns.iter().find(|c| c.ino == ino) else {
+                continue;
+            };
+            if cut(c.fd, c.ino, libc::SHUT_RDWR) {
+                self.tracks.remove(&ino);
+                match why {
+                    Reason::Idle => idle += 1,
+                    Reason::SlowRequest => slow += 1,
+                    Reason::OverLimit => over += 1,
+                }
+            }
+        }
+        let n = idle + slow + over;
+        if n > 0 {
+            self.total_cut += n as u64;
+            eprintln!(
+                "nib: guard: closed {n} connections ({idle} idle > {}s, {slow} request unfinished > {}s, {over} over max_connections={}); {} were open",
+                IDLE.as_secs(),
+                HEADER_DEADLINE.as_secs(),
+                self.max_connections,
+                conns.len()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(ino: u64, idle_ms: u64, pending_ms: Option<u64>) -> View {
+        View {
+            ino,
+            idle: Duration::from_millis(idle_ms),
+            pending: pending_ms.map(Duration::from_millis),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        type Case<'a> = (&'a [View], usize, &'a [(u64, Reason)]);
+        let cases: &[Case] = &[
+            (&[v(1, 100, None)], 10, &[]),
+            (&[v(1, 5_000, None)], 10, &[(1, Reason::Idle)]),
+            (&[v(1, 5_000, Some(6_000))], 10, &[(1, Reason::Idle)]),
+            (&[v(1, 200, Some(10_000))], 10, &[(1, Reason::SlowRequest)]),
+            (&[v(1, 200, Some(9_000))], 10, &[]),
+            (
+                &[v(1, 100, None), v(2, 300, None), v(3, 200, None)],
+                1,
+                &[(2, Reason::OverLimit), (3, Reason::OverLimit)],
+            ),
+            (
+                &[v(1, 9_000, None), v(2, 300, None), v(3, 200, None)],
+                2,
+                &[(1, Reason::Idle)],
+            ),
+        ];
+        for (views, max, want) in cases {
+            assert_eq!(decide(views, *max), want.to_vec(), "{views:?} max {max}");
+        }
+    }
+
+    #[test]
+    fn inspects_real_sockets_and_cuts_only_the_same_inode() {
+        use std::io::Read;
+        use std::net::{TcpListener, TcpStream};
+        use std::os::fd::AsRawFd;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(
+            inspect(l.as_raw_fd()).is_none(),
+            "listeners are not connections"
+        );
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        let c = inspect(server.as_raw_fd()).expect("a connection");
+        assert_eq!(c.state, TCP_ESTABLISHED);
+        assert!(!cut(server.as_raw_fd(), c.ino + 1, libc::SHUT_RDWR));
+        assert!(cut(server.as_raw_fd(), c.ino, libc::SHUT_RDWR));
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            client.read(&mut buf).unwrap(),
+            0,
+            "the peer sees the shutdown"
+        );
+    }
+}
