@@ -396,6 +396,19 @@ impl Db {
         Ok(was_valid)
     }
 
+    /// Makes every indexed file look changed, so the next scan parses and renders it again.
+    pub fn forget_post_stamps(&self) -> rusqlite::Result<()> {
+        self.conn
+            .execute("UPDATE posts SET mtime = -1", [])
+            .map(|_| ())
+    }
+
+    pub fn count_broken(&self) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM posts WHERE error IS NOT NULL")?
+            .query_row([], |r| r.get(0))
+    }
+
     /// Calls `f` with every indexed file name, a page at a time so memory stays flat.
     pub fn each_post_path(&self, mut f: impl FnMut(&str)) -> rusqlite::Result<()> {
         let mut after = String::new();

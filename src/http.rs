@@ -25,6 +25,8 @@ use crate::render::{self, Fnv, Pager, PostView, Site};
 
 /// How often pending clicks are written at most.
 const CLICK_FLUSH: Duration = Duration::from_secs(1);
+/// The most links whose clicks wait in memory before they are written anyway.
+const CLICK_BATCH_MAX: usize = 1024;
 
 /// Everything a handler may read. Handlers get `&App`; the loop alone mutates it between
 /// requests (the post index refresh). The two `RefCell`s are the only state handlers
@@ -73,7 +75,11 @@ impl App {
     /// Housekeeping the loop runs after every request and at least every tick while idle
     /// (a quarter second): deferred writes that must not wait for the next request.
     pub fn tick(&mut self) {
-        if self.last_flush.elapsed() >= CLICK_FLUSH {
+        // Clicks spread over many links are written early too: measured with random codes
+        // over 100,000 links, a second's batch held 11,000 entries (470 KB with its sorted
+        // copy), more than the rest of the heap together.
+        if self.last_flush.elapsed() >= CLICK_FLUSH || self.clicks.borrow().len() >= CLICK_BATCH_MAX
+        {
             self.flush_clicks();
         }
     }

@@ -589,7 +589,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         Ok(None) => {}
         Err(e) => return Err(StartupError::Db(e)),
     }
-    crate::memory::release_startup_memory();
+    crate::memory::return_free_heap();
     let public = app.db.count_public().unwrap_or(0);
     eprintln!(
         "nib: serving http://{} ({public} posts, {} with problems; indexed {} files in {} ms; a change scan takes {:.1} ms)",
@@ -610,6 +610,8 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
     let mut read_shut: HashSet<u64> = HashSet::new();
     let mut last_rss = Instant::now();
     let mut deaf_since: Option<Instant> = None;
+    // Whether the heap has been handed back since the last request (see the idle branch).
+    let mut trimmed = true;
 
     loop {
         let timeout = if draining.is_some() { DRAIN_TICK } else { TICK };
@@ -623,9 +625,17 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
                 _ => {
                     app.refresh_posts();
                     http::handle(&app, req);
+                    trimmed = false;
                 }
             },
-            Ok(None) => {}
+            Ok(None) => {
+                // A quiet tick after a burst: give the burst's freed heap (fragments glibc
+                // would keep) back to the kernel, once, so RSS returns to its idle size.
+                if !trimmed {
+                    crate::memory::return_free_heap();
+                    trimmed = true;
+                }
+            }
             Err(e) => {
                 if !accept_dead && draining.is_none() {
                     eprintln!("nib: tiny_http stopped accepting: {e}");

@@ -284,6 +284,11 @@ impl ClickBatch {
         self.pending.is_empty()
     }
 
+    /// How many links have clicks waiting.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The counts to write, in a stable order; the batch keeps them until [`commit`] says
     /// they are stored, so a failed write (a busy database) loses nothing.
     pub fn snapshot(&self) -> Vec<(i64, u64)> {

@@ -1,5 +1,5 @@
 //! Keeping the resident set small on a 512 MB machine: glibc's allocator settings, handing
-//! start-up's heap back, and reading the resident set size for `max_rss_kb`.
+//! freed heap back, and reading the resident set size for `max_rss_kb`.
 
 /// glibc's allocator settings for nib, as `GLIBC_TUNABLES` (the only way to turn the
 /// per-thread cache off). Measured under `wrk -c8` with tiny_http's thread per connection:
@@ -35,11 +35,13 @@ pub fn ensure_allocator_tunables() {
     eprintln!("nib: re-executing with allocator settings failed: {err}");
 }
 
-/// Returns the heap that start-up freed (parsing every post, migrating the database) to
-/// the kernel, so the steady state starts from what serving needs. Dropping the binary's
-/// own text pages was tried as well: on the measured kernel they are reported dirty after a
-/// static PIE's self-relocation, and dropping them crashed, so they stay.
-pub fn release_startup_memory() {
+/// Returns free heap to the kernel: after start-up (parsing every post, migrating the
+/// database) and after a burst of requests, so the steady state is what serving needs.
+/// glibc keeps freed memory inside its heap when live blocks sit above it; `malloc_trim`
+/// releases those pages too. (Dropping the binary's own text pages was tried as well: on
+/// the measured kernel they are reported dirty after a static PIE's self-relocation, and
+/// dropping them crashed, so they stay.)
+pub fn return_free_heap() {
     // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
     unsafe {
         libc::malloc_trim(0);
