@@ -8,17 +8,22 @@
 #   BENCH_POSTS    posts in the generated site (default 10000)
 #   BENCH_KEEP=1   keep the temporary directory (site, configs, logs) and print its path
 #   BENCH_NIB=PATH bench this nib binary instead of building one (e.g. to compare builds)
+#   BENCH_PARTS    which parts below to run (default abcde); a always runs, since the
+#                  others use its database, and c needs b (e.g. BENCH_PARTS=ae re-runs
+#                  the short-link figures alone)
 #
 # Everything runs against 127.0.0.1 on free ports, from a temporary directory; every
 # process the script starts is stopped when it exits, however it exits. It installs wrk
 # and nginx-light with apt-get when they are missing (that part needs root).
 #
-# What it measures (see issue 2 for the targets):
+# What it measures (see issues 2 and 3 for the targets):
 #   a. cold start: launch on a fresh database until GET / answers 200
 #   b. memory: VmHWM / VmRSS / threads after wrk mixed-page runs, direct and via nginx
 #   c. post page requests/s against nginx baselines, nginx with one worker
 #   d. binary size and linkage
-#   e. short links (placeholders until that half of nib exists)
+#   e. short links: redirect requests/s against nginx's `return 302`; 100,000 links
+#      loaded into the database, then peak RSS under wrk at random codes, the API list
+#      and a preview page once each, and where the memory is (binary, heap, stacks)
 # and ends with a Markdown table of every figure, ready to paste into a note.
 set -euo pipefail
 
@@ -26,6 +31,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_POSTS=${BENCH_POSTS:-10000}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_NIB=${BENCH_NIB:-}
+BENCH_PARTS=${BENCH_PARTS:-abcde}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nib-bench.XXXXXX")
@@ -93,6 +99,8 @@ proc_mem() {
 # A post's slug from its file name: without .md and the YYYY-MM-DD- prefix.
 slug() { local f=${1%.md}; echo "${f#????-??-??-}"; }
 
+part() { [[ $BENCH_PARTS == *"$1"* ]]; }
+
 mb() { awk -v k="$1" 'BEGIN { printf "%.2f MB", k / 1024 }'; }
 
 # ---------------------------------------------------------------- tools and build
@@ -119,7 +127,9 @@ build_nib() {
   if [[ -n $BENCH_NIB ]]; then
     NIB=$(realpath "$BENCH_NIB")
     [[ -x $NIB ]] || die "BENCH_NIB=$BENCH_NIB is not an executable"
-    echo "  $NIB (BENCH_NIB, not built)"
+    echo "  $NIB (BENCH_NIB, not built; benched as a copy, $WORK/nib)"
+    cp "$NIB" "$WORK/nib"
+    NIB=$WORK/nib
     return
   fi
   (cd "$REPO" && cargo build --release --message-format=json-render-diagnostics) >"$WORK/build.json"
@@ -130,7 +140,11 @@ for line in open(sys.argv[1]):
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "nib" and m.get("executable"):
         print(m["executable"])' "$WORK/build.json" | tail -n 1)
   [[ -x $NIB ]] || die "cargo built no nib executable"
-  echo "  $NIB"
+  # Bench a copy: a rebuild in the work tree during the run (someone else's cargo build)
+  # must not swap the binary under the later restarts.
+  cp "$NIB" "$WORK/nib"
+  echo "  $NIB (benched as a copy, $WORK/nib)"
+  NIB=$WORK/nib
 }
 
 # ---------------------------------------------------------------- nib
@@ -450,20 +464,183 @@ bench_binary() {
 
 # ---------------------------------------------------------------- e. short links
 
-# TODO(short links): redirect requests/s, once GET /CODE exists: create a link with
-# `nib shorten`, then wrk at /CODE on nib against an nginx `return 302` with the same
-# Location, both with Connection: close, and print the ratio.
-bench_redirects() {
-  echo "  redirect requests/s vs nginx return 302: skipped: not built yet"
-  row "redirect req/s vs nginx return 302" "skipped: not built yet"
+# nib is started with this admin token from part e on, so the bench can call the API.
+BENCH_TOKEN=nibbench0123456789abcdefghijklmn   # 32 characters
+LINK_TARGET=https://example.com/
+
+# The redirect baseline: one nginx worker answering `return 302` for the one code, with
+# the headers nib sends on a redirect (nosniff, Cache-Control) so both answers carry the
+# same information; anything else is 404.
+redirect_conf() {
+  local dir=$1 port=$2 code=$3 target=$4
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<EOF
+$USER_LINE
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+$(temp_paths "$dir")
+    access_log $dir/access.log combined;
+    server_tokens off;
+    server {
+        listen 127.0.0.1:$port;
+        location = /$code {
+            add_header X-Content-Type-Options nosniff;
+            add_header Cache-Control "private, max-age=0";
+            return 302 $target;
+        }
+    }
+}
+EOF
 }
 
-# TODO(short links): 100,000 links, once `nib shorten` and the API exist: load them,
-# then report database size, start time, VmHWM under wrk at random codes, and
-# redirect requests/s against the figure above.
+# Fail loudly when URL does not answer 302 to LOCATION.
+expect_redirect() {
+  local url=$1 want=$2 got
+  got=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{redirect_url}' "$url")
+  [[ $got == "302 $want" ]] || die "$url answers '$got', expected '302 $want'"
+}
+
+# Clicks of CODE as the API reports them (exact, including the unwritten batch).
+link_clicks() {
+  curl -sf --max-time 5 -H "Authorization: Bearer $BENCH_TOKEN" \
+    "http://127.0.0.1:$NIB_PORT/api/links/$1" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["clicks"])'
+}
+
+# Completed requests in run_wrk NAME's output ("N requests in 10.00s, ...").
+wrk_requests() { awk '$2 == "requests" && $3 == "in" { print $1 }' "$WORK/wrk-$1.txt"; }
+
+verdict_ge() { awk -v r="$1" -v t="$2" 'BEGIN { exit !(r >= t) }' && echo "ok" || echo "BELOW TARGET"; }
+
+bench_redirects() {
+  local base created nginx_port nib_rps nginx_rps r before after sent
+  section "e1. redirect requests/s vs nginx return 302, nginx with 1 worker (wrk -t2 -c8, Connection: close on both, ${BENCH_SECONDS}s per run)"
+  export NIB_ADMIN_TOKEN=$BENCH_TOKEN
+  restart_nib
+  base="http://127.0.0.1:$NIB_PORT"
+  created=$(curl -sf --max-time 10 -X POST -H "Authorization: Bearer $BENCH_TOKEN" \
+    -H 'Content-Type: application/json' -d "{\"url\": \"$LINK_TARGET\"}" "$base/api/links") ||
+    die "POST /api/links did not answer 2xx"
+  CODE=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["code"])' <<<"$created")
+  echo "  link: /$CODE -> $LINK_TARGET (created with POST /api/links)"
+  expect_redirect "$base/$CODE" "$LINK_TARGET"
+
+  nginx_port=$(free_port)
+  redirect_conf "$WORK/nginx-redirect" "$nginx_port" "$CODE" "$LINK_TARGET"
+  start_nginx "$WORK/nginx-redirect" "$nginx_port"
+  expect_redirect "http://127.0.0.1:$nginx_port/$CODE" "$LINK_TARGET"
+
+  note_close_header "$base/$CODE"
+  before=$(link_clicks "$CODE")
+  run_wrk "nib redirect GET CODE" 8 "$base/$CODE" -H "Connection: close"
+  nib_rps=$RPS
+  sent=$(wrk_requests "nib redirect GET CODE")
+  run_wrk "nginx return 302" 8 "http://127.0.0.1:$nginx_port/$CODE" -H "Connection: close"
+  nginx_rps=$RPS
+  r=$(ratio "$nib_rps" "$nginx_rps")
+  echo "      ratio nib / nginx: $r   (target >= 0.70: $(verdict_ge "$r" 0.7))"
+  # Every redirect counts a click: in memory, written in one batch a second.
+  sleep 1.5
+  after=$(link_clicks "$CODE")
+  echo "  clicks counted during the nib run: $((after - before)), wrk completed $sent requests"
+  echo "  (nib counts them in memory and writes one batch a second)"
+
+  row "redirect req/s, nib GET /CODE (Connection: close)" "$nib_rps"
+  row "redirect req/s, nginx return 302 (Connection: close)" "$nginx_rps"
+  row "ratio nib / nginx return 302" "$r" ">= 0.70"
+  row "clicks counted / wrk requests, redirect run" "$((after - before)) / $sent"
+}
+
+# Where nib's memory is, now: /proc/PID/smaps by kind of mapping (bench/smaps.py).
+# LABEL names the moment for the summary.
+mem_breakdown() {
+  local label=$1 line hwm rss threads
+  line=$(python3 "$REPO/bench/smaps.py" "$NIB_PID")
+  read -r hwm rss threads < <(proc_mem "$NIB_PID")
+  echo "  smaps, $label:"
+  echo "    $line"
+  echo "    (VmHWM $(mb "$hwm")  VmRSS $(mb "$rss")  threads $threads)"
+  row "RSS kB, $label" "$(python3 -c '
+import re, sys
+k = dict(re.findall(r"(\w+) (\d+) kB", sys.argv[1]))
+b, h, t = int(k["binary"]), int(k["heap"]), int(k["tstacks"])
+print(f"bin {b}, heap {h}, stacks {t}, rest {sum(map(int, k.values())) - b - h - t}")' "$line")"
+}
+
+binary_breakdown() {
+  local text data bss bytes
+  bytes=$(stat -c %s "$NIB")
+  read -r text data bss _ < <(size "$NIB" | tail -n 1)
+  echo "  binary: $bytes bytes on disk; size(1): text $text, data $data, bss $bss"
+  row "binary bytes: file / text / data / bss" "$bytes/$text/$data/$bss"
+}
+
 bench_many_links() {
-  echo "  100,000 links: skipped: not built yet"
-  row "100,000 links" "skipped: not built yet"
+  local n=100000 codes=$WORK/codes.txt base hwm rss threads i code mid secs out bytes db_kb
+  section "e2. 100,000 links: peak RSS under wrk -t2 -c8 at random codes, Connection: close, ${BENCH_SECONDS}s"
+  # Through the API each link is one fsynced commit (minutes for 100,000), so they go
+  # straight into the stopped server's database, one transaction (bench/load-links.py).
+  stop "$NIB_PID"
+  python3 "$REPO/bench/load-links.py" "$SITE/nib.db" "$n" "$codes"
+  db_kb=$(du -k --apparent-size "$SITE/nib.db" | cut -f1)
+  echo "  database: $(mb "$db_kb") ($BENCH_POSTS posts, $n + 1 links)"
+  row "database size, $BENCH_POSTS posts + $n links" "$(mb "$db_kb")"
+  start_nib
+  echo "  nib restarted on it: $START_MS ms to first 200 on /"
+  row "warm start to serving, $n links" "$START_MS ms"
+  base="http://127.0.0.1:$NIB_PORT"
+  for i in 0 $((n / 2)) $((n - 1)); do
+    code=$(sed -n "$((i + 1))p" "$codes")
+    expect_redirect "$base/$code" "https://example.com/page/$i"
+  done
+
+  binary_breakdown
+  mem_breakdown "idle after start"
+  run_wrk "random codes of $n, -c8, Connection: close" 8 "$base" \
+    -H "Connection: close" -s "$REPO/bench/links.lua" -- "$codes"
+  read -r hwm rss threads < <(proc_mem "$NIB_PID")
+  printf '  %-44s VmHWM %s  VmRSS %s  threads %s\n' "" "$(mb "$hwm")" "$(mb "$rss")" "$threads"
+  row "VmHWM, $n links, wrk -c8 random codes" "$(mb "$hwm")" "<= 3.5 MB"
+  row "VmRSS / threads after that run" "$(mb "$rss") / $threads"
+  row "redirect req/s, $n links, random codes" "$RPS"
+  sleep 2   # let the last click batch land, so this is idle
+  mem_breakdown "idle after the $n-link run"
+
+  # The owner's list and a visitor's preview over the big table, once each.
+  mid=$(sed -n "$((n / 2 + 1))p" "$codes")
+  # nib looks for changed posts from the request loop, at most every 1.5 s; after the
+  # idle pause above the next request pays that scan (see a.), so /healthz takes it.
+  curl -s -o /dev/null --max-time 10 "$base/healthz"
+  echo "  once each (curl, idle server, after one GET /healthz):"
+  for path in "/api/links?limit=50" "/$mid+"; do
+    out=$(curl -s -o /dev/null --max-time 10 -H "Authorization: Bearer $BENCH_TOKEN" \
+      -w '%{http_code} %{size_download} %{time_total}' "$base$path")
+    read -r code bytes secs <<<"$out"
+    secs=$(awk -v s="$secs" 'BEGIN { printf "%.1f", s * 1000 }')
+    printf '    %-62s %s %7s bytes %7s ms\n' "$path" "$code" "$bytes" "$secs"
+    [[ $code == 200 ]] || echo "    warning: $path answers $code"
+    row "GET ${path/$mid/CODE} once, $n links" "$secs ms ($code)"
+  done
+  read -r hwm rss threads < <(proc_mem "$NIB_PID")
+  echo "  after those: VmHWM $(mb "$hwm")  VmRSS $(mb "$rss")  threads $threads"
+  row "VmHWM after the run and those two requests" "$(mb "$hwm")"
+
+  # Control: the same run over 100 codes only. Each redirect adds to an in-memory click
+  # count per link, written once a second, so a second of random codes over 100,000
+  # links holds thousands of distinct counts (and writes as many rows); 100 hot codes
+  # hold 100. The difference between the two VmHWM figures is that batch.
+  head -n 100 "$codes" >"$WORK/codes-100.txt"
+  restart_nib
+  base="http://127.0.0.1:$NIB_PORT"
+  run_wrk "100 hot codes, -c8, Connection: close" 8 "$base" \
+    -H "Connection: close" -s "$REPO/bench/links.lua" -- "$WORK/codes-100.txt"
+  read -r hwm rss threads < <(proc_mem "$NIB_PID")
+  printf '  %-44s VmHWM %s  VmRSS %s  threads %s\n' "" "$(mb "$hwm")" "$(mb "$rss")" "$threads"
+  row "VmHWM, $n links, wrk -c8 over 100 hot codes (control)" "$(mb "$hwm")"
+  row "redirect req/s, 100 hot codes" "$RPS"
 }
 
 # ---------------------------------------------------------------- summary
@@ -488,7 +665,7 @@ main() {
   local names n tag
   CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   need_tools
-  echo "nib bench: $BENCH_POSTS posts, ${BENCH_SECONDS}s per wrk run, $(nproc) CPUs ($CPU)"
+  echo "nib bench: $BENCH_POSTS posts, ${BENCH_SECONDS}s per wrk run, $(nproc) CPUs ($CPU), parts $BENCH_PARTS"
   echo "  $(nginx -v 2>&1), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-3)"
   echo "  temp dir: $WORK"
   build_nib
@@ -507,12 +684,17 @@ main() {
     "/posts/$(slug "${names[0]}")/" /static/style.css)
 
   bench_cold_start
-  bench_memory
-  bench_post_page
-  bench_binary
-  section "e. short links"
-  bench_redirects
-  bench_many_links
+  if part b; then bench_memory; fi
+  if part c; then
+    part b || die "BENCH_PARTS: part c needs part b (its nginx front end)"
+    bench_post_page
+  fi
+  if part d; then bench_binary; fi
+  if part e; then
+    section "e. short links"
+    bench_redirects
+    bench_many_links
+  fi
   print_summary
 }
 
