@@ -350,8 +350,9 @@ pub fn sparkline(days: &[(i64, i64)], today: i64) -> String {
     )
 }
 
-/// Percent-encodes a value for a query string: everything but unreserved characters, and
-/// space as `%20` (share intents of X, Mastodon and Bluesky all read that form).
+/// Percent-encodes everything but unreserved characters, so the result fits a query value
+/// or a path segment (space as `%20`, which share intents of X, Mastodon and Bluesky and
+/// every `Location` reader accept).
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

@@ -351,32 +351,50 @@ pub struct NotFoundPage<'a> {
     pub path: &'a str,
 }
 
+/// The Atom feed up to its first entry; the entries follow one at a time.
 #[derive(Template)]
-#[template(path = "atom.xml")]
-pub struct AtomFeed<'a> {
+#[template(path = "atom_head.xml")]
+pub struct AtomHead<'a> {
     pub site: &'a Site<'a>,
     pub updated: String,
     pub author: &'a str,
-    pub posts: Vec<PostView>,
 }
 
 #[derive(Template)]
-#[template(path = "rss.xml")]
-pub struct RssFeed<'a> {
+#[template(path = "atom_entry.xml")]
+pub struct AtomEntry<'a> {
+    pub site: &'a Site<'a>,
+    pub post: PostView,
+}
+
+pub const ATOM_TAIL: &str = "</feed>\n";
+
+/// The RSS feed up to its first item; the items follow one at a time.
+#[derive(Template)]
+#[template(path = "rss_head.xml")]
+pub struct RssHead<'a> {
     pub site: &'a Site<'a>,
     pub updated: String,
-    pub author: &'a str,
-    pub posts: Vec<PostView>,
 }
+
+#[derive(Template)]
+#[template(path = "rss_entry.xml")]
+pub struct RssEntry<'a> {
+    pub site: &'a Site<'a>,
+    pub author: &'a str,
+    pub post: PostView,
+}
+
+pub const RSS_TAIL: &str = "</channel>\n</rss>\n";
 
 /// How many entries the feeds carry.
 pub const FEED_ENTRIES: u32 = 20;
 
 /// The feed's own `updated`: the newest entry's date, so it moves only with content.
-pub fn feed_updated(posts: &[PostRow]) -> i64 {
-    posts
-        .iter()
-        .map(|p| p.updated.unwrap_or(p.date).max(p.date))
+/// `entries` are (date, updated) pairs.
+pub fn feed_updated(entries: impl Iterator<Item = (i64, Option<i64>)>) -> i64 {
+    entries
+        .map(|(date, updated)| updated.unwrap_or(date).max(date))
         .max()
         .unwrap_or(0)
 }

@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -134,46 +133,23 @@ fn export_matches_serve_page_for_page() {
 
 #[test]
 fn nginx_serves_the_export_like_nib() {
-    if Command::new("nginx")
-        .arg("-v")
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        eprintln!("skipping: nginx is not installed");
-        return;
-    }
     let site = site();
     let out = site.path().join("_site");
     let (code, _, err) = nib(&site, &["build", "--out", out.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
     let port = free_port();
-    let prefix = site.path().join("nginx");
-    std::fs::create_dir_all(prefix.join("logs")).unwrap();
     let conf = format!(
-        "daemon off; master_process off; worker_processes 1; pid {p}/nginx.pid; error_log {p}/logs/error.log;
+        "master_process off; worker_processes 1; pid {{dir}}/nginx.pid;
          events {{ worker_connections 64; }}
          http {{ include /etc/nginx/mime.types; access_log off;
-           client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p}; uwsgi_temp_path {p}; scgi_temp_path {p};
+           client_body_temp_path {{dir}}; proxy_temp_path {{dir}}; fastcgi_temp_path {{dir}}; uwsgi_temp_path {{dir}}; scgi_temp_path {{dir}};
            server {{ listen 127.0.0.1:{port}; root {root}; error_page 404 /404.html; }} }}",
-        p = prefix.display(),
         root = out.display()
     );
-    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
-    let mut nginx = Command::new("nginx")
-        .args([
-            "-p",
-            prefix.to_str().unwrap(),
-            "-c",
-            prefix.join("nginx.conf").to_str().unwrap(),
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx");
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(eventually(Duration::from_secs(5), || {
-        std::net::TcpStream::connect(addr).is_ok()
-    }));
+    let Some(nginx) = Nginx::start(&conf, port) else {
+        return;
+    };
+    let addr = nginx.addr;
     let s = TestServer::start(&site);
     for path in [
         "/",
@@ -191,8 +167,6 @@ fn nginx_serves_the_export_like_nib() {
         assert!(from_nginx.body == from_nib.body, "{path} differs");
     }
     assert_eq!(get(addr, "/posts/draft/").status, 404);
-    let _ = nginx.kill();
-    let _ = nginx.wait();
 }
 
 const TOKEN: &str = "export-test-token-0123456789";
@@ -258,43 +232,20 @@ fn short_links_export_as_redirects_nginx_map_and_refresh_pages() {
     }
 
     // nginx, with the exported map included, redirects every code.
-    if Command::new("nginx")
-        .arg("-v")
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        eprintln!("skipping the nginx half: nginx is not installed");
-        return;
-    }
     let port = free_port();
-    let prefix = site.path().join("nginx-map");
-    std::fs::create_dir_all(prefix.join("logs")).unwrap();
     let conf = format!(
-        "daemon off; master_process off; worker_processes 1; pid {p}/nginx.pid; error_log {p}/logs/error.log;
+        "master_process off; worker_processes 1; pid {{dir}}/nginx.pid;
          events {{ worker_connections 64; }}
          http {{ include /etc/nginx/mime.types; access_log off; include {root}/nginx-redirects.conf;
-           client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p}; uwsgi_temp_path {p}; scgi_temp_path {p};
+           client_body_temp_path {{dir}}; proxy_temp_path {{dir}}; fastcgi_temp_path {{dir}}; uwsgi_temp_path {{dir}}; scgi_temp_path {{dir}};
            server {{ listen 127.0.0.1:{port}; root {root};
              if ($nib_short_link) {{ return 302 $nib_short_link; }} }} }}",
-        p = prefix.display(),
         root = out.display()
     );
-    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
-    let mut nginx = Command::new("nginx")
-        .args([
-            "-p",
-            prefix.to_str().unwrap(),
-            "-c",
-            prefix.join("nginx.conf").to_str().unwrap(),
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx");
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(eventually(Duration::from_secs(5), || {
-        std::net::TcpStream::connect(addr).is_ok()
-    }));
+    let Some(nginx) = Nginx::start(&conf, port) else {
+        return;
+    };
+    let addr = nginx.addr;
     for (code, url) in &links {
         let r = get(addr, &format!("/{code}"));
         assert_eq!(r.status, 302, "{code}");
@@ -309,8 +260,6 @@ fn short_links_export_as_redirects_nginx_map_and_refresh_pages() {
         200,
         "pages still served"
     );
-    let _ = nginx.kill();
-    let _ = nginx.wait();
 }
 
 #[test]
@@ -378,14 +327,6 @@ fn backup_under_write_load_keeps_every_acknowledged_link() {
         missing.len(),
         before.len()
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

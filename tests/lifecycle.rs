@@ -440,7 +440,7 @@ fn recovers_when_the_accept_thread_dies() {
 
 #[test]
 fn nginx_five_sighups_under_load() {
-    let Some(ng) = Nginx::start_for_test() else {
+    let Some(ng) = DeployNginx::start_for_test() else {
         return;
     };
     let site = site();
@@ -449,7 +449,7 @@ fn nginx_five_sighups_under_load() {
         &["--listen", &format!("127.0.0.1:{}", ng.upstream_port)],
         &[],
     );
-    let front = ng.addr;
+    let front = ng.nginx.addr;
     assert!(eventually(Duration::from_secs(5), || {
         std::panic::catch_unwind(|| get(front, "/").status == 200).unwrap_or(false)
     }));
@@ -465,39 +465,21 @@ fn nginx_five_sighups_under_load() {
 
 /// nginx configured from deploy/nginx.conf, rewritten for a loopback test the same way
 /// bench/ does: plain HTTP on a free port, logs and pid in a temporary folder.
-struct Nginx {
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
+struct DeployNginx {
+    nginx: Nginx,
     upstream_port: u16,
-    child: std::process::Child,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Nginx {
-    fn start_for_test() -> Option<Nginx> {
-        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists());
-        let Some(bin) = bin else {
-            eprintln!("skipping: nginx is not installed");
-            return None;
-        };
+impl DeployNginx {
+    fn start_for_test() -> Option<DeployNginx> {
         let conf_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf");
         let Ok(conf) = std::fs::read_to_string(&conf_path) else {
             eprintln!("skipping: deploy/nginx.conf is missing");
             return None;
         };
-        let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let upstream_port = free_port();
-        let d = dir.path().display().to_string();
+        let d = "{dir}";
         let mut out = String::new();
         let mut skipping = false;
         for line in conf.lines() {
@@ -561,48 +543,17 @@ impl Nginx {
             "http {",
             &format!("http {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;"),
         );
-        std::fs::write(dir.path().join("nginx.conf"), out).unwrap();
-        let child = std::process::Command::new(bin)
-            .args([
-                "-e",
-                &format!("{d}/error.log"),
-                "-c",
-                &format!("{d}/nginx.conf"),
-                "-g",
-                "daemon off;",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .ok()?;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        if !eventually(Duration::from_secs(5), || TcpStream::connect(addr).is_ok()) {
-            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-            panic!("nginx did not start: {log}");
-        }
-        Some(Nginx {
-            dir,
-            addr,
+        let nginx = Nginx::start(&out, port)?;
+        Some(DeployNginx {
+            nginx,
             upstream_port,
-            child,
         })
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = &self.dir;
     }
 }
 
 fn vm_kb(pid: u32, key: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    nib::memory::parse_status_kb(&text, key).unwrap_or(0)
 }
 
 /// The bound on nib's peak memory in the hostile test. The issue asks for 3.5 MB; the
@@ -617,7 +568,7 @@ const HWM_LIMIT_KB: u64 = if cfg!(debug_assertions) {
 
 #[test]
 fn nginx_absorbs_hostile_clients_while_others_are_served() {
-    let Some(ng) = Nginx::start_for_test() else {
+    let Some(ng) = DeployNginx::start_for_test() else {
         return;
     };
     let site = site();
@@ -626,7 +577,7 @@ fn nginx_absorbs_hostile_clients_while_others_are_served() {
         &["--listen", &format!("127.0.0.1:{}", ng.upstream_port)],
         &[],
     );
-    let front = ng.addr;
+    let front = ng.nginx.addr;
     assert!(eventually(Duration::from_secs(5), || {
         std::panic::catch_unwind(|| get(front, "/").status == 200).unwrap_or(false)
     }));

@@ -331,3 +331,66 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], bod
     bytes.extend_from_slice(body);
     raw_bytes(addr, &bytes, method == "HEAD")
 }
+
+/// A free TCP port on loopback (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An nginx process started for a test from a config text, with its pid, logs and temp
+/// files in its own folder; killed on drop.
+pub struct Nginx {
+    pub dir: tempfile::TempDir,
+    /// Where its server listens (the test says which port the config uses).
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Nginx {
+    /// Starts nginx with `conf` (which may use `{dir}` for its folder) and waits until
+    /// `port` accepts. `None`, with a message, when nginx is not installed.
+    pub fn start(conf: &str, port: u16) -> Option<Nginx> {
+        let Some(bin) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+        else {
+            eprintln!("skipping: nginx is not installed");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::write(dir.path().join("nginx.conf"), conf.replace("{dir}", &d)).unwrap();
+        let child = Command::new(bin)
+            .args([
+                "-p",
+                &d,
+                "-e",
+                &format!("{d}/error.log"),
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-g",
+                "daemon off;",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        if !eventually(Duration::from_secs(5), || TcpStream::connect(addr).is_ok()) {
+            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+            panic!("nginx did not start: {log}");
+        }
+        Some(Nginx { dir, addr, child })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
