@@ -22,6 +22,12 @@ use crate::render::Site;
 
 /// The largest request body nib reads.
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// Prints a newly generated admin token, the one time it is ever shown (only its hash is
+/// kept), with where to log in.
+pub fn announce_token(token: &str, base: &str) {
+    eprintln!("nib: admin token (shown only now): {token}\nnib: log in at {base}/admin/login");
+}
 /// Links per admin page.
 const ADMIN_PAGE: u32 = 50;
 const API_DEFAULT_LIMIT: u32 = 50;
@@ -161,6 +167,7 @@ struct PreviewPage<'a> {
     link: &'a LinkRow,
     short_url: String,
     created: String,
+    created_iso: String,
     clicks: i64,
     qr: String,
 }
@@ -181,7 +188,12 @@ fn qr_svg(text: &str) -> Result<String, Error> {
 }
 
 /// `GET /CODE+`: where a link goes, when it was made, its clicks, and its QR code.
-pub fn preview<'a>(app: &'a App, t: &Target, code: &str) -> Result<Reply<'a>, Error> {
+pub fn preview<'a>(
+    app: &'a App,
+    req: &Request,
+    t: &Target,
+    code: &str,
+) -> Result<Reply<'a>, Error> {
     let Some(link) = app.db.link_by_code(code)? else {
         return Err(Error::NotFound);
     };
@@ -192,11 +204,30 @@ pub fn preview<'a>(app: &'a App, t: &Target, code: &str) -> Result<Reply<'a>, Er
         path: &t.path,
         short_url: short.clone(),
         created: dates::human(link.created_at),
+        created_iso: dates::rfc3339(link.created_at),
         clicks: clicks_of(app, &link),
         qr: qr_svg(&short)?,
         link: &link,
     };
-    Ok(Reply::html(page.render()?).header("Cache-Control", "no-cache"))
+    // The click count changes at any moment, so the validator is the page itself and the
+    // last change is now: a client revalidates with If-None-Match and gets a 304 while the
+    // count stands still.
+    let body = page.render()?;
+    let etag = crate::http::strong_etag(crate::render::Fnv::hash_str(&body));
+    let now = dates::now();
+    let reply = if crate::http::not_modified(req, &etag, now) {
+        Reply {
+            status: 304,
+            headers: Vec::new(),
+            body: crate::http::Body::Empty,
+        }
+    } else {
+        Reply::html(body)
+    };
+    Ok(reply
+        .header("ETag", etag)
+        .header("Last-Modified", dates::http(now))
+        .header("Cache-Control", "no-cache"))
 }
 
 // ---- request bodies ----
@@ -216,8 +247,8 @@ impl Form {
     }
 }
 
-/// Refuses a body over [`MAX_BODY`] by its `Content-Length` before reading anything, and
-/// reads at most one byte more than the limit otherwise (chunked bodies have no length).
+/// Refuses a body over [`MAX_BODY`] by its `Content-Length` before reading anything
+/// ([`read_body`] then reads at most one byte more than the limit, for chunked bodies).
 fn check_length(req: &Request) -> Result<(), Error> {
     if req.body_length().is_some_and(|n| n > MAX_BODY) {
         return Err(Error::PayloadTooLarge);

@@ -219,7 +219,17 @@ impl Throttle {
         Throttle { slots: Vec::new() }
     }
 
+    /// The slot's key for a client: at most 64 characters, so an address taken from a
+    /// forwarded header cannot grow the table, and the same cut is used by every lookup.
+    fn key(client: &str) -> &str {
+        client
+            .char_indices()
+            .nth(64)
+            .map_or(client, |(i, _)| &client[..i])
+    }
+
     fn find(&self, client: &str, now: i64) -> Option<usize> {
+        let client = Self::key(client);
         self.slots
             .iter()
             .position(|s| s.client == client && now - s.since < THROTTLE_WINDOW)
@@ -236,8 +246,9 @@ impl Throttle {
             self.slots[i].failures += 1;
             return;
         }
+        let client = Self::key(client);
         let slot = Slot {
-            client: client.chars().take(64).collect(),
+            client: client.to_string(),
             since: now,
             failures: 1,
         };
@@ -256,6 +267,7 @@ impl Throttle {
     }
 
     pub fn succeeded(&mut self, client: &str) {
+        let client = Self::key(client);
         self.slots.retain(|s| s.client != client);
     }
 
@@ -398,5 +410,17 @@ mod tests {
         t.failed("9.9.9.9", now + 3);
         t.succeeded("9.9.9.9");
         assert!(!t.blocked("9.9.9.9", now + 3));
+    }
+
+    #[test]
+    fn throttle_holds_for_long_client_keys() {
+        // Regression: slots kept the first 64 characters but lookups compared the whole
+        // key, so a long forwarded address was never blocked.
+        let mut t = Throttle::new();
+        let long = "x".repeat(200);
+        for _ in 0..MAX_FAILURES {
+            t.failed(&long, 1000);
+        }
+        assert!(t.blocked(&long, 1001));
     }
 }

@@ -232,13 +232,15 @@ impl Db {
         self.conn.pragma_update(None, "cache_size", -kib)
     }
 
-    pub fn conn(&self) -> &Connection {
-        &self.conn
-    }
-
     /// `SELECT 1`, for `/healthz`.
     pub fn ping(&self) -> rusqlite::Result<()> {
         self.conn.query_row("SELECT 1", [], |_| Ok(()))
+    }
+
+    /// A read transaction: every query until [`Db::commit`] sees one snapshot, and SQLite
+    /// takes its locks once instead of per statement.
+    pub fn begin_read(&self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("BEGIN DEFERRED")
     }
 
     pub fn begin(&self) -> rusqlite::Result<()> {
@@ -280,11 +282,12 @@ impl Db {
             .optional()
     }
 
-    /// The file that already uses `slug` for a valid post, other than `path`.
+    /// The file that already uses `slug` for a public post, other than `path`. Drafts own
+    /// no slug: a draft can never take a published post's URL away.
     pub fn slug_owner(&self, slug: &str, path: &str) -> rusqlite::Result<Option<String>> {
         self.conn
             .prepare_cached(
-                "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND path <> ?2",
+                "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0 AND path <> ?2",
             )?
             .query_row([slug, path], |r| r.get(0))
             .optional()
@@ -535,39 +538,29 @@ impl Db {
         Ok((older, newer))
     }
 
-    /// A page of public posts, newest first, optionally of one tag; `with_html` for feeds.
+    /// A page of public posts, newest first, optionally of one tag, without their bodies
+    /// (listing pages show summaries only).
     pub fn list_posts(
         &self,
         tag: Option<&str>,
         limit: u32,
         offset: u64,
-        with_html: bool,
     ) -> rusqlite::Result<Vec<PostRow>> {
-        // The bodies are joined only when asked for: listing pages need just the summary.
-        let (html, join) = if with_html {
-            (
-                ", post_bodies.html",
-                "JOIN post_bodies ON post_bodies.post_id = posts.id",
-            )
-        } else {
-            ("", "")
-        };
         let sql = match tag {
             None => format!(
-                "SELECT {}{html} FROM posts {join}
-                 WHERE error IS NULL AND draft = 0
+                "SELECT {} FROM posts WHERE error IS NULL AND draft = 0
                  ORDER BY date DESC, slug LIMIT ?1 OFFSET ?2",
                 Self::POST_COLUMNS
             ),
             Some(_) => format!(
-                "SELECT {}{html} FROM post_tags JOIN posts ON posts.id = post_tags.post_id {join}
+                "SELECT {} FROM post_tags JOIN posts ON posts.id = post_tags.post_id
                  WHERE post_tags.tag = ?3
                  ORDER BY post_tags.date DESC, post_tags.slug LIMIT ?1 OFFSET ?2",
                 Self::POST_COLUMNS
             ),
         };
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let map = |r: &rusqlite::Row<'_>| Self::row_to_post(r, with_html);
+        let map = |r: &rusqlite::Row<'_>| Self::row_to_post(r, false);
         match tag {
             None => stmt
                 .query_map(params![limit, offset as i64], map)?
@@ -595,7 +588,8 @@ impl Db {
             .collect()
     }
 
-    /// A page of (slug, date, updated) after the keyset cursor, for the sitemap and export.
+    /// A page of (date, slug, updated) after the keyset cursor, newest first: the sitemap,
+    /// the feeds and the export walk the posts with it.
     pub fn post_slugs_after(
         &self,
         after: Option<&(i64, String)>,

@@ -198,7 +198,7 @@ pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     // One read transaction for the whole export: every page sees the same snapshot (a
     // post saved meanwhile cannot appear on one page and not another), and SQLite does not
     // take and check its locks again for each of the ~50,000 queries.
-    app.db.conn().execute_batch("BEGIN")?;
+    app.db.begin_read()?;
     let io_err = |p: &Path, e: io::Error| StartupError::Other(format!("{}: {e}", p.display()));
     let per = app.cfg.per_page as u64;
     let total_posts = app.db.count_public()? as u64;
@@ -256,7 +256,7 @@ pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     let dest = out.join("404.html");
     write_body(&dest, not_found.body).map_err(|e| io_err(&dest, e))?;
     let links = write_links(app, out).map_err(|e| io_err(out, e))?;
-    app.db.conn().execute_batch("COMMIT")?;
+    app.db.commit()?;
     let files = copy_static(&app.cfg.static_dir, &out.join("static"))
         .map_err(|e| io_err(&app.cfg.static_dir, e))?;
     if progress.tty {

@@ -238,7 +238,6 @@ pub struct Guard {
     max_connections: usize,
     tracks: HashMap<u64, Track>,
     last_sweep: Instant,
-    pub total_cut: u64,
 }
 
 impl Guard {
@@ -247,7 +246,6 @@ impl Guard {
             max_connections,
             tracks: HashMap::new(),
             last_sweep: Instant::now(),
-            total_cut: 0,
         }
     }
 
@@ -312,7 +310,6 @@ impl Guard {
         }
         let n = idle + slow + over;
         if n > 0 {
-            self.total_cut += n as u64;
             eprintln!(
                 "nib: guard: closed {n} connections ({idle} idle > {}s, {slow} request unfinished > {}s, {over} over max_connections={}); {} were open",
                 IDLE.as_secs(),

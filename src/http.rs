@@ -48,7 +48,18 @@ pub struct App {
 impl App {
     pub fn new(cfg: Config, db: Db) -> rusqlite::Result<App> {
         let site = db.site_version()?;
-        let config_fingerprint = cfg.fingerprint();
+        // The binary's size and time stand for its build: templates are compiled in, so a
+        // rebuilt nib must not answer a 304 for a page it now renders differently.
+        let build = std::fs::metadata("/proc/self/exe")
+            .map(|m| {
+                m.len()
+                    ^ m.modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_secs())
+            })
+            .unwrap_or(0);
+        let config_fingerprint = cfg.fingerprint() ^ build.rotate_left(17);
         Ok(App {
             cfg,
             db,
@@ -123,7 +134,7 @@ impl App {
         h.write(path.as_bytes());
         h.write(&self.site.1.to_le_bytes());
         h.write(&self.config_fingerprint.to_le_bytes());
-        format!("\"{:016x}\"", h.finish())
+        strong_etag(h.finish())
     }
 }
 
@@ -235,8 +246,12 @@ pub fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = b.get(i + 1..i + 3)?;
+            // from_str_radix alone would take `%+A` (a sign) as a digit pair.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(b[i]);
@@ -261,6 +276,11 @@ pub fn safe_join(base: &Path, rel: &str) -> Option<PathBuf> {
         any = true;
     }
     any.then_some(out)
+}
+
+/// A strong validator from a 64-bit hash: `"0123456789abcdef"`.
+pub fn strong_etag(hash: u64) -> String {
+    format!("\"{hash:016x}\"")
 }
 
 /// Looks up a request header (case-insensitive).
@@ -315,46 +335,49 @@ fn cached<'a>(
 pub fn route<'a>(app: &'a App, req: &mut Request, t: &Target) -> Result<Reply<'a>, Error> {
     let path = t.path.as_str();
     let segs: Vec<&str> = path[1..].split('/').collect();
-    let read_only = |r: Result<Reply<'a>, Error>| {
-        if t.is_read() {
-            r
-        } else {
-            Err(Error::MethodNotAllowed)
-        }
-    };
-    let _ = &req;
+    // The method is checked before the handler runs: a POST to a page must not render it
+    // (or, on the API, count a failed login) only to answer 405.
+    macro_rules! read_only {
+        ($reply:expr) => {
+            if t.is_read() {
+                $reply
+            } else {
+                Err(Error::MethodNotAllowed)
+            }
+        };
+    }
     match segs.as_slice() {
-        [""] => read_only(index(app, req, 1)),
+        [""] => read_only!(index(app, req, 1)),
         ["page", n, ""] => match n.parse::<u64>() {
-            Ok(1) => read_only(Ok(Reply::redirect(301, "/"))),
-            Ok(n) if n > 1 => read_only(index(app, req, n)),
+            Ok(1) => read_only!(Ok(Reply::redirect(301, "/"))),
+            Ok(n) if n > 1 => read_only!(index(app, req, n)),
             _ => Err(Error::NotFound),
         },
-        ["posts", slug, ""] => read_only(post(app, req, slug)),
-        ["posts", slug] if !slug.is_empty() => read_only(Ok(Reply::redirect(
+        ["posts", slug, ""] => read_only!(post(app, req, slug)),
+        ["posts", slug] if !slug.is_empty() => read_only!(Ok(Reply::redirect(
             301,
             &format!("/posts/{}/", links::encode_component(slug)),
         ))),
-        ["tags", ""] => read_only(tags(app, req)),
-        ["tags"] => read_only(Ok(Reply::redirect(301, "/tags/"))),
-        ["tags", tag, ""] => read_only(tag_page(app, req, tag, 1)),
-        ["tags", tag] if !tag.is_empty() => read_only(Ok(Reply::redirect(
+        ["tags", ""] => read_only!(tags(app, req)),
+        ["tags"] => read_only!(Ok(Reply::redirect(301, "/tags/"))),
+        ["tags", tag, ""] => read_only!(tag_page(app, req, tag, 1)),
+        ["tags", tag] if !tag.is_empty() => read_only!(Ok(Reply::redirect(
             301,
             &format!("/tags/{}/", links::encode_component(tag)),
         ))),
         ["tags", tag, "page", n, ""] => match n.parse::<u64>() {
-            Ok(1) => read_only(Ok(Reply::redirect(
+            Ok(1) => read_only!(Ok(Reply::redirect(
                 301,
                 &format!("/tags/{}/", links::encode_component(tag)),
             ))),
-            Ok(n) if n > 1 => read_only(tag_page(app, req, tag, n)),
+            Ok(n) if n > 1 => read_only!(tag_page(app, req, tag, n)),
             _ => Err(Error::NotFound),
         },
-        ["feed.xml"] => read_only(feed(app, req, true)),
-        ["rss.xml"] => read_only(feed(app, req, false)),
-        ["sitemap.xml"] => read_only(sitemap(app, req)),
-        ["robots.txt"] => read_only(robots(app, req)),
-        ["healthz"] => read_only(Ok(match app.db.ping() {
+        ["feed.xml"] => read_only!(feed(app, req, true)),
+        ["rss.xml"] => read_only!(feed(app, req, false)),
+        ["sitemap.xml"] => read_only!(sitemap(app, req)),
+        ["robots.txt"] => read_only!(robots(app, req)),
+        ["healthz"] => read_only!(Ok(match app.db.ping() {
             Ok(()) => Reply::text(200, "ok"),
             Err(e) => {
                 eprintln!("nib: healthz: {e}");
@@ -362,19 +385,23 @@ pub fn route<'a>(app: &'a App, req: &mut Request, t: &Target) -> Result<Reply<'a
             }
         }
         .header("Cache-Control", "no-store"))),
-        ["static", ..] => read_only(static_file(app, req, &path["/static/".len()..])),
-        ["favicon.ico"] => read_only(static_file(app, req, "favicon.ico")),
+        // `/static` alone has no file name: the strip fails and it is a 404.
+        ["static", ..] => match path.strip_prefix("/static/") {
+            Some(rel) => read_only!(static_file(app, req, rel)),
+            None => Err(Error::NotFound),
+        },
+        ["favicon.ico"] => read_only!(static_file(app, req, "favicon.ico")),
         // The owner's pages. Every change is a POST; GETs only read.
-        ["admin"] => read_only(Ok(Reply::redirect(301, "/admin/"))),
-        ["admin", ""] => read_only(admin::dashboard(app, req, t)),
+        ["admin"] => read_only!(Ok(Reply::redirect(301, "/admin/"))),
+        ["admin", ""] => read_only!(admin::dashboard(app, req, t)),
         ["admin", "login"] => match t.method {
             Method::Post => admin::login(app, req),
-            _ => read_only(admin::login_page(app, t)),
+            _ => read_only!(admin::login_page(app, t)),
         },
         ["admin", "logout"] if t.method == Method::Post => admin::logout(app, req),
         ["admin", "share"] => match t.method {
             Method::Post => admin::share_post(app, req),
-            _ => read_only(admin::share_page(app, req, t)),
+            _ => read_only!(admin::share_page(app, req, t)),
         },
         ["admin", "links"] if t.method == Method::Post => admin::create_form(app, req),
         ["admin", "links", code, "delete"] if t.method == Method::Post => {
@@ -384,16 +411,16 @@ pub fn route<'a>(app: &'a App, req: &mut Request, t: &Target) -> Result<Reply<'a
         // The JSON API.
         ["api", "links"] => match t.method {
             Method::Post => admin::api_create(app, req),
-            _ => read_only(admin::api_list(app, req, t)),
+            _ => read_only!(admin::api_list(app, req, t)),
         },
         ["api", "links", code] => match t.method {
             Method::Delete => admin::api_delete(app, req, code),
-            _ => read_only(admin::api_get(app, req, code)),
+            _ => read_only!(admin::api_get(app, req, code)),
         },
         // Short links: whatever single segment nothing above claimed.
-        [code] if links::is_code_like(code) => read_only(admin::redirect(app, req, t, code)),
+        [code] if links::is_code_like(code) => read_only!(admin::redirect(app, req, t, code)),
         [code] if code.strip_suffix('+').is_some_and(links::is_code_like) => {
-            read_only(admin::preview(app, t, &code[..code.len() - 1]))
+            read_only!(admin::preview(app, req, t, &code[..code.len() - 1]))
         }
         _ => Err(Error::NotFound),
     }
@@ -410,21 +437,30 @@ fn allowed(path: &str) -> &'static str {
     }
 }
 
+/// Where page `page` of a listing starts; a page past the end (or a number so large the
+/// offset overflows) is a 404, page 1 always exists.
+fn page_offset(page: u64, per: u32, total: u64) -> Result<u64, Error> {
+    let offset = page
+        .checked_sub(1)
+        .and_then(|p| p.checked_mul(per as u64))
+        .ok_or(Error::NotFound)?;
+    if page > 1 && offset >= total {
+        return Err(Error::NotFound);
+    }
+    Ok(offset)
+}
+
 fn index<'a>(app: &'a App, req: &Request, page: u64) -> Result<Reply<'a>, Error> {
     let total = app.db.count_public()? as u64;
     let per = app.cfg.per_page;
-    if page > 1 && (page - 1) * per as u64 >= total {
-        return Err(Error::NotFound);
-    }
+    let offset = page_offset(page, per, total)?;
     let path = if page == 1 {
         "/".to_string()
     } else {
         format!("/page/{page}/")
     };
     cached(req, app.page_etag(&path), app.site.0, CACHE_PAGE, || {
-        let posts = app
-            .db
-            .list_posts(None, per, (page - 1) * per as u64, false)?;
+        let posts = app.db.list_posts(None, per, offset)?;
         let site = app.site_view();
         let page = render::IndexPage {
             site: &site,
@@ -472,9 +508,7 @@ fn tag_page<'a>(app: &'a App, req: &Request, tag: &str, page: u64) -> Result<Rep
         return Err(Error::NotFound);
     };
     let per = app.cfg.per_page;
-    if page > 1 && (page - 1) * per as u64 >= count as u64 {
-        return Err(Error::NotFound);
-    }
+    let offset = page_offset(page, per, count as u64)?;
     let prefix = format!("/tags/{tag}/");
     let path = if page == 1 {
         prefix.clone()
@@ -482,9 +516,7 @@ fn tag_page<'a>(app: &'a App, req: &Request, tag: &str, page: u64) -> Result<Rep
         format!("{prefix}page/{page}/")
     };
     cached(req, app.page_etag(&path), app.site.0, CACHE_PAGE, || {
-        let posts = app
-            .db
-            .list_posts(Some(tag), per, (page - 1) * per as u64, false)?;
+        let posts = app.db.list_posts(Some(tag), per, offset)?;
         let site = app.site_view();
         let page = render::TagPage {
             site: &site,
@@ -741,7 +773,7 @@ fn static_file<'a>(app: &'a App, req: &Request, rel: &str) -> Result<Reply<'a>, 
     h.write(rel.as_bytes());
     h.write(&mtime.to_le_bytes());
     h.write(&meta.len().to_le_bytes());
-    let etag = format!("\"{:016x}\"", h.finish());
+    let etag = strong_etag(h.finish());
     let ctype = content_type(rel);
     cached(req, etag, mtime, CACHE_STATIC, || {
         Ok(Reply {
@@ -763,7 +795,7 @@ fn embedded<'a>(
     h.write(name.as_bytes());
     h.write(bytes);
     h.write(env!("CARGO_PKG_VERSION").as_bytes());
-    let etag = format!("\"{:016x}\"", h.finish());
+    let etag = strong_etag(h.finish());
     // The binary's build time is unknown here; the ETag carries the validation.
     cached(req, etag, 0, CACHE_STATIC, || {
         Ok(Reply::new(200, ctype, bytes))
@@ -867,12 +899,10 @@ pub fn install_panic_hook() {
 
 /// Answers one request completely: route, catch panics, write, log.
 pub fn handle(app: &App, mut req: Request) {
-    let started = Instant::now();
     let target = Target::of(&req);
     let reply = match &target {
         Err(_) => None,
         Ok(t) => {
-            let t: &Target = t;
             let r =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(app, &mut req, t)));
             Some(match r {
@@ -885,41 +915,52 @@ pub fn handle(app: &App, mut req: Request) {
             })
         }
     };
-    let reply = match (reply, target) {
-        (Some(r), _) => r,
-        (None, Err(e)) => error_reply(app, None, e),
+    let (reply, target) = match (reply, target) {
+        (Some(r), Ok(t)) => (r, Some(t)),
+        (_, Err(e)) => (error_reply(app, None, e), None),
         (None, Ok(_)) => unreachable!("a parsed target always gets a reply"),
     };
     // tiny_http reads whatever is left of a request body when the request is dropped,
-    // right after the answer is written. A refused body (413, or an error before a large
-    // body was read) could keep the one request loop busy for as long as the client keeps
-    // sending, so such answers are written from a short-lived thread of their own.
+    // right after the answer is written. A body nobody read (a refused one, or one sent
+    // with a GET) would keep the one request loop busy for as long as the client keeps
+    // sending, so such answers are written from a short-lived thread of their own. A
+    // file or streamed answer cannot leave the loop (it borrows the database), so a
+    // request carrying a body to such a route is refused instead.
     let unread_body =
         header(&req, "Transfer-Encoding").is_some() || req.body_length().is_some_and(|n| n > 1024);
-    if reply.status >= 400 && unread_body && matches!(reply.body, Body::Empty | Body::Bytes(_)) {
-        let Some((status, headers, body)) = reply.into_parts() else {
-            return;
-        };
-        let spawned = std::thread::Builder::new()
-            .name("nib-refuse".into())
-            .spawn(move || {
-                let reply = Reply {
+    if !unread_body {
+        return send(req, reply);
+    }
+    let reply = match reply.body {
+        Body::Empty | Body::Bytes(_) => reply,
+        Body::File(..) | Body::Stream(_) => error_reply(
+            app,
+            target.as_ref(),
+            Error::BadRequest("this request takes no body".into()),
+        ),
+    };
+    let Some((status, headers, body)) = reply.into_parts() else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("nib-refuse".into())
+        .spawn(move || {
+            send(
+                req,
+                Reply {
                     status,
                     headers,
                     body: Body::Bytes(body),
-                };
-                send(req, reply, started)
-            });
-        if let Err(e) = spawned {
-            eprintln!("nib: starting a thread to refuse a body: {e}");
-        }
-        return;
+                },
+            )
+        });
+    if let Err(e) = spawned {
+        eprintln!("nib: starting a thread to answer a request with a body: {e}");
     }
-    send(req, reply, started);
 }
 
 /// Writes a reply, adding the headers every response carries, and logs the request.
-pub fn send(req: Request, reply: Reply<'_>, started: Instant) {
+pub fn send(req: Request, reply: Reply<'_>) {
     let status = reply.status;
     let len = reply.len();
     let mut headers = Vec::with_capacity(reply.headers.len() + 3);
@@ -969,12 +1010,11 @@ pub fn send(req: Request, reply: Reply<'_>, started: Instant) {
     {
         eprintln!("nib: writing response: {e}");
     }
-    let _ = started;
     println!("{log}");
 }
 
 /// One Combined Log Format line.
-fn access_line(req: &Request, status: u16, len: Option<u64>) -> String {
+pub fn access_line(req: &Request, status: u16, len: Option<u64>) -> String {
     let remote = req
         .remote_addr()
         .map(|a| a.ip().to_string())
@@ -1030,6 +1070,7 @@ mod tests {
             ("/%2e%2e/x", Some("/../x")),
             ("/bad%zz", None),
             ("/trunc%2", None),
+            ("/sign%+A", None),
             ("/nul%00", None),
             ("/%ff", None),
         ];

@@ -143,17 +143,9 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
 /// Opens the live database for a short-link command, beside a running server (WAL and
 /// the busy timeout make that safe), and makes sure the secrets exist.
 fn links_db(cfg: &Config) -> Result<Db, StartupError> {
-    if let Some(parent) = cfg.db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StartupError::Db(format!("{}: {e}", parent.display())))?;
-    }
-    let db = Db::open(&cfg.db_path)
-        .map_err(|e| StartupError::Db(format!("{}: {e}", cfg.db_path.display())))?;
+    let db = open_db(cfg)?;
     if let Some(token) = admin::setup_secrets(&db, cfg).map_err(StartupError::Db)? {
-        eprintln!(
-            "nib: admin token (shown only now): {token}\nnib: log in at {}/admin/login",
-            cfg.base()
-        );
+        admin::announce_token(&token, cfg.base());
     }
     Ok(db)
 }
@@ -211,15 +203,14 @@ fn token(cfg: &Config, reset: bool) -> Result<u8, StartupError> {
         println!("{t}");
         return Ok(0);
     }
-    let db = Db::open(&cfg.db_path)
-        .map_err(|e| StartupError::Db(format!("{}: {e}", cfg.db_path.display())))?;
+    let db = open_db(cfg)?;
     let fresh = admin::setup_secrets(&db, cfg).map_err(StartupError::Db)?;
     let token = match (fresh, reset) {
         (Some(t), _) => t,
         (None, true) => admin::reset_token(&db).map_err(StartupError::Db)?,
         (None, false) => {
             eprintln!(
-                "nib: an admin token is set; it is stored hashed and cannot be shown. `nib token --reset` makes a new one (and logs every browser out)."
+                "nib: an admin token is set and stored hashed, so it cannot be shown; `nib token --reset` makes a new one and logs every browser out"
             );
             return Ok(0);
         }

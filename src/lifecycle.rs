@@ -65,9 +65,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// so one second is far beyond that and short enough not to hold a restart up.
 const FRESH_GRACE_MS: u32 = 1000;
 
-/// The largest request body nib accepts (SPEC: 413 above 64 KiB).
-const MAX_BODY: usize = 64 * 1024;
-
 /// After this many refused huge bodies (each strands one tiny_http thread, see
 /// [`refuse_huge_body`]) the process restarts in place to get them back.
 const QUARANTINE_LIMIT: usize = 16;
@@ -441,7 +438,7 @@ fn retire(tiny_fd: RawFd, listener_ino: u64, local: SocketAddr) {
     let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, local.port()), Duration::from_secs(1));
 }
 
-/// Answers a request whose declared body is over [`MAX_BODY`] without ever dropping its
+/// Answers a request whose declared body is over [`crate::admin::MAX_BODY`] without ever dropping its
 /// body reader. tiny_http drains an unread body when the request is dropped, allocating
 /// `vec![0; remaining]` first: a Content-Length of a few GB or more aborts the process,
 /// and any unread body blocks the loop until the client has sent it all. No public
@@ -453,16 +450,21 @@ fn retire(tiny_fd: RawFd, listener_ino: u64, local: SocketAddr) {
 fn refuse_huge_body(app: &App, req: Request, declared: usize) -> Option<u64> {
     let peer = req.remote_addr().copied();
     eprintln!(
-        "nib: refused a {declared}-byte body for {} {} from {} (limit {MAX_BODY})",
+        "nib: refused a {declared}-byte body for {} {} from {} (limit {})",
         req.method(),
         req.url().chars().take(200).collect::<String>(),
-        peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+        peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+        crate::admin::MAX_BODY
     );
     // The same answer the route would give (JSON `{"error": …}` on the API), built by the
     // one error path in http.rs.
     let target = http::Target::of(&req).ok();
     let reply = http::error_reply(app, target.as_ref(), crate::error::Error::PayloadTooLarge);
     let (status, headers, body) = reply.into_parts().unwrap_or((413, Vec::new(), Vec::new()));
+    println!(
+        "{}",
+        http::access_line(&req, status, Some(body.len() as u64))
+    );
     let mut resp = Response::empty(status);
     for (name, value) in [("Server", "nib"), ("X-Content-Type-Options", "nosniff")]
         .into_iter()
@@ -582,10 +584,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
     app.index = index;
     match crate::admin::setup_secrets(&app.db, &app.cfg) {
         // Shown this once: only its hash is kept.
-        Ok(Some(token)) => eprintln!(
-            "nib: admin token (shown only now): {token}\nnib: log in at {}/admin/login",
-            app.cfg.base()
-        ),
+        Ok(Some(token)) => crate::admin::announce_token(&token, app.cfg.base()),
         Ok(None) => {}
         Err(e) => return Err(StartupError::Db(e)),
     }
@@ -617,7 +616,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         let timeout = if draining.is_some() { DRAIN_TICK } else { TICK };
         match server.recv_timeout(timeout) {
             Ok(Some(req)) => match declared_body(&req) {
-                Some(n) if n > MAX_BODY => {
+                Some(n) if n > crate::admin::MAX_BODY => {
                     if let Some(ino) = refuse_huge_body(&app, req, n) {
                         quarantined.insert(ino);
                     }

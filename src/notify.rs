@@ -92,15 +92,6 @@ impl Notifier {
         }
     }
 
-    /// A notifier that sends nothing (for tests and commands other than `serve`).
-    pub fn none() -> Notifier {
-        Notifier {
-            target: None,
-            watchdog: None,
-            last_ping: Instant::now(),
-        }
-    }
-
     /// Sends one message. Failures are logged, never fatal: a missing systemd must not
     /// stop a working server.
     pub fn send(&self, msg: &str) {
@@ -121,11 +112,6 @@ impl Notifier {
             self.send("WATCHDOG=1");
             self.last_ping = Instant::now();
         }
-    }
-
-    /// The longest the loop may block between two pings (for choosing its timeout).
-    pub fn watchdog_every(&self) -> Option<Duration> {
-        self.watchdog
     }
 }
 

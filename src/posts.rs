@@ -1,7 +1,8 @@
 //! The site's posts: turning one markdown file into a [`Post`] (front matter, slug, date,
 //! title, summary, rendered HTML), and keeping the SQLite index in step with `posts/`.
-//! There is no watcher thread: the request loop calls [`Index::refresh`] at most once a
-//! second, which stats the directory's files and re-reads only those that changed.
+//! There is no watcher thread: before a request, at most every [`CHECK_EVERY`], the loop
+//! calls [`Index::refresh`], which stats the directory's files and re-reads only those that
+//! changed.
 
 use std::fs;
 use std::path::Path;
@@ -488,6 +489,8 @@ fn index_file(
     // Of two files claiming one slug, the first by name keeps it, whichever was seen first.
     let mut site_changed = false;
     let post = match parsed {
+        // A draft is served nowhere, so it competes for no slug.
+        Ok(post) if post.draft => Ok(post),
         Ok(post) => match db.slug_owner(&post.slug, name)? {
             Some(other) if other.as_str() < name => Err(format!(
                 "duplicate slug {:?} (also used by {other})",

@@ -132,7 +132,8 @@ fn to_html(events: &[Event<'_>]) -> String {
 }
 
 /// Prefixes footnote labels, so a footnote called `intro` cannot take the id of a heading
-/// `# Intro`, nor clash with another post's footnotes on a listing page.
+/// `# Intro`. (Listing pages show summaries, which rarely carry footnotes; two posts'
+/// `[^1]` on one listing page would still share an id.)
 fn with_footnote_prefix(events: &mut [Event<'_>]) {
     for e in events.iter_mut() {
         match e {
@@ -260,13 +261,35 @@ pub fn plain_text(html: &str, max: usize) -> String {
             _ => {}
         }
     }
-    let out = out
-        .replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'");
-    let out = out.trim();
+    // One pass over the entities: replacing `&amp;` first and `&lt;` after would turn an
+    // escaped `&amp;lt;` into `<`.
+    let mut decoded = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.find('&') {
+        decoded.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let entity = [
+            ("&amp;", '&'),
+            ("&lt;", '<'),
+            ("&gt;", '>'),
+            ("&quot;", '"'),
+            ("&#39;", '\''),
+        ]
+        .into_iter()
+        .find(|(e, _)| rest.starts_with(e));
+        match entity {
+            Some((e, c)) => {
+                decoded.push(c);
+                rest = &rest[e.len()..];
+            }
+            None => {
+                decoded.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    decoded.push_str(rest);
+    let out = decoded.trim();
     if out.chars().count() <= max {
         return out.to_string();
     }
@@ -412,7 +435,12 @@ pub const SITEMAP_TAIL: &str = "</urlset>\n";
 /// One `<url>` entry of the sitemap.
 pub fn sitemap_url(out: &mut Vec<u8>, base: &str, path: &str, lastmod: Option<i64>) {
     out.extend_from_slice(b"  <url><loc>");
-    out.extend_from_slice(escape(&format!("{base}{path}")).as_bytes());
+    // The sitemap protocol wants URLs escaped: slugs may hold letters like `é`.
+    let path: Vec<String> = path
+        .split('/')
+        .map(crate::links::encode_component)
+        .collect();
+    out.extend_from_slice(escape(&format!("{base}{}", path.join("/"))).as_bytes());
     out.extend_from_slice(b"</loc>");
     if let Some(t) = lastmod {
         out.extend_from_slice(format!("<lastmod>{}</lastmod>", dates::ymd(t)).as_bytes());
@@ -501,5 +529,9 @@ mod tests {
             "Hello big world & more"
         );
         assert_eq!(plain_text("<p>one two three four</p>", 9), "one two…");
+        assert_eq!(
+            plain_text("<p>&amp;lt;tag&amp;gt; &amp; &quot;q&quot;</p>", 100),
+            "&lt;tag&gt; & \"q\""
+        );
     }
 }
