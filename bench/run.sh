@@ -8,7 +8,7 @@
 #   BENCH_POSTS    posts in the generated site (default 10000)
 #   BENCH_KEEP=1   keep the temporary directory (site, configs, logs) and print its path
 #   BENCH_NIB=PATH bench this nib binary instead of building one (e.g. to compare builds)
-#   BENCH_PARTS    which parts below to run (default abcde); a always runs, since the
+#   BENCH_PARTS    which parts below to run (default abcdef); a always runs, since the
 #                  others use its database, and c needs b (e.g. BENCH_PARTS=ae re-runs
 #                  the short-link figures alone)
 #
@@ -24,6 +24,11 @@
 #   e. short links: redirect requests/s against nginx's `return 302`; 100,000 links
 #      loaded into the database, then peak RSS under wrk at random codes, the API list
 #      and a preview page once each, and where the memory is (binary, heap, stacks)
+#   f. process life (issue 4): 5 SIGHUPs under wrk -t2 -c4 keep-alive, direct and via
+#      nginx (requests, errors, same PID, 6 "nib: serving" lines); 400 idle/half-sent
+#      sockets plus 100 KB headers and 100 MB bodies at nginx while wrk reads pages
+#      (nib's memory, threads, fds; page latency); 100 idle/half-sent sockets straight
+#      at nib until its guard closes them (bench/hostile.py)
 # and ends with a Markdown table of every figure, ready to paste into a note.
 set -euo pipefail
 
@@ -31,7 +36,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_POSTS=${BENCH_POSTS:-10000}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_NIB=${BENCH_NIB:-}
-BENCH_PARTS=${BENCH_PARTS:-abcde}
+BENCH_PARTS=${BENCH_PARTS:-abcdef}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nib-bench.XXXXXX")
@@ -643,6 +648,243 @@ bench_many_links() {
   row "redirect req/s, 100 hot codes" "$RPS"
 }
 
+# ---------------------------------------------------------------- f. process life
+
+# PID of the process listening on 127.0.0.1:PORT, as the kernel sees it (ss -p), so a
+# re-exec that kept the PID and one that did not are told apart by the socket's owner.
+listener_pid() {
+  ss -Hltnp "sport = :$1" | grep -oE 'pid=[0-9]+' | head -n 1 | cut -d= -f2 || true
+}
+
+# "A / B / C MB" from kB figures.
+mb2() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN { printf "%.2f / %.2f / %.2f MB", a / 1024, b / 1024, c / 1024 }'; }
+
+fd_count() { local fds=("/proc/$1/fd"/*); echo "${#fds[@]}"; }
+
+# Reap a background job that has ended (or will) and drop it from PIDS.
+finish() { wait "$1" 2>/dev/null || true; stop "$1"; }
+
+# "connect C, read R, write W, timeout T" from a wrk output file (zeros when wrk printed
+# no Socket errors line), and the Non-2xx/3xx count.
+wrk_socket_errors() {
+  awk '$1 == "Socket" && $2 == "errors:" { gsub(",", ""); s = sprintf("connect %s, read %s, write %s, timeout %s", $4, $6, $8, $10) }
+       END { print (s == "" ? "connect 0, read 0, write 0, timeout 0" : s) }' "$1"
+}
+wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ { n = $NF } END { print n + 0 }' "$1"; }
+wrk_lat() { awk -v q="$2" '$1 == q { print $2 }' "$1"; }
+wrk_max() { awk '$1 == "Latency" && NF >= 4 { print $4; exit }' "$1"; }
+
+# Wait until nib's stderr has WANT "nib: serving" lines (each image prints one when it
+# starts serving) or TIMEOUT seconds pass; print the count.
+wait_serving() {
+  local want=$1 timeout=$2 n deadline
+  deadline=$(($(now_us) + timeout * 1000000))
+  while :; do
+    n=$(grep -c '^nib: serving' "$NIB_ERR" || true)
+    ((n >= want || $(now_us) >= deadline)) && break
+    sleep 0.1
+  done
+  echo "$n"
+}
+
+# f1: wrk -t2 -c4 keep-alive at URL for BENCH_SECONDS, SIGHUP to nib 5 times at 1/6 ..
+# 5/6 of the run. LABEL names the run in the summary.
+restarts_under_load() {
+  local label=$1 url=$2 target=$3 out=$WORK/wrk-f1-${1// /-}.txt wrk_pid t0 k at pid_before pid_after
+  local serving hwm rss threads reqs errs non p99 max
+  pid_before=$(listener_pid "$NIB_PORT")
+  wrk -t2 -c4 -d"${BENCH_SECONDS}s" --latency "$url" -s "$REPO/bench/mixed.lua" -- "${MIXED[@]}" >"$out" &
+  wrk_pid=$!
+  PIDS+=("$wrk_pid")
+  t0=$(now_us)
+  for k in 1 2 3 4 5; do
+    at=$((t0 + BENCH_SECONDS * 1000000 * k / 6))
+    while (($(now_us) < at)); do sleep 0.05; done
+    kill -HUP "$NIB_PID"
+  done
+  finish "$wrk_pid"
+  serving=$(wait_serving 6 20)
+  wait_200 "http://127.0.0.1:$NIB_PORT/" "$NIB_PID" 10 || echo "  warning: nib does not answer 200 after the restarts"
+  pid_after=$(listener_pid "$NIB_PORT")
+  read -r hwm rss threads < <(proc_mem "$NIB_PID")
+  reqs=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
+  errs=$(wrk_socket_errors "$out")
+  non=$(wrk_non2xx "$out")
+  p99=$(wrk_lat "$out" 99%)
+  max=$(wrk_max "$out")
+  printf '  %-30s %s requests, non-2xx/3xx %s, socket errors: %s\n' "$label" "$reqs" "$non" "$errs"
+  printf '  %-30s p99 %s, max %s; PID %s before, %s after; "nib: serving" lines %s\n' "" "$p99" "$max" "$pid_before" "$pid_after" "$serving"
+  printf '  %-30s after: VmHWM %s  VmRSS %s  threads %s\n' "" "$(mb "$hwm")" "$(mb "$rss")" "$threads"
+  row "f1 $label: requests, 5 SIGHUPs" "$reqs (p99 $p99, max $max)"
+  row "f1 $label: non-2xx/3xx" "$non" "0"
+  row "f1 $label: socket errors c/r/w/t" "$(sed -E 's/[a-z]+ //g; s/, /\//g' <<<"$errs")" "$target"
+  row "f1 $label: PID before / after" "$pid_before / $pid_after" "equal"
+  row "f1 $label: VmHWM / VmRSS / threads after" "$(mb "$hwm") / $(mb "$rss") / $threads"
+  row "f1 $label: 'nib: serving' lines" "$serving" "6"
+}
+
+# Sample nib while PID (a background job) runs: largest VmRSS, threads and fd count seen,
+# and the last VmHWM, into S_HWM S_RSS S_THREADS S_FDS.
+S_HWM=0 S_RSS=0 S_THREADS=0 S_FDS=0
+sample_nib() {
+  local h r t f
+  read -r h r t < <(proc_mem "$NIB_PID")
+  f=$(fd_count "$NIB_PID")
+  S_HWM=$h
+  ((r > S_RSS)) && S_RSS=$r
+  ((t > S_THREADS)) && S_THREADS=$t
+  ((f > S_FDS)) && S_FDS=$f
+  return 0
+}
+
+# Wait for hostile.py's ready file (every socket open), failing after 60 s.
+wait_ready() {
+  local file=$1 pid=$2 i
+  for ((i = 0; i < 600; i++)); do
+    [[ -s $file ]] && return
+    kill -0 "$pid" 2>/dev/null || die "hostile.py exited before opening its sockets"
+    sleep 0.1
+  done
+  die "hostile.py did not open its sockets within 60 s"
+}
+
+# One hostile.py report line per kind: "idle: 200 opened, 200 closed by the server after
+# 10.0-10.1 s (median 10.0), answers {...}".
+hostile_lines() {
+  python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+for kind in ("idle", "half", "big-header", "big-body"):
+    k = r.get(kind)
+    if not k:
+        continue
+    when = ""
+    if k["closed_by_server"]:
+        when = " after %s-%s s (median %s)" % (k["close_s_min"], k["close_s_max"], k["close_s_median"])
+    print("%s: %d opened, %d closed by the server%s, answers %s" % (
+        kind, k["opened"], k["closed_by_server"], when,
+        " ".join("%s x%d" % kv for kv in sorted(k["answers"].items()))))
+if r["errors"]:
+    print("connect/send errors: %s" % r["errors"])' "$1"
+}
+hostile_field() {
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r.get(sys.argv[2], {}).get(sys.argv[3]))' "$@"
+}
+
+# f2: 400 idle or half-sent sockets, 3 requests with a 100 KB header line and 3 declaring
+# a 100 MB body, all at nginx (deploy/nginx.conf), while wrk -t1 -c4 reads pages through it.
+hostile_via_nginx() {
+  local port dir=$WORK/nginx-f2 hpid wrk_pid out=$WORK/wrk-f2.txt json=$WORK/f2-hostile.json
+  local hwm0 rss0 thr0 fds0 hwm rss threads fds p50 p99 rps codes
+  section "f2. hostile clients through nginx: 200 idle + 200 half-sent sockets, 3 x 100 KB header, 3 x 100 MB body; wrk -t1 -c4 pages meanwhile, ${BENCH_SECONDS}s"
+  restart_nib
+  port=$(free_port)
+  front_conf "$dir" "$port" "$NIB_PORT"
+  start_nginx "$dir" "$port"
+  read -r hwm0 rss0 thr0 < <(proc_mem "$NIB_PID")
+  fds0=$(fd_count "$NIB_PID")
+  echo "  nib before: VmHWM $(mb "$hwm0")  VmRSS $(mb "$rss0")  threads $thr0  fds $fds0"
+  python3 "$REPO/bench/hostile.py" 127.0.0.1 "$port" --idle 200 --half 200 \
+    --big-header 3 --big-body 3 --hold $((BENCH_SECONDS + 1)) --ready "$WORK/f2.ready" >"$json" &
+  hpid=$!
+  PIDS+=("$hpid")
+  wait_ready "$WORK/f2.ready" "$hpid"
+  wrk -t1 -c4 -d"${BENCH_SECONDS}s" --latency "http://127.0.0.1:$port" \
+    -s "$REPO/bench/mixed.lua" -- "${MIXED[@]}" >"$out" &
+  wrk_pid=$!
+  PIDS+=("$wrk_pid")
+  S_HWM=0 S_RSS=0 S_THREADS=0 S_FDS=0
+  while kill -0 "$wrk_pid" 2>/dev/null && [[ ! -s $out ]]; do sample_nib; sleep 0.2; done
+  finish "$wrk_pid"
+  finish "$hpid"
+  sleep 1
+  read -r hwm rss threads < <(proc_mem "$NIB_PID")
+  fds=$(fd_count "$NIB_PID")
+  RPS=$(awk '$1 == "Requests/sec:" { printf "%.0f", $2 }' "$out")
+  p50=$(wrk_lat "$out" 50%)
+  p99=$(wrk_lat "$out" 99%)
+  hostile_lines "$json" | sed 's/^/  hostile.py: /'
+  printf '  wrk -t1 -c4 pages via nginx: %s req/s, p50 %s, p99 %s, non-2xx/3xx %s, socket errors: %s\n' \
+    "$RPS" "$p50" "$p99" "$(wrk_non2xx "$out")" "$(wrk_socket_errors "$out")"
+  echo "  nib during (largest seen): VmHWM $(mb "$S_HWM")  VmRSS $(mb "$S_RSS")  threads $S_THREADS  fds $S_FDS"
+  echo "  nib after:                 VmHWM $(mb "$hwm")  VmRSS $(mb "$rss")  threads $threads  fds $fds"
+  # Status codes nginx logged, the wrk pages included (4xx are the hostile requests).
+  codes=$(awk -F'"' '{ split($3, a, " "); print a[1] }' "$dir/access.log" | sort | uniq -c |
+    awk '{ printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1 }')
+  echo "  nginx access.log statuses: $codes"
+  # 499 is nginx's "client closed the request": which requests, so it is not misread.
+  awk -F'"' '{ split($3, a, " ") } a[1] == 499 { print $2 }' "$dir/access.log" | sort | uniq -c |
+    head -n 5 | sed 's/^ */  499 (client went away): /' || true
+  row "f2 via nginx, pages p50 / p99 during hostiles" "$p50 / $p99" "p99 < 1 s"
+  row "f2 via nginx, pages req/s during hostiles" "$RPS"
+  # VmHWM before is the fresh start's own peak; the page load alone (f1, b.) lifts it too.
+  row "f2 nib VmHWM before / during / after" "$(mb2 "$hwm0" "$S_HWM" "$hwm")" "<= 3.5 MB"
+  row "f2 nib VmRSS before / max during / after" "$(mb2 "$rss0" "$S_RSS" "$rss")"
+  row "f2 nib threads before / max during / after" "$thr0 / $S_THREADS / $threads"
+  row "f2 nib fds before / max during / after" "$fds0 / $S_FDS / $fds"
+  row "f2 nginx 4xx logged" "$(tr ',' '\n' <<<"$codes" | grep -E '^ ?4' | paste -sd ',' - | sed 's/^ //' || true)"
+}
+
+# f3: 50 half-sent + 50 idle sockets straight at nib, until its guard has closed them
+# all (at most 30 s), while one normal page is fetched every 0.5 s.
+hostile_direct() {
+  local hpid json=$WORK/f3-hostile.json base code secs worst=0 bad=0 fetched=0 cut lines
+  local hold=30 t_next
+  section "f3. hostile clients straight at nib: 50 half-sent + 50 idle sockets, until the guard closes them (<= ${hold}s)"
+  restart_nib
+  base="http://127.0.0.1:$NIB_PORT"
+  python3 "$REPO/bench/hostile.py" 127.0.0.1 "$NIB_PORT" --idle 50 --half 50 \
+    --hold "$hold" --until-closed --ready "$WORK/f3.ready" >"$json" &
+  hpid=$!
+  PIDS+=("$hpid")
+  wait_ready "$WORK/f3.ready" "$hpid"
+  S_HWM=0 S_RSS=0 S_THREADS=0 S_FDS=0
+  t_next=$(now_us)
+  while kill -0 "$hpid" 2>/dev/null && [[ ! -s $json ]]; do
+    sample_nib
+    if (($(now_us) >= t_next)); then
+      t_next=$(($(now_us) + 500000))
+      read -r code secs < <(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{time_total}\n' "$base${MIXED[2]}" || true)
+      fetched=$((fetched + 1))
+      [[ $code == 200 ]] || bad=$((bad + 1))
+      awk -v a="$secs" -v b="$worst" 'BEGIN { exit !(a > b) }' && worst=$secs
+    fi
+    sleep 0.1
+  done
+  finish "$hpid"
+  hostile_lines "$json" | sed 's/^/  hostile.py: /'
+  lines=$(grep -c '^nib: guard:' "$NIB_ERR" || true)
+  cut=$(sed -n 's/^nib: guard: closed \([0-9]*\) connections.*/\1/p' "$NIB_ERR" | awk '{ s += $1 } END { print s + 0 }')
+  grep '^nib: guard:' "$NIB_ERR" | head -n 6 | sed 's/^/  nib stderr: /' || true
+  echo "  guard: $cut connections closed in $lines log lines"
+  echo "  nib during (largest seen): VmHWM $(mb "$S_HWM")  VmRSS $(mb "$S_RSS")  threads $S_THREADS  fds $S_FDS"
+  worst=$(awk -v s="$worst" 'BEGIN { printf "%.0f", s * 1000 }')
+  echo "  normal page meanwhile: $fetched fetched, slowest $worst ms, $bad not 200"
+  row "f3 direct: guard closed (of 100)" "$cut" "100"
+  row "f3 direct: idle closed after (min-max)" "$(hostile_field "$json" idle close_s_min)-$(hostile_field "$json" idle close_s_max) s"
+  row "f3 direct: half-sent closed after (min-max)" "$(hostile_field "$json" half close_s_min)-$(hostile_field "$json" half close_s_max) s"
+  row "f3 direct: nib threads / VmHWM during (max)" "$S_THREADS / $(mb "$S_HWM")"
+  row "f3 direct: normal page meanwhile, slowest" "$worst ms ($fetched, $bad not 200)" "< 1000 ms"
+}
+
+bench_process_life() {
+  local port
+  section "f1. 5 SIGHUP restarts under wrk -t2 -c4 mixed pages, keep-alive, ${BENCH_SECONDS}s"
+  echo "  Keep-alive on purpose: with Connection: close wrk counts one read error per request,"
+  echo "  since tiny_http drops that header from nib's answers (see b.). Keep-alive sockets"
+  echo "  idle at a restart are closed between requests, which wrk counts as read errors and"
+  echo "  reconnects: at most 4 (its connections) per SIGHUP directly; none through nginx."
+  restart_nib
+  restarts_under_load "direct" "http://127.0.0.1:$NIB_PORT" "<= 20"
+  restart_nib
+  port=$(free_port)
+  front_conf "$WORK/nginx-f1" "$port" "$NIB_PORT"
+  start_nginx "$WORK/nginx-f1" "$port"
+  restarts_under_load "via nginx" "http://127.0.0.1:$port" "0/0/0/0"
+  hostile_via_nginx
+  hostile_direct
+}
+
 # ---------------------------------------------------------------- summary
 
 print_summary() {
@@ -695,6 +937,7 @@ main() {
     bench_redirects
     bench_many_links
   fi
+  if part f; then bench_process_life; fi
   print_summary
 }
 

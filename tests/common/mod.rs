@@ -390,7 +390,16 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM lets the master stop its workers; a SIGKILLed master leaves them behind.
+        // SAFETY: kill(2) on the pid of our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        if !eventually(Duration::from_secs(3), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
