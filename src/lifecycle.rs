@@ -589,6 +589,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         Err(e) => return Err(StartupError::Db(e)),
     }
     crate::memory::return_free_heap();
+    crate::memory::drop_startup_code();
     let public = app.db.count_public().unwrap_or(0);
     eprintln!(
         "nib: serving http://{} ({public} posts, {} with problems; indexed {} files in {} ms; a change scan takes {:.1} ms)",
