@@ -40,8 +40,7 @@ pub fn ensure_allocator_tunables() {
 /// runs again, and the kernel faults code in 64 KB at a time around each touched page, so
 /// without this nearly the whole 3.4 MB text segment stays resident. Code pages are
 /// never written (the binary has no text relocations), so the kernel reads them back from
-/// the file when they run again. Only the executable mapping is touched: the relocated
-/// read-only data next to it (RELRO) differs from the file and must stay.
+/// the file when they run again.
 pub fn drop_startup_code() {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;
@@ -52,10 +51,15 @@ pub fn drop_startup_code() {
     let exe = exe.to_string_lossy();
     for line in maps.lines() {
         let mut parts = line.split_whitespace();
-        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else {
+        let (Some(range), Some(perms), Some(offset)) = (parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
-        if perms != "r-xp" || !line.ends_with(exe.as_ref()) {
+        // The code, and the read-only segment at the start of the file (headers, constant
+        // data, unwind tables), which is mapped as it is on disk. The read-only mapping
+        // further in is RELRO: relocated at start, so it differs from the file and stays.
+        let clean = perms == "r-xp" || (perms == "r--p" && offset.bytes().all(|b| b == b'0'));
+        if !clean || !line.ends_with(exe.as_ref()) {
             continue;
         }
         let Some((start, end)) = range.split_once('-') else {
@@ -67,9 +71,9 @@ pub fn drop_startup_code() {
         ) else {
             continue;
         };
-        // SAFETY: a whole executable, private, file-backed mapping of this process; its
-        // pages are never written, so dropping them loses nothing and the next fault
-        // maps them from the file again.
+        // SAFETY: a whole private, file-backed mapping of this process whose pages are
+        // never written, so dropping them loses nothing and the next fault maps them from
+        // the file again.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }

@@ -331,10 +331,19 @@ fn guard_reaps_idle_and_half_sent_sockets() {
             c
         })
         .collect();
-    // Others are served promptly meanwhile.
+    // Others are served meanwhile. Usually at once; but tiny_http's thread pool can queue a
+    // new connection behind threads that are all blocked on half-sent headers (a race in
+    // its spawn), and then only the guard's header deadline frees a thread. Direct clients
+    // are therefore bounded by that deadline; through nginx (the deployment) the bound is
+    // the < 1 s checked in `nginx_absorbs_hostile_clients_while_others_are_served`.
     let t = Instant::now();
     assert_eq!(s.get("/").status, 200);
-    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(
+        t.elapsed() < nib::guard::HEADER_DEADLINE + Duration::from_secs(2),
+        "took {:?}\n{}",
+        t.elapsed(),
+        s.stderr_text()
+    );
     // The guard's idle limit is 5 s from each socket's last byte; the sockets were opened
     // over a moment, and a loaded test machine accepts them late, so give the sweeps a few
     // seconds past the limit rather than one fixed instant.
@@ -440,15 +449,13 @@ fn recovers_when_the_accept_thread_dies() {
 
 #[test]
 fn nginx_five_sighups_under_load() {
-    let Some(ng) = DeployNginx::start_for_test() else {
+    // nib first, on a port the kernel picked, then nginx pointed at it: choosing a port
+    // for nib in advance raced with other tests' servers.
+    let site = site();
+    let s = TestServer::start(&site);
+    let Some(ng) = DeployNginx::start_for_test(s.addr.port()) else {
         return;
     };
-    let site = site();
-    let s = TestServer::start_with(
-        &site,
-        &["--listen", &format!("127.0.0.1:{}", ng.upstream_port)],
-        &[],
-    );
     let front = ng.nginx.addr;
     assert!(eventually(Duration::from_secs(5), || {
         std::panic::catch_unwind(|| get(front, "/").status == 200).unwrap_or(false)
@@ -467,18 +474,16 @@ fn nginx_five_sighups_under_load() {
 /// bench/ does: plain HTTP on a free port, logs and pid in a temporary folder.
 struct DeployNginx {
     nginx: Nginx,
-    upstream_port: u16,
 }
 
 impl DeployNginx {
-    fn start_for_test() -> Option<DeployNginx> {
+    fn start_for_test(upstream_port: u16) -> Option<DeployNginx> {
         let conf_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf");
         let Ok(conf) = std::fs::read_to_string(&conf_path) else {
             eprintln!("skipping: deploy/nginx.conf is missing");
             return None;
         };
         let port = free_port();
-        let upstream_port = free_port();
         let d = "{dir}";
         let mut out = String::new();
         let mut skipping = false;
@@ -544,10 +549,7 @@ impl DeployNginx {
             &format!("http {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;"),
         );
         let nginx = Nginx::start(&out, port)?;
-        Some(DeployNginx {
-            nginx,
-            upstream_port,
-        })
+        Some(DeployNginx { nginx })
     }
 }
 
@@ -568,15 +570,13 @@ const HWM_LIMIT_KB: u64 = if cfg!(debug_assertions) {
 
 #[test]
 fn nginx_absorbs_hostile_clients_while_others_are_served() {
-    let Some(ng) = DeployNginx::start_for_test() else {
+    // nib first, on a port the kernel picked, then nginx pointed at it: choosing a port
+    // for nib in advance raced with other tests' servers.
+    let site = site();
+    let s = TestServer::start(&site);
+    let Some(ng) = DeployNginx::start_for_test(s.addr.port()) else {
         return;
     };
-    let site = site();
-    let s = TestServer::start_with(
-        &site,
-        &["--listen", &format!("127.0.0.1:{}", ng.upstream_port)],
-        &[],
-    );
     let front = ng.nginx.addr;
     assert!(eventually(Duration::from_secs(5), || {
         std::panic::catch_unwind(|| get(front, "/").status == 200).unwrap_or(false)

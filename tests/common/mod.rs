@@ -232,7 +232,7 @@ pub fn raw(addr: SocketAddr, request: &str) -> Resp {
 
 pub fn raw_bytes(addr: SocketAddr, request: &[u8], head: bool) -> Resp {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     s.write_all(request).expect("send");
     read_response(&mut BufReader::new(s), head)
 }
