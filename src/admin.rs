@@ -636,7 +636,8 @@ pub fn dashboard<'a>(app: &'a App, req: &Request, t: &Target) -> Result<Reply<'a
     Ok(admin_headers(Reply::html(page.render()?)))
 }
 
-pub fn create_form<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Error> {
+/// Creates (or finds) the link a checked form POST asks for: `url`, `slug`, `title`.
+fn create_from_form(app: &App, req: &mut Request) -> Result<(LinkRow, bool, Form), Error> {
     let (_, form) = form_post(app, req)?;
     let (link, new) = create_link(
         &app.db,
@@ -645,6 +646,11 @@ pub fn create_form<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Err
         form.get("slug").as_deref(),
         form.get("title").as_deref(),
     )?;
+    Ok((link, new, form))
+}
+
+pub fn create_form<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Error> {
+    let (link, new, _) = create_from_form(app, req)?;
     let key = if new { "created" } else { "existing" };
     Ok(admin_headers(Reply::redirect(
         303,
@@ -757,14 +763,7 @@ fn share_headers<'a>(app: &App, r: Reply<'a>) -> Reply<'a> {
 /// `POST /admin/share`: creates or reuses the link, then sends the browser to the share
 /// target (or, in "shorten" mode, to a page showing the link).
 pub fn share_post<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Error> {
-    let (_, form) = form_post(app, req)?;
-    let (link, _) = create_link(
-        &app.db,
-        &app.cfg,
-        &form.get("url").unwrap_or_default(),
-        form.get("slug").as_deref(),
-        form.get("title").as_deref(),
-    )?;
+    let (link, _, form) = create_from_form(app, req)?;
     let short = short_url(&app.cfg, &link.code);
     if form.get("mode").as_deref() == Some("shorten") {
         return Ok(admin_headers(Reply::redirect(

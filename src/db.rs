@@ -243,7 +243,26 @@ impl Db {
         self.conn.execute_batch("BEGIN DEFERRED")
     }
 
-    pub fn begin(&self) -> rusqlite::Result<()> {
+    /// Runs `f` in one write transaction: committed when it succeeds, rolled back (and its
+    /// error returned) when it fails.
+    pub fn write_transaction<T>(
+        &self,
+        f: impl FnOnce() -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.begin()?;
+        match f() {
+            Ok(v) => {
+                self.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn begin(&self) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")
     }
 
@@ -251,7 +270,7 @@ impl Db {
         self.conn.execute_batch("COMMIT")
     }
 
-    pub fn rollback(&self) {
+    fn rollback(&self) {
         let _ = self.conn.execute_batch("ROLLBACK");
     }
 
@@ -696,8 +715,7 @@ impl Db {
         code_for: &dyn Fn(u64) -> String,
         usable: &dyn Fn(&str) -> bool,
     ) -> rusqlite::Result<Created> {
-        self.begin()?;
-        let r = (|| {
+        self.write_transaction(|| {
             let code = match slug {
                 Some(s) => {
                     if let Some(existing) = self.link_by_code(s)? {
@@ -742,17 +760,7 @@ impl Db {
                 created_at: now,
                 clicks: 0,
             }))
-        })();
-        match r {
-            Ok(c) => {
-                self.commit()?;
-                Ok(c)
-            }
-            Err(e) => {
-                self.rollback();
-                Err(e)
-            }
-        }
+        })
     }
 
     /// Deletes a link and its daily counts; the id it had, if it existed.
@@ -833,8 +841,7 @@ impl Db {
     /// Adds batched clicks, all in one transaction: the running totals and today's row of
     /// each link. Links deleted meanwhile are skipped.
     pub fn add_clicks(&self, day: i64, counts: &[(i64, u64)]) -> rusqlite::Result<()> {
-        self.begin()?;
-        let r = (|| {
+        self.write_transaction(|| {
             for (id, n) in counts {
                 let n = *n as i64;
                 let changed = self
@@ -852,14 +859,7 @@ impl Db {
                     .execute(params![id, day, n])?;
             }
             Ok(())
-        })();
-        match r {
-            Ok(()) => self.commit(),
-            Err(e) => {
-                self.rollback();
-                Err(e)
-            }
-        }
+        })
     }
 
     /// Records that the public site changed: moves the version and recomputes what list

@@ -116,18 +116,19 @@ pub fn is_tcp_listener(fd: i32) -> bool {
         && sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Some(1)
 }
 
+/// The descriptor numbers this process has open, from `/proc/self/fd`.
+fn own_fds() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+}
+
 /// The descriptor and inode of the connection whose peer is `peer`.
 pub fn find_by_peer(peer: std::net::SocketAddr) -> Option<(i32, u64)> {
     use std::os::fd::FromRawFd;
-    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    for entry in dir.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for fd in own_fds() {
         let Some(c) = inspect(fd) else { continue };
         // SAFETY: the stream only borrows the descriptor for getpeername and is never
         // dropped (ManuallyDrop), so the descriptor is not closed.
@@ -142,19 +143,9 @@ pub fn find_by_peer(peer: std::net::SocketAddr) -> Option<(i32, u64)> {
 /// Every open TCP connection the process holds, one entry per socket (tiny_http holds two
 /// descriptors for each: a reader and a writer), leaving out the inodes in `skip`.
 pub fn scan(skip: &HashSet<u64>) -> Vec<Conn> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return Vec::new();
-    };
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for entry in dir.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for fd in own_fds() {
         if let Some(c) = inspect(fd)
             && c.is_open()
             && !skip.contains(&c.ino)

@@ -409,8 +409,7 @@ fn scan_fingerprint(dir: &Path) -> std::io::Result<u64> {
 fn reconcile(db: &Db, dir: &Path, quiet: bool) -> rusqlite::Result<Refresh> {
     let mut out = Refresh::default();
     let now = dates::now();
-    db.begin()?;
-    let result = (|| {
+    db.write_transaction(|| {
         // The directory is walked as it comes, never collected: a sorted list of 10,000
         // names cost 400 KB at every change. Which of two files claiming one slug wins is
         // settled by name in `index_file`, so the walk's order does not matter.
@@ -456,17 +455,7 @@ fn reconcile(db: &Db, dir: &Path, quiet: bool) -> rusqlite::Result<Refresh> {
         }
         out.broken = db.count_broken()? as usize;
         Ok(out)
-    })();
-    match result {
-        Ok(r) => {
-            db.commit()?;
-            Ok(r)
-        }
-        Err(e) => {
-            db.rollback();
-            Err(e)
-        }
-    }
+    })
 }
 
 /// Reads, parses and stores one file. Returns whether the public site changed.
