@@ -615,7 +615,13 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
 
     loop {
         let timeout = if draining.is_some() { DRAIN_TICK } else { TICK };
-        match server.recv_timeout(timeout) {
+        let received = server.recv_timeout(timeout);
+        // tiny_http hands over requests, so it is accepting: only a quiet tick can be deaf.
+        let quiet = matches!(received, Ok(None));
+        if !quiet {
+            deaf_since = None;
+        }
+        match received {
             Ok(Some(req)) => match declared_body(&req) {
                 Some(n) if n > crate::admin::MAX_BODY => {
                     if let Some(ino) = refuse_huge_body(&app, req, n) {
@@ -710,9 +716,11 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
                 begin = Some(Why::Memory);
             }
         }
-        if begin.is_none() {
+        if begin.is_none() && quiet {
             // A backlog that tiny_http does not empty means its accept thread is gone
-            // without a word (it panics when it cannot duplicate an accepted socket).
+            // without a word (it panics when it cannot duplicate an accepted socket). Only
+            // looked at when no request came for a tick: a busy loop pays nothing for it,
+            // and a full backlog under load is not taken for deafness.
             if backlog_waiting(p.listener.as_raw_fd()) {
                 let since = *deaf_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= DEAF_AFTER {
