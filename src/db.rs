@@ -699,23 +699,7 @@ impl Db {
         usable: &dyn Fn(&str) -> bool,
     ) -> rusqlite::Result<Created> {
         self.conn.pragma_update(None, "synchronous", "FULL")?;
-        let result = self.create_link_tx(url, slug, title, now, code_for, usable);
-        let restore = self.conn.pragma_update(None, "synchronous", "NORMAL");
-        let created = result?;
-        restore?;
-        Ok(created)
-    }
-
-    fn create_link_tx(
-        &self,
-        url: &str,
-        slug: Option<&str>,
-        title: &str,
-        now: i64,
-        code_for: &dyn Fn(u64) -> String,
-        usable: &dyn Fn(&str) -> bool,
-    ) -> rusqlite::Result<Created> {
-        self.write_transaction(|| {
+        let result = self.write_transaction(|| {
             let code = match slug {
                 Some(s) => {
                     if let Some(existing) = self.link_by_code(s)? {
@@ -760,7 +744,11 @@ impl Db {
                 created_at: now,
                 clicks: 0,
             }))
-        })
+        });
+        let restore = self.conn.pragma_update(None, "synchronous", "NORMAL");
+        let created = result?;
+        restore?;
+        Ok(created)
     }
 
     /// Deletes a link and its daily counts; the id it had, if it existed.
