@@ -449,17 +449,11 @@ fn recovers_when_the_accept_thread_dies() {
 
 #[test]
 fn nginx_five_sighups_under_load() {
-    // nib first, on a port the kernel picked, then nginx pointed at it: choosing a port
-    // for nib in advance raced with other tests' servers.
     let site = site();
-    let s = TestServer::start(&site);
-    let Some(ng) = DeployNginx::start_for_test(s.addr.port()) else {
+    let Some((s, ng)) = nib_behind_nginx(&site) else {
         return;
     };
     let front = ng.nginx.addr;
-    assert!(eventually(Duration::from_secs(5), || {
-        std::panic::catch_unwind(|| get(front, "/").status == 200).unwrap_or(false)
-    }));
     let (ok, failures) = under_load(front, || five_restarts(&s));
     assert!(
         failures.is_empty(),
@@ -472,6 +466,19 @@ fn nginx_five_sighups_under_load() {
 
 /// nginx configured from deploy/nginx.conf, rewritten for a loopback test the same way
 /// bench/ does: plain HTTP on a free port, logs and pid in a temporary folder.
+/// nib on a port the kernel picked, then nginx from deploy/nginx.conf in front of it,
+/// once nginx proxies a page. (Choosing a port for nib in advance raced with other tests'
+/// servers.) `None` when nginx is not installed.
+fn nib_behind_nginx(site: &Site) -> Option<(TestServer, DeployNginx)> {
+    let s = TestServer::start(site);
+    let ng = DeployNginx::start_for_test(s.addr.port())?;
+    let front = ng.nginx.addr;
+    assert!(eventually(Duration::from_secs(5), || {
+        std::panic::catch_unwind(|| get(front, "/").status == 200).unwrap_or(false)
+    }));
+    Some((s, ng))
+}
+
 struct DeployNginx {
     nginx: Nginx,
 }
@@ -570,17 +577,11 @@ const HWM_LIMIT_KB: u64 = if cfg!(debug_assertions) {
 
 #[test]
 fn nginx_absorbs_hostile_clients_while_others_are_served() {
-    // nib first, on a port the kernel picked, then nginx pointed at it: choosing a port
-    // for nib in advance raced with other tests' servers.
     let site = site();
-    let s = TestServer::start(&site);
-    let Some(ng) = DeployNginx::start_for_test(s.addr.port()) else {
+    let Some((s, ng)) = nib_behind_nginx(&site) else {
         return;
     };
     let front = ng.nginx.addr;
-    assert!(eventually(Duration::from_secs(5), || {
-        std::panic::catch_unwind(|| get(front, "/").status == 200).unwrap_or(false)
-    }));
     // 200 idle sockets and 200 that sent half a header.
     let mut hostile: Vec<TcpStream> = (0..200)
         .filter_map(|_| TcpStream::connect(front).ok())
