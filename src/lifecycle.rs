@@ -618,6 +618,9 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         let received = server.recv_timeout(timeout);
         // tiny_http hands over requests, so it is accepting: only a quiet tick can be deaf.
         let quiet = matches!(received, Ok(None));
+        // Set when tiny_http reports that its accept thread ended (EMFILE, say); the
+        // restart then begins below like any other, with its log line and notification.
+        let mut accept_failed = false;
         if !quiet {
             deaf_since = None;
         }
@@ -645,7 +648,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
             Err(e) => {
                 if !accept_dead && draining.is_none() {
                     eprintln!("nib: tiny_http stopped accepting: {e}");
-                    draining = Some((Why::AcceptDied, Instant::now()));
+                    accept_failed = true;
                 }
                 accept_dead = true;
             }
@@ -703,6 +706,8 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
                     "nib: not restarting, the new image would not start: {msg}; serving on with the running config"
                 ),
             }
+        } else if accept_failed {
+            begin = Some(Why::AcceptDied);
         } else if quarantined.len() >= QUARANTINE_LIMIT {
             begin = Some(Why::Quarantine);
         } else if let Some(limit) = cfg.max_rss_kb

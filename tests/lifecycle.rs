@@ -407,6 +407,44 @@ fn huge_content_length_does_not_abort() {
     }
 }
 
+/// CI once saw `accept` itself fail with EMFILE (rather than tiny_http's later dup of the
+/// socket), and that path began the restart without its "restarting in place" line.
+#[test]
+fn accept_failing_with_emfile_restarts_like_the_rest() {
+    let site = site();
+    let s = TestServer::start(&site);
+    let pid = s.pid();
+    let prlimit = |n: usize| {
+        std::process::Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &format!("--nofile={n}:")])
+            .status()
+            .map(|st| st.success())
+            .unwrap_or(false)
+    };
+    // With the soft limit at the number of descriptors open now, the next accept fails;
+    // the hard limit stays, so the soft one can be raised again.
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    if !prlimit(open) {
+        eprintln!("skipping: prlimit is not available");
+        return;
+    }
+    let _knock = TcpStream::connect(s.addr).unwrap();
+    assert!(
+        wait_line(&s, Duration::from_secs(10), |l| l
+            .contains("restarting in place (tiny_http stopped accepting)")),
+        "{}",
+        s.stderr_text()
+    );
+    assert!(prlimit(256));
+    let served = eventually(Duration::from_secs(15), || {
+        std::panic::catch_unwind(|| s.get("/").status == 200).unwrap_or(false)
+    });
+    assert!(served, "{}", s.stderr_text());
+    assert_eq!(s.pid(), pid);
+}
+
 #[test]
 fn recovers_when_the_accept_thread_dies() {
     let site = site();
