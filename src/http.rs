@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use askama::Template;
-use tiny_http::{Header, Method, Request, Response, StatusCode};
+use tiny_http::{Method, Request, StatusCode};
 
 use crate::admin;
 use crate::auth::Throttle;
@@ -972,53 +972,176 @@ fn answer(app: &App, mut req: Request) {
     }
 }
 
-/// Writes a reply, adding the headers every response carries, and logs the request.
+/// Whether the connection stays open after an answer. tiny_http decides it from the
+/// request alone (see [`persistence`]) and closes the socket itself; the answer must say
+/// the same, which tiny_http cannot do for us: it drops a `Connection` header we give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    /// The last answer on this connection: `Connection: close`.
+    Close,
+    /// HTTP/1.1's default: nothing to say.
+    KeepAlive,
+    /// An HTTP/1.0 client that asked to keep the connection: `Connection: keep-alive`.
+    KeepAlive10,
+}
+
+/// tiny_http's rule (its `ClientConnection`): `close` or `upgrade` in the request's
+/// `Connection` header ends the connection, and so does HTTP/1.0 unless it asks for
+/// `keep-alive`.
+fn persistence(http10: bool, connection: Option<&str>) -> Persist {
+    let connection = connection.map(str::to_ascii_lowercase);
+    match connection.as_deref() {
+        Some(c) if c.contains("close") || c.contains("upgrade") => Persist::Close,
+        Some(c) if http10 && c.contains("keep-alive") => Persist::KeepAlive10,
+        _ if http10 => Persist::Close,
+        _ => Persist::KeepAlive,
+    }
+}
+
+/// How the body is delimited, which the head announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body may follow (204, 304): neither length nor encoding.
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 has no chunks: a body of unknown length ends when the connection does.
+    UntilClose,
+}
+
+/// The status line and headers of an answer, ending with the blank line. `extra` are the
+/// route's headers; a value with a line break, or a name that would contradict the
+/// framing written here, is dropped with a log line, so no route can split a response.
+fn head(
+    status: u16,
+    extra: &[(&'static str, String)],
+    framing: Framing,
+    persist: Persist,
+) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(
+        256 + extra
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nDate: {}\r\nServer: nib\r\nX-Content-Type-Options: nosniff\r\n",
+        StatusCode(status).default_reason_phrase(),
+        dates::http(dates::now()),
+    );
+    const OURS: [&str; 4] = ["Connection", "Content-Length", "Transfer-Encoding", "Date"];
+    for (name, value) in extra {
+        if value.contains(['\r', '\n']) || OURS.iter().any(|o| o.eq_ignore_ascii_case(name)) {
+            eprintln!("nib: dropping bad response header {name}");
+            continue;
+        }
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    let _ = match framing {
+        Framing::None | Framing::UntilClose => Ok(()),
+        Framing::Length(n) => write!(out, "Content-Length: {n}\r\n"),
+        Framing::Chunked => write!(out, "Transfer-Encoding: chunked\r\n"),
+    };
+    let persist = if framing == Framing::UntilClose {
+        Persist::Close
+    } else {
+        persist
+    };
+    out.extend_from_slice(match persist {
+        Persist::Close => b"Connection: close\r\n\r\n".as_slice(),
+        Persist::KeepAlive10 => b"Connection: keep-alive\r\n\r\n",
+        Persist::KeepAlive => b"\r\n",
+    });
+    out
+}
+
+/// Copies a body of unknown length in chunked encoding, one chunk per read.
+fn copy_chunked(mut from: impl Read, to: &mut dyn io::Write) -> io::Result<()> {
+    let mut buf = vec![0; 8 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        write!(to, "{n:x}\r\n")?;
+        to.write_all(&buf[..n])?;
+        to.write_all(b"\r\n")?;
+    }
+    to.write_all(b"0\r\n\r\n")
+}
+
+/// Writes a reply, with the headers every response carries, and logs the request.
+///
+/// The answer is written by nib, through `Request::into_writer`, rather than by tiny_http's
+/// `respond`: tiny_http silently drops `Connection: close`, so a client that sent it (or
+/// spoke HTTP/1.0) was told nothing, took the connection for a persistent one and sent its
+/// next request into a socket being closed (wrk counted a read error for every request).
+/// Writing the head and an in-memory body as one buffer also sends a page in one segment,
+/// where `respond` sent the head and the body apart.
 pub fn send(req: Request, reply: Reply<'_>) {
     let status = reply.status;
-    let len = reply.len();
-    let mut headers = Vec::with_capacity(reply.headers.len() + 3);
-    headers.push(Header::from_bytes("Server", "nib").expect("static header"));
-    headers.push(Header::from_bytes("X-Content-Type-Options", "nosniff").expect("static header"));
-    for (name, value) in &reply.headers {
-        // A value with a newline cannot come from nib's own code paths; refusing it here
-        // means no route can ever split a response.
-        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            Ok(h) if !value.contains(['\r', '\n']) => headers.push(h),
-            _ => eprintln!("nib: dropping bad response header {name}"),
-        }
-    }
-    let log = access_line(&req, status, len);
-    let result = match reply.body {
-        Body::Empty => req.respond(Response::new(
-            StatusCode(status),
-            headers,
-            io::empty(),
-            Some(0),
-            None,
-        )),
-        Body::Bytes(b) => {
-            let n = b.len();
-            req.respond(Response::new(
-                StatusCode(status),
-                headers,
-                io::Cursor::new(b),
-                Some(n),
-                None,
-            ))
-        }
-        Body::File(f, n) => req.respond(Response::new(
-            StatusCode(status),
-            headers,
-            f,
-            Some(n as usize),
-            None,
-        )),
-        Body::Stream(r) => req.respond(Response::new(StatusCode(status), headers, r, None, None)),
+    let log = access_line(&req, status, reply.len());
+    let http10 = *req.http_version() == (1, 0);
+    let persist = persistence(http10, header(&req, "Connection"));
+    let no_body = *req.method() == Method::Head;
+    let framing = match &reply.body {
+        _ if status < 200 || status == 204 || status == 304 => Framing::None,
+        Body::Empty => Framing::Length(0),
+        Body::Bytes(b) => Framing::Length(b.len() as u64),
+        Body::File(_, n) => Framing::Length(*n),
+        Body::Stream(_) if http10 => Framing::UntilClose,
+        Body::Stream(_) => Framing::Chunked,
     };
+    let mut out = head(status, &reply.headers, framing, persist);
+    // An HTTP/1.0 client that asked to keep the connection, sent a body that ends with it:
+    // tiny_http would keep it open, so nib closes it (rare: feeds and the sitemap only).
+    let must_cut = (framing == Framing::UntilClose && persist != Persist::Close)
+        .then(|| req.remote_addr().copied())
+        .flatten();
+    // Dropping the writer tells tiny_http the answer is complete: it then reads the next
+    // request, or closes the connection.
+    let mut w = req.into_writer();
+    let result = (|| {
+        if no_body || framing == Framing::None {
+            return w.write_all(&out);
+        }
+        match reply.body {
+            Body::Empty => w.write_all(&out),
+            Body::Bytes(b) => {
+                out.extend_from_slice(&b);
+                drop(b);
+                w.write_all(&out)
+            }
+            Body::File(f, n) => {
+                w.write_all(&out)?;
+                io::copy(&mut f.take(n), &mut w).map(drop)
+            }
+            Body::Stream(r) if framing == Framing::Chunked => {
+                w.write_all(&out)?;
+                copy_chunked(r, &mut w)
+            }
+            Body::Stream(mut r) => {
+                w.write_all(&out)?;
+                io::copy(&mut r, &mut w).map(drop)
+            }
+        }
+    })()
+    .and_then(|()| w.flush());
+    if let Some((fd, ino)) = must_cut.and_then(crate::guard::find_by_peer) {
+        crate::guard::cut(fd, ino, libc::SHUT_RDWR);
+    }
+    drop(w);
     if let Err(e) = result
         && !matches!(
             e.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
         )
     {
         eprintln!("nib: writing response: {e}");
@@ -1090,6 +1213,116 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(percent_decode(input).as_deref(), want, "{input}");
         }
+    }
+
+    #[test]
+    fn persistence_follows_tiny_http() {
+        let cases = [
+            (false, None, Persist::KeepAlive),
+            (false, Some("keep-alive"), Persist::KeepAlive),
+            (false, Some("close"), Persist::Close),
+            (false, Some("Keep-Alive, Close"), Persist::Close),
+            (false, Some("Upgrade"), Persist::Close),
+            (true, None, Persist::Close),
+            (true, Some("Keep-Alive"), Persist::KeepAlive10),
+            (true, Some("close"), Persist::Close),
+            (true, Some("TE"), Persist::Close),
+        ];
+        for (http10, connection, want) in cases {
+            assert_eq!(
+                persistence(http10, connection),
+                want,
+                "{http10} {connection:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn heads_say_how_the_body_ends() {
+        let extra = [("Content-Type", HTML.to_string())];
+        let cases = [
+            (
+                200,
+                Framing::Length(5),
+                Persist::KeepAlive,
+                &["Content-Length: 5\r\n\r\n"][..],
+                &["Connection"][..],
+            ),
+            (
+                200,
+                Framing::Length(5),
+                Persist::Close,
+                &["Content-Length: 5\r\nConnection: close\r\n\r\n"],
+                &[],
+            ),
+            (
+                200,
+                Framing::Length(0),
+                Persist::KeepAlive10,
+                &["Connection: keep-alive\r\n\r\n"],
+                &[],
+            ),
+            (
+                200,
+                Framing::Chunked,
+                Persist::KeepAlive,
+                &["Transfer-Encoding: chunked\r\n\r\n"],
+                &["Content-Length"],
+            ),
+            // A body that ends with the connection must close it, whatever was asked.
+            (
+                200,
+                Framing::UntilClose,
+                Persist::KeepAlive10,
+                &["Connection: close\r\n\r\n"],
+                &["Content-Length", "chunked"],
+            ),
+            (
+                304,
+                Framing::None,
+                Persist::KeepAlive,
+                &["HTTP/1.1 304 Not Modified\r\n"],
+                &["Content-Length", "chunked"],
+            ),
+        ];
+        for (status, framing, persist, has, lacks) in cases {
+            let text = String::from_utf8(head(status, &extra, framing, persist)).unwrap();
+            assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+            assert!(
+                text.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains("\r\nX-Content-Type-Options: nosniff\r\n"),
+                "{text}"
+            );
+            assert!(text.ends_with("\r\n\r\n"), "{text}");
+            for want in has {
+                assert!(text.contains(want), "{want:?} missing from {text}");
+            }
+            for unwanted in lacks {
+                assert!(!text.contains(unwanted), "{unwanted:?} in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn heads_drop_headers_that_could_split_or_reframe() {
+        let extra = [
+            ("X-Evil", "a\r\nSet-Cookie: x=1".to_string()),
+            ("Content-Length", "99".to_string()),
+            ("connection", "keep-alive".to_string()),
+            ("Location", "/ok".to_string()),
+        ];
+        let text =
+            String::from_utf8(head(301, &extra, Framing::Length(3), Persist::Close)).unwrap();
+        assert!(
+            !text.contains("Set-Cookie") && !text.contains("99"),
+            "{text}"
+        );
+        assert!(!text.contains("keep-alive"), "{text}");
+        assert!(text.contains("\r\nLocation: /ok\r\n"), "{text}");
+        assert!(text.contains("Content-Length: 3\r\n"), "{text}");
     }
 
     #[test]

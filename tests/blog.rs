@@ -407,3 +407,81 @@ fn a_get_with_an_unsent_body_does_not_stall_others() {
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     drop(slow);
 }
+
+/// Regression: tiny_http drops a `Connection: close` header, so an answer to a client that
+/// asked to close (or spoke HTTP/1.0) did not say so; wrk took every such connection for
+/// a persistent one and counted a read error per request. nib now writes its answers and
+/// says how each connection ends; the connection then ends that way.
+#[test]
+fn answers_say_how_the_connection_ends() {
+    use std::io::{BufReader, Read, Write};
+    let site = example_site();
+    let s = TestServer::start(&site);
+    // Sends `request` on a new connection, reads one answer, and tells whether the server
+    // then closed the connection (end of file within 3 s).
+    let exchange = |request: &str| {
+        let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.write_all(request.as_bytes()).unwrap();
+        let mut r = BufReader::new(c);
+        let resp = read_response(&mut r, request.starts_with("HEAD "));
+        let mut rest = Vec::new();
+        let closed = r.read_to_end(&mut rest).is_ok() && rest.is_empty();
+        (resp, closed, r)
+    };
+    let cases = [
+        (
+            "GET /posts/hello/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            Some("close"),
+            true,
+        ),
+        ("GET /posts/hello/ HTTP/1.0\r\n\r\n", Some("close"), true),
+        (
+            "HEAD /feed.xml HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            Some("close"),
+            true,
+        ),
+        (
+            "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            Some("close"),
+            true,
+        ),
+        // HTTP/1.0 has no chunks: a streamed body ends when the connection does.
+        ("GET /feed.xml HTTP/1.0\r\n\r\n", Some("close"), true),
+        (
+            "GET /feed.xml HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            Some("close"),
+            true,
+        ),
+    ];
+    for (request, connection, closes) in cases {
+        let (resp, closed, _) = exchange(request);
+        assert!(
+            resp.status == 200 || resp.status == 404,
+            "{request:?}: {}",
+            resp.status
+        );
+        assert_eq!(resp.header("connection"), connection, "{request:?}");
+        assert_eq!(closed, closes, "{request:?}");
+        if request.starts_with("GET /feed.xml") {
+            assert!(resp.text().trim_end().ends_with("</feed>"), "{request:?}");
+        }
+    }
+
+    // An HTTP/1.0 client that asks to keep the connection is told so and can send more.
+    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    for path in ["/posts/hello/", "/tags/"] {
+        write!(c, "GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        let resp = read_response(&mut r, false);
+        assert_eq!(resp.status, 200, "{path}");
+        assert_eq!(resp.header("connection"), Some("keep-alive"), "{path}");
+    }
+    // HTTP/1.1 keeps the connection without a word, and streams in chunks.
+    write!(c, "GET /feed.xml HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let resp = read_response(&mut r, false);
+    assert_eq!(resp.header("connection"), None);
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert!(resp.text().trim_end().ends_with("</feed>"));
+}
