@@ -135,22 +135,34 @@ fn raise_nofile() {
     }
 }
 
-fn set_nodelay(fd: RawFd) {
+/// Options for the listening socket, whichever way it came (bound, inherited, systemd).
+fn tune_listener(fd: RawFd) {
     // tiny_http never sets TCP_NODELAY; with Nagle and delayed ACKs a 6.7 KB page took
-    // 44 ms. Linux hands the option on to every accepted socket.
-    let one: libc::c_int = 1;
+    // 44 ms. Linux hands it on to every accepted socket.
+    set_tcp_option(fd, libc::TCP_NODELAY, 1, "TCP_NODELAY");
+    // Accept a connection only once its request has begun to arrive (Unicorn's
+    // `tcp_defer_accept`, nginx's `deferred`): tiny_http's thread for it then reads at
+    // once instead of sleeping until the first bytes come and being woken for them. With
+    // one request per connection this took a post page from 14,000 to 17,000 requests/s.
+    // A client that connects and says nothing stays in the kernel, holding no thread and
+    // no descriptor, until the deferral ends (one SYN-ACK retransmission, about 1-3 s);
+    // then it is accepted anyway and the guard treats it as any idle connection.
+    set_tcp_option(fd, libc::TCP_DEFER_ACCEPT, 1, "TCP_DEFER_ACCEPT");
+}
+
+fn set_tcp_option(fd: RawFd, name: libc::c_int, value: libc::c_int, what: &str) {
     // SAFETY: a valid fd and a correctly sized option value.
     let rc = unsafe {
         libc::setsockopt(
             fd,
             libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &one as *const _ as *const libc::c_void,
+            name,
+            &value as *const _ as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc != 0 {
-        eprintln!("nib: setting TCP_NODELAY: {}", io::Error::last_os_error());
+        eprintln!("nib: setting {what}: {}", io::Error::last_os_error());
     }
 }
 
@@ -513,7 +525,7 @@ pub fn serve(cfg: Config, env: &HashMap<String, String>) -> Result<u8, StartupEr
     raise_nofile();
     let signals = install_signals()?;
     let listener = acquire_listener(&cfg, env)?;
-    set_nodelay(listener.as_raw_fd());
+    tune_listener(listener.as_raw_fd());
     let local = listener
         .local_addr()
         .map_err(|e| StartupError::Other(e.to_string()))?;
