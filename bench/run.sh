@@ -8,6 +8,7 @@
 #   BENCH_POSTS    posts in the generated site (default 10000)
 #   BENCH_KEEP=1   keep the temporary directory (site, configs, logs) and print its path
 #   BENCH_NIB=PATH bench this nib binary instead of building one (e.g. to compare builds)
+#   BENCH_ROUNDS   rounds of the alternating runs in part c (default 3; medians reported)
 #   BENCH_PARTS    which parts below to run (default abcdef); a always runs, since the
 #                  others use its database, and c needs b (e.g. BENCH_PARTS=ae re-runs
 #                  the short-link figures alone)
@@ -37,6 +38,7 @@ BENCH_POSTS=${BENCH_POSTS:-10000}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_NIB=${BENCH_NIB:-}
 BENCH_PARTS=${BENCH_PARTS:-abcdef}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nib-bench.XXXXXX")
@@ -297,6 +299,10 @@ run_wrk() {
   printf '  %-44s %7s req/s  p50 %-8s p99 %-8s%s\n' "$name" "$RPS" "$p50" "$p99" "${errs:+  [$errs]}"
 }
 
+# CPU time a process (or, with /task/TID, one thread) has used so far, in µs: utime +
+# stime from its stat file. A process's figure includes its threads that have ended.
+cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) * 1e6 / hz }' "$1"; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 verdict() { awk -v r="$1" 'BEGIN { exit !(r >= 0.8) }' && echo "ok" || echo "BELOW TARGET"; }
 
@@ -357,8 +363,8 @@ path_latency() {
 # Say so when nib's answers lack the header, so the error counts are not misread.
 note_close_header() {
   if ! curl -s -D - -o /dev/null -H 'Connection: close' "$1" | grep -qi '^connection: *close'; then
-    echo "  note: nib answers Connection: close requests without that header (tiny_http drops"
-    echo "  it), so wrk counts about one read error per request on direct runs and reconnects."
+    echo "  warning: nib answered a Connection: close request without that header, so wrk"
+    echo "  will take each connection for a persistent one and count a read error per request."
   fi
 }
 
@@ -398,10 +404,41 @@ bench_memory() {
 
 # ---------------------------------------------------------------- c. post page req/s
 
+# alternate NAME_A URL_A NAME_B URL_B [wrk args...]: runs the two in turn for BENCH_ROUNDS
+# rounds with the same wrk arguments; prints every run and sets MED_A, MED_B (median
+# req/s) and REQ_A, REQ_B (requests over all runs). Alternating and taking medians keeps a
+# slow moment of this shared machine from landing on one side only.
+alternate() {
+  local name_a=$1 url_a=$2 name_b=$3 url_b=$4 i ra=() rb=()
+  shift 4
+  REQ_A=0 REQ_B=0
+  for ((i = 1; i <= BENCH_ROUNDS; i++)); do
+    run_wrk "$name_a, run $i" 8 "$url_a" "$@"
+    ra+=("$RPS")
+    REQ_A=$((REQ_A + $(wrk_requests "$name_a, run $i")))
+    run_wrk "$name_b, run $i" 8 "$url_b" "$@"
+    rb+=("$RPS")
+    REQ_B=$((REQ_B + $(wrk_requests "$name_b, run $i")))
+  done
+  MED_A=$(median "${ra[@]}")
+  MED_B=$(median "${rb[@]}")
+}
+
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 bench_post_page() {
-  local www=$WORK/origin-www path="/posts/$POST_SLUG/" ctype bytes origin_port static_port
+  local www=$WORK/origin-www path="/posts/$POST_SLUG/" ctype bytes origin_port static_port nib_front
   local r_a r_b nib_direct nginx_file nib_proxied static_proxied hwm rss threads
-  section "c. post page requests/s, nginx with 1 worker (wrk -t2 -c8, ${BENCH_SECONDS}s per run)"
+  section "c. post page requests/s, nginx with 1 worker (wrk -t2 -c8, ${BENCH_SECONDS}s per run, $BENCH_ROUNDS rounds, medians)"
+
+  # A fresh nib on a fresh port, with a front end of its own. The runs before left tens of
+  # thousands of connections to the old port in TIME_WAIT on the server side; a new
+  # connection that reuses one of those address pairs costs the server extra work and the
+  # client, at worst, a retry, which the baseline on its fresh port would not pay.
+  restart_nib
+  nib_front=$(free_port)
+  front_conf "$WORK/nginx-front-c" "$nib_front" "$NIB_PORT"
+  start_nginx "$WORK/nginx-front-c" "$nib_front"
 
   # nib's bytes for the post, saved where the baseline nginx serves them from disk.
   mkdir -p "$www/posts/$POST_SLUG"
@@ -421,12 +458,25 @@ bench_post_page() {
     die "the baseline nginx does not serve the saved page"
 
   echo "  (a) one request per connection (Connection: close on both)"
-  run_wrk "nib direct" 8 "http://127.0.0.1:$NIB_PORT$path" -H "Connection: close"
-  nib_direct=$RPS
-  run_wrk "nginx, same bytes from disk" 8 "http://127.0.0.1:$origin_port$file_path" -H "Connection: close"
-  nginx_file=$RPS
+  # CPU per request, read around the runs: where nib's time goes against nginx's.
+  local worker c0 c1 l0 l1 w0 w1 nib_us loop_us nginx_us
+  worker=$(pgrep -P "$(cat "$WORK/nginx-origin/nginx.pid")" | head -n 1)
+  c0=$(cpu_us "/proc/$NIB_PID/stat")
+  l0=$(cpu_us "/proc/$NIB_PID/task/$NIB_PID/stat")
+  w0=$(cpu_us "/proc/$worker/stat")
+  alternate "nib direct" "http://127.0.0.1:$NIB_PORT$path" \
+    "nginx, same bytes from disk" "http://127.0.0.1:$origin_port$file_path" -H "Connection: close"
+  c1=$(cpu_us "/proc/$NIB_PID/stat")
+  l1=$(cpu_us "/proc/$NIB_PID/task/$NIB_PID/stat")
+  w1=$(cpu_us "/proc/$worker/stat")
+  nib_direct=$MED_A nginx_file=$MED_B
   r_a=$(ratio "$nib_direct" "$nginx_file")
-  echo "      ratio nib / nginx: $r_a   (target >= 0.80: $(verdict "$r_a"))"
+  echo "      medians: nib $nib_direct, nginx $nginx_file req/s; ratio $r_a   (target >= 0.80: $(verdict "$r_a"))"
+  nib_us=$(((c1 - c0) / REQ_A))
+  loop_us=$(((l1 - l0) / REQ_A))
+  nginx_us=$(((w1 - w0) / REQ_B))
+  echo "      CPU per request: nib $nib_us us (request loop $loop_us us; tiny_http's accept and"
+  echo "      connection threads $((nib_us - loop_us)) us), nginx worker $nginx_us us"
 
   # The same deploy-derived front end, once more, proxying to the baseline nginx; it
   # runs as a separate process so each upstream has a CPU of its own, like nib does.
@@ -434,23 +484,24 @@ bench_post_page() {
   static_port=$(free_port)
   front_conf "$WORK/nginx-front-static" "$static_port" "$origin_port"
   start_nginx "$WORK/nginx-front-static" "$static_port"
-  run_wrk "nginx -> nib" 8 "http://127.0.0.1:$FRONT_PORT$path"
-  nib_proxied=$RPS
-  run_wrk "nginx -> static upstream (nginx, same bytes)" 8 "http://127.0.0.1:$static_port$file_path"
-  static_proxied=$RPS
+  alternate "nginx -> nib" "http://127.0.0.1:$nib_front$path" \
+    "nginx -> static upstream (nginx, same bytes)" "http://127.0.0.1:$static_port$file_path"
+  nib_proxied=$MED_A static_proxied=$MED_B
   r_b=$(ratio "$nib_proxied" "$static_proxied")
-  echo "      ratio nib / static upstream: $r_b   (target >= 0.80: $(verdict "$r_b"))"
+  echo "      medians: nginx->nib $nib_proxied, nginx->static $static_proxied req/s; ratio $r_b   (target >= 0.80: $(verdict "$r_b"))"
 
   row "post page req/s, nib direct (Connection: close)" "$nib_direct"
   row "post page req/s, nginx from disk (Connection: close)" "$nginx_file"
   row "ratio (a) nib / nginx from disk" "$r_a" ">= 0.80"
+  row "CPU per post page: nib (its loop, tiny_http's threads) / nginx" \
+    "$nib_us ($loop_us, $((nib_us - loop_us))) / $nginx_us us"
   row "post page req/s, nginx -> nib" "$nib_proxied"
   row "post page req/s, nginx -> static upstream" "$static_proxied"
   row "ratio (b) nginx->nib / nginx->static" "$r_b" ">= 0.80"
 
   read -r hwm rss threads < <(proc_mem "$NIB_PID")
-  echo "  nib after the nginx runs and these: VmHWM $(mb "$hwm")  VmRSS $(mb "$rss")  threads $threads"
-  row "VmHWM, via nginx -c8, -c50, then part c" "$(mb "$hwm")"
+  echo "  nib after these runs: VmHWM $(mb "$hwm")  VmRSS $(mb "$rss")  threads $threads"
+  row "VmHWM after part c (post page, direct and via nginx)" "$(mb "$hwm")"
 }
 
 # ---------------------------------------------------------------- d. binary

@@ -1098,6 +1098,10 @@ pub fn send(req: Request, reply: Reply<'_>) {
         Body::Stream(_) => Framing::Chunked,
     };
     let mut out = head(status, &reply.headers, framing, persist);
+    if let (false, Body::Bytes(b)) = (no_body, &reply.body) {
+        // The page goes into the same buffer, reserved once.
+        out.reserve_exact(b.len());
+    }
     // An HTTP/1.0 client that asked to keep the connection, sent a body that ends with it:
     // tiny_http would keep it open, so nib closes it (rare: feeds and the sitemap only).
     let must_cut = (framing == Framing::UntilClose && persist != Persist::Close)
