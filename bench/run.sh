@@ -921,9 +921,8 @@ hostile_direct() {
 bench_process_life() {
   local port
   section "f1. 5 SIGHUP restarts under wrk -t2 -c4 mixed pages, keep-alive, ${BENCH_SECONDS}s"
-  echo "  Keep-alive on purpose: with Connection: close wrk counts one read error per request,"
-  echo "  since tiny_http drops that header from nib's answers (see b.). Keep-alive sockets"
-  echo "  idle at a restart are closed between requests, which wrk counts as read errors and"
+  echo "  Keep-alive on purpose, the harder case for a restart: keep-alive sockets idle at a"
+  echo "  restart are closed between requests, which wrk counts as read errors and"
   echo "  reconnects: at most 4 (its connections) per SIGHUP directly; none through nginx."
   restart_nib
   restarts_under_load "direct" "http://127.0.0.1:$NIB_PORT" "<= 20"

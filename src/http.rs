@@ -939,8 +939,7 @@ fn answer(app: &App, mut req: Request) {
     // sending, so such answers are written from a short-lived thread of their own. A
     // file or streamed answer cannot leave the loop (it borrows the database), so a
     // request carrying a body to such a route is refused instead.
-    let unread_body =
-        header(&req, "Transfer-Encoding").is_some() || req.body_length().is_some_and(|n| n > 1024);
+    let unread_body = may_hold_body(&req);
     if !unread_body {
         return send(req, reply);
     }
@@ -1032,9 +1031,16 @@ fn head(
         StatusCode(status).default_reason_phrase(),
         dates::http(dates::now()),
     );
-    const OURS: [&str; 4] = ["Connection", "Content-Length", "Transfer-Encoding", "Date"];
+    const OURS: [&str; 6] = [
+        "Connection",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Date",
+        "Server",
+        "X-Content-Type-Options",
+    ];
     for (name, value) in extra {
-        if value.contains(['\r', '\n']) || OURS.iter().any(|o| o.eq_ignore_ascii_case(name)) {
+        if !header_value_ok(value) || OURS.iter().any(|o| o.eq_ignore_ascii_case(name)) {
             eprintln!("nib: dropping bad response header {name}");
             continue;
         }
@@ -1058,6 +1064,49 @@ fn head(
     out
 }
 
+/// Answers through tiny_http's `respond`, which writes before it reads what is left of the
+/// request's body (see [`send`]). tiny_http then frames the body itself.
+fn respond(req: Request, reply: Reply<'_>) {
+    use tiny_http::{Header, Response};
+    let mut headers = vec![
+        Header::from_bytes("Server", "nib").expect("static header"),
+        Header::from_bytes("X-Content-Type-Options", "nosniff").expect("static header"),
+    ];
+    for (name, value) in &reply.headers {
+        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            Ok(h) if header_value_ok(value) => headers.push(h),
+            _ => eprintln!("nib: dropping bad response header {name}"),
+        }
+    }
+    let status = StatusCode(reply.status);
+    let result = match reply.body {
+        Body::Empty => req.respond(Response::new(status, headers, io::empty(), Some(0), None)),
+        Body::Bytes(b) => {
+            let n = b.len();
+            req.respond(Response::new(
+                status,
+                headers,
+                io::Cursor::new(b),
+                Some(n),
+                None,
+            ))
+        }
+        Body::File(f, n) => req.respond(Response::new(status, headers, f, Some(n as usize), None)),
+        Body::Stream(r) => req.respond(Response::new(status, headers, r, None, None)),
+    };
+    if let Err(e) = result {
+        eprintln!("nib: writing response: {e}");
+    }
+}
+
+/// A header value nib will send: visible ASCII, spaces and tabs, nothing that could end
+/// the line or confuse a client.
+fn header_value_ok(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
 /// Copies a body of unknown length in chunked encoding, one chunk per read.
 fn copy_chunked(mut from: impl Read, to: &mut dyn io::Write) -> io::Result<()> {
     let mut buf = vec![0; 8 * 1024];
@@ -1075,6 +1124,16 @@ fn copy_chunked(mut from: impl Read, to: &mut dyn io::Write) -> io::Result<()> {
     to.write_all(b"0\r\n\r\n")
 }
 
+/// Whether part of the request's body may still be on the socket when the answer is
+/// written. tiny_http reads a body of up to 1 KiB before handing the request over, unless
+/// the client sent `Expect: 100-continue` (then it reads nothing until asked); whatever is
+/// left is read, to the end, when the request is dropped.
+fn may_hold_body(req: &Request) -> bool {
+    header(req, "Transfer-Encoding").is_some()
+        || header(req, "Expect").is_some()
+        || req.body_length().is_some_and(|n| n > 1024)
+}
+
 /// Writes a reply, with the headers every response carries, and logs the request.
 ///
 /// The answer is written by nib, through `Request::into_writer`, rather than by tiny_http's
@@ -1083,9 +1142,19 @@ fn copy_chunked(mut from: impl Read, to: &mut dyn io::Write) -> io::Result<()> {
 /// next request into a socket being closed (wrk counted a read error for every request).
 /// Writing the head and an in-memory body as one buffer also sends a page in one segment,
 /// where `respond` sent the head and the body apart.
+///
+/// A request that may still hold part of its body is answered with `respond` instead:
+/// `into_writer` drops the request, which reads the rest of the body, before a byte of the
+/// answer is written, and a client waiting for `100 Continue` or for the answer would then
+/// wait on nib while nib waits on it.
 pub fn send(req: Request, reply: Reply<'_>) {
     let status = reply.status;
     let log = access_line(&req, status, reply.len());
+    if may_hold_body(&req) {
+        respond(req, reply);
+        println!("{log}");
+        return;
+    }
     let http10 = *req.http_version() == (1, 0);
     let persist = persistence(http10, header(&req, "Connection"));
     let no_body = *req.method() == Method::Head;
@@ -1102,11 +1171,10 @@ pub fn send(req: Request, reply: Reply<'_>) {
         // The page goes into the same buffer, reserved once.
         out.reserve_exact(b.len());
     }
+    let peer = req.remote_addr().copied();
     // An HTTP/1.0 client that asked to keep the connection, sent a body that ends with it:
     // tiny_http would keep it open, so nib closes it (rare: feeds and the sitemap only).
-    let must_cut = (framing == Framing::UntilClose && persist != Persist::Close)
-        .then(|| req.remote_addr().copied())
-        .flatten();
+    let mut must_cut = framing == Framing::UntilClose && persist != Persist::Close;
     // Dropping the writer tells tiny_http the answer is complete: it then reads the next
     // request, or closes the connection.
     let mut w = req.into_writer();
@@ -1123,7 +1191,15 @@ pub fn send(req: Request, reply: Reply<'_>) {
             }
             Body::File(f, n) => {
                 w.write_all(&out)?;
-                io::copy(&mut f.take(n), &mut w).map(drop)
+                // A file that shrank since it was measured would leave the client waiting
+                // for bytes that never come.
+                match io::copy(&mut f.take(n), &mut w)? {
+                    sent if sent == n => Ok(()),
+                    sent => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("file ended after {sent} of {n} bytes"),
+                    )),
+                }
             }
             Body::Stream(r) if framing == Framing::Chunked => {
                 w.write_all(&out)?;
@@ -1136,7 +1212,10 @@ pub fn send(req: Request, reply: Reply<'_>) {
         }
     })()
     .and_then(|()| w.flush());
-    if let Some((fd, ino)) = must_cut.and_then(crate::guard::find_by_peer) {
+    // An answer that broke off after its head cannot be finished: closing the connection
+    // is the only way left to tell the client it is incomplete.
+    must_cut |= result.is_err();
+    if must_cut && let Some((fd, ino)) = peer.and_then(crate::guard::find_by_peer) {
         crate::guard::cut(fd, ino, libc::SHUT_RDWR);
     }
     drop(w);

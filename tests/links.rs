@@ -943,3 +943,28 @@ fn cli_shortens_lists_and_handles_the_token() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!s.stderr_text().contains("admin token"));
 }
+
+/// Regression (found in review): answers written through `into_writer` read what was left
+/// of the request's body first. A client that sent `Expect: 100-continue` with a small
+/// body waits for `100 Continue` or the answer before sending it, so a refused API call
+/// held the request loop. The refusal must come at once, and others be served meanwhile.
+#[test]
+fn expect_continue_with_a_refused_body_does_not_stall_the_loop() {
+    let site = Site::new();
+    let s = server(&site);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.write_all(
+        b"POST /api/links HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer wrong\r\n\
+          Content-Type: application/json\r\nContent-Length: 500\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let t = Instant::now();
+    let resp = read_response(&mut BufReader::new(c.try_clone().unwrap()), false);
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let t = Instant::now();
+    assert_eq!(s.get("/healthz").status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    drop(c);
+}
