@@ -1009,8 +1009,8 @@ enum Framing {
 }
 
 /// The status line and headers of an answer, ending with the blank line. `extra` are the
-/// route's headers; a value with a line break, or a name that would contradict the
-/// framing written here, is dropped with a log line, so no route can split a response.
+/// route's headers; a value that is not plain visible ASCII, or a name this function
+/// writes itself, is dropped with a log line, so no route can split or reframe a response.
 fn head(
     status: u16,
     extra: &[(&'static str, String)],
