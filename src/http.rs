@@ -933,10 +933,10 @@ fn answer(app: &App, mut req: Request) {
         (_, Err(e)) => (error_reply(app, None, e), None),
         (None, Ok(_)) => unreachable!("a parsed target always gets a reply"),
     };
-    // tiny_http reads whatever is left of a request body when the request is dropped,
-    // right after the answer is written. A body nobody read (a refused one, or one sent
-    // with a GET) would keep the one request loop busy for as long as the client keeps
-    // sending, so such answers are written from a short-lived thread of their own. A
+    // tiny_http reads whatever is left of a request body when the request is dropped. A
+    // body nobody read (a refused one, or one sent with a GET) would keep the one request
+    // loop busy for as long as the client keeps sending, so such answers are written from
+    // a short-lived thread of their own, with [`respond`]. A
     // file or streamed answer cannot leave the loop (it borrows the database), so a
     // request carrying a body to such a route is refused instead.
     let unread_body = may_hold_body(&req);
@@ -951,21 +951,12 @@ fn answer(app: &App, mut req: Request) {
             Error::BadRequest("this request takes no body".into()),
         ),
     };
-    let Some((status, headers, body)) = reply.into_parts() else {
+    let Some(parts) = reply.into_parts() else {
         return;
     };
     let spawned = std::thread::Builder::new()
         .name("nib-refuse".into())
-        .spawn(move || {
-            send(
-                req,
-                Reply {
-                    status,
-                    headers,
-                    body: Body::Bytes(body),
-                },
-            )
-        });
+        .spawn(move || respond(req, parts));
     if let Err(e) = spawned {
         eprintln!("nib: starting a thread to answer a request with a body: {e}");
     }
@@ -1064,39 +1055,36 @@ fn head(
     out
 }
 
-/// Answers through tiny_http's `respond`, which writes before it reads what is left of the
-/// request's body (see [`send`]). tiny_http then frames the body itself.
-fn respond(req: Request, reply: Reply<'_>) {
+/// Answers a request that may still hold part of its body (see [`may_hold_body`]) and logs
+/// it. This goes through tiny_http's `respond`, which writes the answer before it reads
+/// the rest of the body; [`send`]'s `into_writer` would read the body first, and a client
+/// waiting for `100 Continue` or for the answer would then wait on nib while nib waited
+/// on it. tiny_http frames the body itself.
+fn respond(req: Request, (status, extra, body): Parts) {
     use tiny_http::{Header, Response};
+    let log = access_line(&req, status, Some(body.len() as u64));
     let mut headers = vec![
         Header::from_bytes("Server", "nib").expect("static header"),
         Header::from_bytes("X-Content-Type-Options", "nosniff").expect("static header"),
     ];
-    for (name, value) in &reply.headers {
+    for (name, value) in &extra {
         match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             Ok(h) if header_value_ok(value) => headers.push(h),
             _ => eprintln!("nib: dropping bad response header {name}"),
         }
     }
-    let status = StatusCode(reply.status);
-    let result = match reply.body {
-        Body::Empty => req.respond(Response::new(status, headers, io::empty(), Some(0), None)),
-        Body::Bytes(b) => {
-            let n = b.len();
-            req.respond(Response::new(
-                status,
-                headers,
-                io::Cursor::new(b),
-                Some(n),
-                None,
-            ))
-        }
-        Body::File(f, n) => req.respond(Response::new(status, headers, f, Some(n as usize), None)),
-        Body::Stream(r) => req.respond(Response::new(status, headers, r, None, None)),
-    };
-    if let Err(e) = result {
+    let n = body.len();
+    let response = Response::new(
+        StatusCode(status),
+        headers,
+        io::Cursor::new(body),
+        Some(n),
+        None,
+    );
+    if let Err(e) = req.respond(response) {
         eprintln!("nib: writing response: {e}");
     }
+    println!("{log}");
 }
 
 /// A header value nib will send: visible ASCII, spaces and tabs, nothing that could end
@@ -1134,7 +1122,8 @@ fn may_hold_body(req: &Request) -> bool {
         || req.body_length().is_some_and(|n| n > 1024)
 }
 
-/// Writes a reply, with the headers every response carries, and logs the request.
+/// Writes a reply to a request whose body tiny_http has read (see [`answer`]), with the
+/// headers every response carries, and logs the request.
 ///
 /// The answer is written by nib, through `Request::into_writer`, rather than by tiny_http's
 /// `respond`: tiny_http silently drops `Connection: close`, so a client that sent it (or
@@ -1142,19 +1131,9 @@ fn may_hold_body(req: &Request) -> bool {
 /// next request into a socket being closed (wrk counted a read error for every request).
 /// Writing the head and an in-memory body as one buffer also sends a page in one segment,
 /// where `respond` sent the head and the body apart.
-///
-/// A request that may still hold part of its body is answered with `respond` instead:
-/// `into_writer` drops the request, which reads the rest of the body, before a byte of the
-/// answer is written, and a client waiting for `100 Continue` or for the answer would then
-/// wait on nib while nib waits on it.
-pub fn send(req: Request, reply: Reply<'_>) {
+fn send(req: Request, reply: Reply<'_>) {
     let status = reply.status;
     let log = access_line(&req, status, reply.len());
-    if may_hold_body(&req) {
-        respond(req, reply);
-        println!("{log}");
-        return;
-    }
     let http10 = *req.http_version() == (1, 0);
     let persist = persistence(http10, header(&req, "Connection"));
     let no_body = *req.method() == Method::Head;
