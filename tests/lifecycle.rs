@@ -437,6 +437,25 @@ fn huge_content_length_does_not_abort() {
     }
 }
 
+/// Sets nib's open-file limits with prlimit(1): "SOFT:HARD", or "SOFT:" to keep the hard
+/// limit. False when prlimit is missing or refused.
+fn prlimit_nofile(pid: u32, limits: &str) -> bool {
+    std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={limits}")])
+        .status()
+        .map(|st| st.success())
+        .unwrap_or(false)
+}
+
+/// After a restart in place: the same process serves again within 15 s.
+fn serves_again_in_place(s: &TestServer, pid: u32) {
+    let served = eventually(Duration::from_secs(15), || {
+        std::panic::catch_unwind(|| s.get("/").status == 200).unwrap_or(false)
+    });
+    assert!(served, "{}", s.stderr_text());
+    assert_eq!(s.pid(), pid);
+}
+
 /// CI once saw `accept` itself fail with EMFILE (rather than tiny_http's later dup of the
 /// socket), and that path began the restart without its "restarting in place" line.
 #[test]
@@ -444,19 +463,9 @@ fn accept_failing_with_emfile_restarts_like_the_rest() {
     let site = site();
     let s = TestServer::start(&site);
     let pid = s.pid();
-    let prlimit = |n: usize| {
-        std::process::Command::new("prlimit")
-            .args(["--pid", &pid.to_string(), &format!("--nofile={n}:")])
-            .status()
-            .map(|st| st.success())
-            .unwrap_or(false)
-    };
     // With the soft limit at the number of descriptors open now, the next accept fails;
     // the hard limit stays, so the soft one can be raised again.
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
-    if !prlimit(open) {
+    if !prlimit_nofile(pid, &format!("{}:", fd_count(pid))) {
         eprintln!("skipping: prlimit is not available");
         return;
     }
@@ -467,12 +476,8 @@ fn accept_failing_with_emfile_restarts_like_the_rest() {
         "{}",
         s.stderr_text()
     );
-    assert!(prlimit(256));
-    let served = eventually(Duration::from_secs(15), || {
-        std::panic::catch_unwind(|| s.get("/").status == 200).unwrap_or(false)
-    });
-    assert!(served, "{}", s.stderr_text());
-    assert_eq!(s.pid(), pid);
+    assert!(prlimit_nofile(pid, "256:"));
+    serves_again_in_place(&s, pid);
 }
 
 #[test]
@@ -482,12 +487,7 @@ fn recovers_when_the_accept_thread_dies() {
     // connections (two descriptors each in tiny_http) exhausts it and accept fails.
     let s = TestServer::start(&site);
     let pid = s.pid();
-    let ok = std::process::Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), "--nofile=32:32"])
-        .status()
-        .map(|st| st.success())
-        .unwrap_or(false);
-    if !ok {
+    if !prlimit_nofile(pid, "32:32") {
         eprintln!("skipping: prlimit is not available");
         return;
     }
@@ -508,11 +508,7 @@ fn recovers_when_the_accept_thread_dies() {
     );
     // The connections that waited in the backlog meanwhile reach the new image (closed
     // by now); it accepts them and serves again.
-    let served = eventually(Duration::from_secs(15), || {
-        std::panic::catch_unwind(|| s.get("/").status == 200).unwrap_or(false)
-    });
-    assert!(served, "{}", s.stderr_text());
-    assert_eq!(s.pid(), pid);
+    serves_again_in_place(&s, pid);
 }
 
 #[test]
