@@ -229,6 +229,21 @@ front_conf() {
 # Content-Type and nosniff header.
 origin_conf() {
   local dir=$1 port=$2 root=$3 ctype=$4
+  baseline_conf "$dir" "    sendfile on;
+    tcp_nopush on;
+    server {
+        listen 127.0.0.1:$port;
+        root $root;
+        types { }
+        default_type \"$ctype\";
+        add_header X-Content-Type-Options nosniff;
+    }"
+}
+
+# A one-worker nginx for a baseline, its files in DIR: the lines every baseline shares,
+# then BODY inside the http block.
+baseline_conf() {
+  local dir=$1 body=$2
   mkdir -p "$dir"
   cat >"$dir/nginx.conf" <<EOF
 $USER_LINE
@@ -240,15 +255,7 @@ http {
 $(temp_paths "$dir")
     access_log $dir/access.log combined;
     server_tokens off;
-    sendfile on;
-    tcp_nopush on;
-    server {
-        listen 127.0.0.1:$port;
-        root $root;
-        types { }
-        default_type "$ctype";
-        add_header X-Content-Type-Options nosniff;
-    }
+$body
 }
 EOF
 }
@@ -529,27 +536,14 @@ LINK_TARGET=https://example.com/
 # same information; anything else is 404.
 redirect_conf() {
   local dir=$1 port=$2 code=$3 target=$4
-  mkdir -p "$dir"
-  cat >"$dir/nginx.conf" <<EOF
-$USER_LINE
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 1024; }
-http {
-$(temp_paths "$dir")
-    access_log $dir/access.log combined;
-    server_tokens off;
-    server {
+  baseline_conf "$dir" "    server {
         listen 127.0.0.1:$port;
         location = /$code {
             add_header X-Content-Type-Options nosniff;
-            add_header Cache-Control "private, max-age=0";
+            add_header Cache-Control \"private, max-age=0\";
             return 302 $target;
         }
-    }
-}
-EOF
+    }"
 }
 
 # Fail loudly when URL does not answer 302 to LOCATION.
