@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -456,6 +457,27 @@ fn serves_again_in_place(s: &TestServer, pid: u32) {
     assert_eq!(s.pid(), pid);
 }
 
+/// The two lowest descriptor numbers nib does not show as open. The first is the one its
+/// blocked `accept` already holds: Linux reserves the new descriptor before it waits, and
+/// shows it only once a connection comes. The least of a few looks, so a descriptor open
+/// for a moment is not taken for a lasting one.
+fn two_lowest_free_fds(pid: u32) -> (u32, u32) {
+    (0..5)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            let open: HashSet<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut free = (0..).filter(|n| !open.contains(n));
+            (free.next().unwrap_or(0), free.next().unwrap_or(0))
+        })
+        .min()
+        .unwrap_or((0, 0))
+}
+
 /// CI once saw `accept` itself fail with EMFILE (rather than tiny_http's later dup of the
 /// socket), and that path began the restart without its "restarting in place" line.
 #[test]
@@ -463,20 +485,40 @@ fn accept_failing_with_emfile_restarts_like_the_rest() {
     let site = site();
     let s = TestServer::start(&site);
     let pid = s.pid();
-    // With the soft limit at the number of descriptors open now, the next accept fails;
-    // the hard limit stays, so the soft one can be raised again.
-    if !prlimit_nofile(pid, &format!("{}:", fd_count(pid))) {
+    // The waiting accept holds the lowest free descriptor already, and tiny_http's dup of
+    // the accepted socket takes the next: a soft limit just above that lets one connection
+    // in whole and makes the accept after it fail. (The hard limit stays, so the soft one
+    // can be raised again.)
+    let (_, dup) = two_lowest_free_fds(pid);
+    if !prlimit_nofile(pid, &format!("{}:", dup + 1)) {
         eprintln!("skipping: prlimit is not available");
         return;
     }
-    let _knock = TcpStream::connect(s.addr).unwrap();
+    // The first connection stays open, so its two descriptors stay taken.
+    let mut first = TcpStream::connect(s.addr).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    first.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
     assert!(
         wait_line(&s, Duration::from_secs(10), |l| l
             .contains("restarting in place (tiny_http stopped accepting)")),
         "{}",
         s.stderr_text()
     );
+    assert!(
+        s.stderr_text()
+            .contains("nib: tiny_http stopped accepting: "),
+        "accept itself should have failed: {}",
+        s.stderr_text()
+    );
     assert!(prlimit_nofile(pid, "256:"));
+    drop(first);
     serves_again_in_place(&s, pid);
 }
 
