@@ -35,6 +35,7 @@ fn write_body(dest: &Path, body: Body<'_>) -> io::Result<()> {
     match body {
         Body::Empty => {}
         Body::Bytes(b) => f.write_all(&b)?,
+        Body::Shared(b) => f.write_all(&b)?,
         Body::File(mut file, _) => {
             io::copy(&mut file, &mut f)?;
         }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod dates;
 pub mod db;

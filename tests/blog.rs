@@ -485,3 +485,72 @@ fn answers_say_how_the_connection_ends() {
     assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
     assert!(resp.text().trim_end().ends_with("</feed>"));
 }
+
+/// The page cache must answer each page with its own bytes: pages asked for in turn come
+/// back whole and each with its own content, the same bytes as when first rendered, and a
+/// HEAD from the cache announces the same length.
+#[test]
+fn pages_from_the_cache_are_each_their_own() {
+    let site = example_site();
+    let s = TestServer::start(&site);
+    let pages = [
+        ("/posts/hello/", "Hello &#60;World&#62;"),
+        ("/posts/second/", "Body of the second post"),
+        ("/posts/toml/", "Toml body"),
+        ("/", "Second post"),
+        ("/tags/", "rust"),
+        ("/tags/rust/", "Toml post"),
+    ];
+    let first: Vec<Vec<u8>> = pages.iter().map(|(p, _)| s.get(p).body).collect();
+    for round in 0..3 {
+        for ((path, own), rendered) in pages.iter().zip(&first) {
+            let r = s.get(path);
+            assert_eq!(r.status, 200, "{path} round {round}");
+            assert!(r.text().contains(own), "{path} round {round}");
+            assert!(&r.body == rendered, "{path} round {round}: bytes differ");
+            let head = raw(
+                s.addr,
+                &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            );
+            assert_eq!(
+                head.header("content-length"),
+                Some(rendered.len().to_string().as_str()),
+                "{path} HEAD"
+            );
+        }
+    }
+    // A query string does not make another page.
+    assert!(s.get("/posts/hello/?from=feed").body == first[0]);
+}
+
+#[test]
+fn access_log_lines_are_combined_format_with_client_fields_escaped() {
+    let site = example_site();
+    let s = TestServer::start(&site);
+    let r = get_with(
+        s.addr,
+        "/posts/hello/?q=1",
+        &["Referer: http://x/\"quoted\"", "User-Agent: back\\slash"],
+    );
+    let want = format!(
+        "\"GET /posts/hello/?q=1 HTTP/1.1\" 200 {} \"http://x/\\\"quoted\\\"\" \"back\\\\slash\"",
+        r.body.len()
+    );
+    let logged = || {
+        s.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("/posts/hello/?q=1"))
+            .cloned()
+    };
+    // Lines are written in batches, the oldest within a quarter second or so.
+    assert!(
+        eventually(Duration::from_secs(2), || logged().is_some()),
+        "no access log line"
+    );
+    let line = logged().unwrap();
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(line.contains(" +0000] "), "{line}");
+    assert!(line.ends_with(&want), "{line}\nwant the end: {want}");
+}
