@@ -661,8 +661,8 @@ bench_many_links() {
 
   # The owner's list and a visitor's preview over the big table, once each.
   mid=$(sed -n "$((n / 2 + 1))p" "$codes")
-  # nib looks for changed posts from the request loop, at most every 1.5 s; after the
-  # idle pause above the next request pays that scan (see a.), so /healthz takes it.
+  # nib looks for changed posts from the request loop, at most every 1.5 s (one read of
+  # its inotify watch, a scan only after a change; see a.); /healthz takes any such check.
   curl -s -o /dev/null --max-time 10 "$base/healthz"
   echo "  once each (curl, idle server, after one GET /healthz):"
   for path in "/api/links?limit=50" "/$mid+"; do
