@@ -116,19 +116,18 @@ pub fn is_tcp_listener(fd: i32) -> bool {
         && sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Some(1)
 }
 
-/// The descriptor numbers this process has open, from `/proc/self/fd`.
-fn own_fds() -> impl Iterator<Item = i32> {
-    std::fs::read_dir("/proc/self/fd")
-        .into_iter()
+/// The descriptor numbers this process has open, from `/proc/self/fd`; an error when the
+/// list cannot be read (reading it takes a descriptor, and there may be none to spare).
+fn own_fds() -> std::io::Result<impl Iterator<Item = i32>> {
+    Ok(std::fs::read_dir("/proc/self/fd")?
         .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter_map(|e| e.file_name().to_str()?.parse().ok()))
 }
 
 /// The descriptor and inode of the connection whose peer is `peer`.
 pub fn find_by_peer(peer: std::net::SocketAddr) -> Option<(i32, u64)> {
     use std::os::fd::FromRawFd;
-    for fd in own_fds() {
+    for fd in own_fds().ok()? {
         let Some(c) = inspect(fd) else { continue };
         // SAFETY: the stream only borrows the descriptor for getpeername and is never
         // dropped (ManuallyDrop), so the descriptor is not closed.
@@ -142,10 +141,10 @@ pub fn find_by_peer(peer: std::net::SocketAddr) -> Option<(i32, u64)> {
 
 /// Every open TCP connection the process holds, one entry per socket (tiny_http holds two
 /// descriptors for each: a reader and a writer), leaving out the inodes in `skip`.
-pub fn scan(skip: &HashSet<u64>) -> Vec<Conn> {
+pub fn scan(skip: &HashSet<u64>) -> std::io::Result<Vec<Conn>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for fd in own_fds() {
+    for fd in own_fds()? {
         if let Some(c) = inspect(fd)
             && c.is_open()
             && !skip.contains(&c.ino)
@@ -154,7 +153,7 @@ pub fn scan(skip: &HashSet<u64>) -> Vec<Conn> {
             out.push(c);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Shuts down the socket behind `fd` if it still is the socket `ino`. The check runs on a
@@ -248,7 +247,8 @@ impl Guard {
         }
         self.last_sweep = Instant::now();
         let now = Instant::now();
-        let conns = scan(skip);
+        // Without the list (no descriptor to spare), this sweep is skipped.
+        let Ok(conns) = scan(skip) else { return };
         let mut views = Vec::with_capacity(conns.len());
         let mut live = HashSet::with_capacity(conns.len());
         for c in &conns {

@@ -31,8 +31,9 @@ const CLICK_FLUSH: Duration = Duration::from_secs(1);
 const CLICK_BATCH_MAX: usize = 1024;
 
 /// Everything a handler may read. Handlers get `&App`; the loop alone mutates it between
-/// requests (the post index refresh). The two `RefCell`s are the only state handlers
-/// change in memory: both are bounded, and the loop runs one handler at a time.
+/// requests (the post index refresh). The `RefCell`s (pending clicks, the login throttle,
+/// the page cache, the access log) are the only state handlers change in memory: each is
+/// bounded, and the loop runs one handler at a time.
 pub struct App {
     pub cfg: Config,
     pub db: Db,
@@ -81,15 +82,23 @@ impl App {
     }
 
     /// Brings the post index up to date when a check is due; called before each request.
+    ///
+    /// The site's version is read back at every due check, not only when this check
+    /// changed something: another nib on the same database (`nib build`, `nib check`) may
+    /// have indexed an edit first, and the pages kept under the old version must go.
     pub fn refresh_posts(&mut self) {
-        let r = self.index.refresh_if_due(&self.db, &self.cfg.posts_dir);
-        if r.site_changed {
-            // Every kept page names the old version in its ETag: none can be served again.
-            self.pages.borrow_mut().clear();
-            match self.db.site_version() {
-                Ok(v) => self.site = v,
-                Err(e) => eprintln!("nib: reading site version: {e}"),
+        if !self.index.is_due() {
+            return;
+        }
+        self.index.refresh_if_due(&self.db, &self.cfg.posts_dir);
+        match self.db.site_version() {
+            Ok(v) if v != self.site => {
+                self.site = v;
+                // Every kept page names the old version in its ETag: none is served again.
+                self.pages.borrow_mut().clear();
             }
+            Ok(_) => {}
+            Err(e) => eprintln!("nib: reading site version: {e}"),
         }
     }
 
@@ -146,7 +155,8 @@ impl App {
     /// under its current ETag: then routing it needs no query.
     fn kept(&self, url: &str) -> bool {
         let path = url.split_once('?').map_or(url, |(p, _)| p);
-        self.pages.borrow().contains(path, &self.page_etag(path))
+        // Only pages end in a slash; a short link's redirect does not pay for the lookup.
+        path.ends_with('/') && self.pages.borrow().contains(path, &self.page_etag(path))
     }
 
     /// A strong validator for a page that depends on the whole site: the route, the site's
@@ -515,7 +525,8 @@ fn page<'a>(
     cached(req, etag.clone(), app.site.0, CACHE_PAGE, || {
         let mut reply = build()?;
         if reply.status == 200
-            && let Body::Bytes(mut b) = reply.body
+            && matches!(&reply.body, Body::Bytes(b) if b.len() <= crate::cache::MAX_PAGE)
+            && let Body::Bytes(mut b) = std::mem::replace(&mut reply.body, Body::Empty)
         {
             // Trimmed in place (glibc shrinks the block without copying): a rendered page
             // can hold up to twice its length, and the spare bytes would be kept too.
@@ -1367,6 +1378,14 @@ fn write_access_line(out: &mut String, req: &Request, status: u16, len: Option<u
 pub struct AccessLog {
     lines: String,
     since: Option<Instant>,
+}
+
+/// Lines still waiting when the loop ends without [`App::finish`] (a panic outside any
+/// handler) are written on the way out.
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.write();
+    }
 }
 
 impl AccessLog {

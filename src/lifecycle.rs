@@ -677,13 +677,17 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
                 p.notifier.send("STOPPING=1");
                 eprintln!("nib: stop requested during the restart: stopping instead");
             }
-            let conns = guard::scan(&quarantined);
-            if accept_dead && conns.is_empty() {
+            // Without the list (reading it takes a descriptor, and under EMFILE there is
+            // none), no connection is known to be answered: the drain waits on, up to its
+            // limit, rather than cut requests in flight.
+            let scanned = guard::scan(&quarantined);
+            let conns = scanned.as_deref().unwrap_or_default();
+            if accept_dead && scanned.as_ref().is_ok_and(|c| c.is_empty()) {
                 break;
             }
             if since.elapsed() >= DRAIN_LIMIT {
                 let mut n = 0;
-                for c in &conns {
+                for c in conns {
                     n += guard::cut(c.fd, c.ino, libc::SHUT_RDWR) as usize;
                 }
                 eprintln!(
@@ -697,7 +701,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
                 );
                 break;
             }
-            for c in &conns {
+            for c in conns {
                 let nothing_left =
                     c.inq == 0 && (c.bytes_received > 0 || c.last_recv_ms >= FRESH_GRACE_MS);
                 if nothing_left

@@ -280,6 +280,11 @@ pub struct Index {
     symlinks: bool,
     /// Whether a failed watch has been logged already (once until one works again).
     watch_warned: bool,
+    /// Set when a scan or an update of the index failed: the watch's events are used up,
+    /// so the next check must scan anyway.
+    must_scan: bool,
+    /// When a check last scanned; see [`SCAN_AT_LEAST_EVERY`].
+    last_scan_at: Option<Instant>,
     /// How long the last scan that found no change took, for the start-up log and bench.
     pub last_scan: Duration,
     /// Do not log broken files (`nib check` reports them itself).
@@ -302,6 +307,11 @@ pub struct Refresh {
 /// of a busy loop's time.
 pub const CHECK_EVERY: Duration = Duration::from_millis(1500);
 
+/// The longest a watched directory goes without a scan: a change the kernel does not
+/// report (a write through a hard link in another directory, say) still shows within a
+/// minute, and a scan a minute costs a 10,000-post site 0.03% of the loop's time.
+const SCAN_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+
 impl Default for Index {
     fn default() -> Self {
         Self::new()
@@ -316,9 +326,16 @@ impl Index {
             watch: None,
             symlinks: false,
             watch_warned: false,
+            must_scan: false,
+            last_scan_at: None,
             last_scan: Duration::ZERO,
             quiet: false,
         }
+    }
+
+    /// Whether the request loop's next call to [`Index::refresh_if_due`] checks.
+    pub fn is_due(&self) -> bool {
+        self.last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY)
     }
 
     /// The request loop's check, at most every [`CHECK_EVERY`]: scans `posts/` when its
@@ -328,18 +345,25 @@ impl Index {
     /// queued behind it waited out; with the watch, a check with nothing to find is one
     /// `read` that returns at once.
     pub fn refresh_if_due(&mut self, db: &Db, dir: &Path) -> Refresh {
-        if self.last_check.is_some_and(|t| t.elapsed() < CHECK_EVERY) {
+        if !self.is_due() {
             return Refresh::default();
         }
-        let quiet = match self.watch.as_ref().map(Watch::changed) {
-            Some(Ok(changed)) => !changed && !self.symlinks,
+        let quiet = match self.watch.as_ref().map(|w| w.changed(dir)) {
+            Some(Ok(changed)) => {
+                !changed
+                    && !self.symlinks
+                    && !self.must_scan
+                    && self
+                        .last_scan_at
+                        .is_some_and(|t| t.elapsed() < SCAN_AT_LEAST_EVERY)
+            }
             Some(Err(e)) => {
                 eprintln!(
-                    "nib: {}: {e}; every check scans until it can be watched again",
+                    "nib: {}: {e}; scanning it and watching it afresh",
                     dir.display()
                 );
                 self.watch = None;
-                self.watch_warned = true;
+                self.watch_warned = false;
                 false
             }
             None => false,
@@ -381,14 +405,21 @@ impl Index {
     pub fn refresh(&mut self, db: &Db, dir: &Path) -> Refresh {
         let started = Instant::now();
         self.last_check = Some(started);
+        self.last_scan_at = Some(started);
+        // Cleared again below once the index is known to match the directory.
+        self.must_scan = true;
         let fingerprint = match scan_fingerprint(dir) {
             Ok((f, symlinks)) => {
                 self.symlinks = symlinks;
                 f
             }
+            // No directory, no posts: the update below removes them all.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => {
                 eprintln!("nib: {}: {e}", dir.display());
-                0
+                // A directory that cannot be read for now (no descriptor to spare, say)
+                // says nothing about the posts: the index stays until a scan works.
+                return Refresh::default();
             }
         };
         if self.fingerprint.is_none() {
@@ -398,11 +429,13 @@ impl Index {
         }
         if self.fingerprint == Some(fingerprint) {
             self.last_scan = started.elapsed();
+            self.must_scan = false;
             return Refresh::default();
         }
         match reconcile(db, dir, self.quiet) {
             Ok(r) => {
                 self.fingerprint = Some(fingerprint);
+                self.must_scan = false;
                 if let Err(e) =
                     db.meta_set(FINGERPRINT_KEY, &format!("{INDEX_VERSION} {fingerprint}"))
                 {
@@ -480,6 +513,32 @@ fn scan_fingerprint(dir: &Path) -> std::io::Result<(u64, bool)> {
 /// when to look, never what is found.
 struct Watch {
     fd: OwnedFd,
+    /// The watched directory's device and inode. inotify watches an inode, not a path: a
+    /// `posts/` reached through a symlink that is switched, or a site folder moved aside
+    /// for a new one, sends the old inode no event, so each check compares the two.
+    dir: (u64, u64),
+}
+
+/// File systems whose changes inotify reports whoever makes them. On others (NFS, SMB,
+/// FUSE, 9p and the like) a change made by another machine or by the host sends no event,
+/// so there every check scans.
+const LOCAL_FILE_SYSTEMS: [i64; 9] = [
+    0xEF53,      // ext2, ext3, ext4
+    0x5846_5342, // xfs
+    0x9123_683E, // btrfs
+    0x0102_1994, // tmpfs
+    0x794C_7630, // overlayfs (containers)
+    0x2FC1_2FC1, // zfs
+    0xF2F5_2010, // f2fs
+    0x5265_4973, // reiserfs
+    0x3153_464A, // jfs
+];
+
+/// The device and inode of `dir`, following symlinks as a scan does.
+fn identity(dir: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(dir)?;
+    Ok((m.dev(), m.ino()))
 }
 
 impl Watch {
@@ -500,6 +559,22 @@ impl Watch {
         use std::os::unix::ffi::OsStrExt;
         let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the path"))?;
+        let identity = identity(dir)?;
+        // SAFETY: statfs fills the zeroed struct it is given, or fails.
+        let mut fs_info: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(path.as_ptr(), &mut fs_info) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[allow(clippy::unnecessary_cast)] // f_type is not i64 on every target
+        if !LOCAL_FILE_SYSTEMS.contains(&(fs_info.f_type as i64)) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "its file system (type {:#x}) may not report changes",
+                    fs_info.f_type
+                ),
+            ));
+        }
         // SAFETY: plain system calls; the descriptor is owned from here on, so it is
         // closed on every path, and close-on-exec, so a restart does not inherit it.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
@@ -510,12 +585,16 @@ impl Watch {
         if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), Self::EVENTS) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Watch { fd })
+        Ok(Watch { fd, dir: identity })
     }
 
     /// Whether any event came since the last call (an overflowed queue counts as one).
-    /// An error when the watch has ended and must be set up again.
-    fn changed(&self) -> io::Result<bool> {
+    /// An error when the watch has ended, or `dir` is no longer the directory watched, and
+    /// it must be set up again.
+    fn changed(&self, dir: &Path) -> io::Result<bool> {
+        if identity(dir).ok() != Some(self.dir) {
+            return Err(io::Error::other("the directory was replaced"));
+        }
         let mut buf = [0u8; 4096];
         let mut changed = false;
         loop {
@@ -871,7 +950,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nib-watch-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let w = Watch::new(&dir).unwrap();
+        let w = match Watch::new(&dir) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("skipping: {} cannot be watched here: {e}", dir.display());
+                return;
+            }
+        };
         let at = |name: &str| dir.join(name);
         type Step<'a> = (&'a str, Box<dyn Fn() + 'a>, bool);
         let steps: Vec<Step> = vec![
@@ -901,7 +986,8 @@ mod tests {
             (
                 "touch",
                 Box::new(|| {
-                    let f = fs::File::options().write(true).open(at("a.md")).unwrap();
+                    // Opened to read, so only the new time itself is an event.
+                    let f = fs::File::open(at("a.md")).unwrap();
                     f.set_modified(UNIX_EPOCH + Duration::from_secs(1)).unwrap();
                 }),
                 true,
@@ -909,8 +995,10 @@ mod tests {
             (
                 "save by rename",
                 Box::new(|| {
-                    fs::write(at(".a.md.tmp"), "# A2").unwrap();
-                    fs::rename(at(".a.md.tmp"), at("a.md")).unwrap();
+                    // Written elsewhere, so only the rename itself is an event.
+                    let tmp = dir.with_extension("tmp");
+                    fs::write(&tmp, "# A2").unwrap();
+                    fs::rename(&tmp, at("a.md")).unwrap();
                 }),
                 true,
             ),
@@ -922,12 +1010,21 @@ mod tests {
         ];
         for (what, step, want) in &steps {
             step();
-            assert_eq!(w.changed().unwrap(), *want, "{what}");
-            assert!(!w.changed().unwrap(), "{what}: reported twice");
+            assert_eq!(w.changed(&dir).unwrap(), *want, "{what}");
+            assert!(!w.changed(&dir).unwrap(), "{what}: reported twice");
         }
         // The directory itself goes away: the watch says it is over.
         fs::remove_dir_all(&dir).unwrap();
-        assert!(w.changed().is_err());
+        assert!(w.changed(&dir).is_err());
+        // So does one replaced under the same name, which sends the old one no event.
+        fs::create_dir_all(&dir).unwrap();
+        let w = Watch::new(&dir).unwrap();
+        let aside = dir.with_extension("old");
+        fs::rename(&dir, &aside).unwrap();
+        fs::create_dir_all(&dir).unwrap();
+        assert!(w.changed(&dir).is_err());
+        fs::remove_dir_all(&aside).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The loop's check: a due check with no event scans nothing; an edit, however it is
@@ -939,15 +1036,19 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let db = Db::memory();
         let mut idx = Index::new();
+        // Where the temporary folder cannot be watched, every check scans: the same
+        // answers, without the watch.
+        let watching = Watch::new(&dir).is_ok();
         fs::write(dir.join("a.md"), "# A\n\none").unwrap();
         let check = |idx: &mut Index| {
             idx.last_check = None;
             idx.refresh_if_due(&db, &dir)
         };
         assert_eq!(check(&mut idx).parsed, 1);
-        assert!(idx.watch.is_some());
+        assert_eq!(idx.watch.is_some(), watching);
         assert_eq!(check(&mut idx), Refresh::default());
-        fs::write(dir.join("a.md"), "# A\n\ntwo").unwrap();
+        // A different length, so the change shows even within one mtime tick.
+        fs::write(dir.join("a.md"), "# A\n\ntwo, longer").unwrap();
         assert_eq!(check(&mut idx).parsed, 1);
         assert_eq!(check(&mut idx), Refresh::default());
         // Replaced: the lost watch is noticed, the directory scanned and watched again.
@@ -956,7 +1057,7 @@ mod tests {
         fs::write(dir.join("b.md"), "# B").unwrap();
         let r = check(&mut idx);
         assert_eq!((r.parsed, r.removed), (1, 1));
-        assert!(idx.watch.is_some());
+        assert_eq!(idx.watch.is_some(), watching);
         fs::write(dir.join("b.md"), "# B\n\nedited").unwrap();
         assert_eq!(check(&mut idx).parsed, 1);
         // A symlinked post's target changes without an event in posts/: with one, every
