@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// The most bytes the cache holds, counting each entry's route and ETag. A post page of
-/// the example theme is 5 to 8 KB and a listing page 10 to 20 KB, so this keeps the last
-/// few hot pages. Measured with `bench/run.sh` under mixed pages (so the cache is full
+/// the example theme is 5 to 8 KB and a listing page of ten summaries 4 to 15 KB, so this
+/// keeps the last few hot pages. Measured with `bench/run.sh` under mixed pages (so the cache is full
 /// and churning), peak RSS rose by about 70 KB at this size and 110 KB at 64 KiB, against
 /// 3.2 MB without it.
 pub const MAX_BYTES: usize = 32 * 1024;
