@@ -562,10 +562,21 @@ fn access_log_lines_are_combined_format_with_client_fields_escaped() {
 fn an_edit_indexed_first_by_another_nib_still_shows() {
     let site = example_site();
     let s = TestServer::start(&site);
-    assert!(s.get("/posts/second/").text().contains("Body of the second post"));
-    site.post("2026-02-03-second.md", "# Second post\n\nIndexed by a build.\n");
+    assert!(
+        s.get("/posts/second/")
+            .text()
+            .contains("Body of the second post")
+    );
+    site.post(
+        "2026-02-03-second.md",
+        "# Second post\n\nIndexed by a build.\n",
+    );
     let out = tempfile::tempdir().unwrap();
-    let (code, _, err) = nib(&site, &["build", "--out", &out.path().display().to_string()], &[]);
+    let (code, _, err) = nib(
+        &site,
+        &["build", "--out", &out.path().display().to_string()],
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(
         eventually(Duration::from_millis(2500), || s
