@@ -912,11 +912,17 @@ mod tests {
         assert_ne!(a.hash, c.hash);
     }
 
-    #[test]
-    fn index_follows_the_directory() {
-        let dir = std::env::temp_dir().join(format!("nib-index-{}", std::process::id()));
+    /// An empty scratch folder of this name, for this test process.
+    fn fresh_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn index_follows_the_directory() {
+        let dir = fresh_dir("nib-index");
         let db = Db::memory();
         let mut idx = Index::new();
         fs::write(dir.join("2024-01-01-a.md"), "# A\n\nbody").unwrap();
@@ -947,9 +953,7 @@ mod tests {
     /// change; the watch then has nothing more to report.
     #[test]
     fn the_watch_reports_every_kind_of_change() {
-        let dir = std::env::temp_dir().join(format!("nib-watch-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("nib-watch");
         let w = match Watch::new(&dir) {
             Ok(w) => w,
             Err(e) => {
@@ -1031,9 +1035,7 @@ mod tests {
     /// made, is found by the next due check; a directory that is replaced is watched again.
     #[test]
     fn checks_find_changes_through_the_watch() {
-        let dir = std::env::temp_dir().join(format!("nib-checks-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("nib-checks");
         let db = Db::memory();
         let mut idx = Index::new();
         // Where the temporary folder cannot be watched, every check scans: the same
