@@ -510,17 +510,15 @@ fn from_cache<'a>(app: &'a App, req: &Request, path: &str) -> Option<Result<Repl
     }))
 }
 
-/// An HTML page that depends on the whole site (see [`App::page_etag`]): from the page
-/// cache when it is there, else built by `build`, answered and kept.
+/// An HTML page that depends on the whole site (see [`App::page_etag`]), built by `build`,
+/// answered and kept in the page cache. Each page's handler looks in the cache first
+/// ([`from_cache`]), before the queries it needs to know the page exists.
 fn page<'a>(
     app: &'a App,
     req: &Request,
     path: &str,
     build: impl FnOnce() -> Result<Reply<'a>, Error>,
 ) -> Result<Reply<'a>, Error> {
-    if let Some(reply) = from_cache(app, req, path) {
-        return reply;
-    }
     let etag = app.page_etag(path);
     cached(req, etag.clone(), app.site.0, CACHE_PAGE, || {
         let mut reply = build()?;
@@ -589,6 +587,9 @@ fn post<'a>(app: &'a App, req: &Request, slug: &str) -> Result<Reply<'a>, Error>
 }
 
 fn tags<'a>(app: &'a App, req: &Request) -> Result<Reply<'a>, Error> {
+    if let Some(reply) = from_cache(app, req, "/tags/") {
+        return reply;
+    }
     page(app, req, "/tags/", || {
         let site = app.site_view();
         let page = render::TagsPage {
