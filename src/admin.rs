@@ -132,12 +132,12 @@ pub fn create_link(
 // ---- public: redirect and preview ----
 
 /// `GET /CODE`: the redirect, counting a click unless it is a HEAD or a preview bot.
-pub fn redirect<'a>(
-    app: &'a App,
+pub fn redirect(
+    app: &App,
     req: &Request,
     t: &Target,
     code: &str,
-) -> Result<Reply<'a>, Error> {
+) -> Result<Reply, Error> {
     let Some((id, url)) = app.db.link_target(code)? else {
         return Err(Error::NotFound);
     };
@@ -188,12 +188,12 @@ fn qr_svg(text: &str) -> Result<String, Error> {
 }
 
 /// `GET /CODE+`: where a link goes, when it was made, its clicks, and its QR code.
-pub fn preview<'a>(
-    app: &'a App,
+pub fn preview(
+    app: &App,
     req: &Request,
     t: &Target,
     code: &str,
-) -> Result<Reply<'a>, Error> {
+) -> Result<Reply, Error> {
     let Some(link) = app.db.link_by_code(code)? else {
         return Err(Error::NotFound);
     };
@@ -256,7 +256,11 @@ fn check_length(req: &Request) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn read_body(req: &mut Request, json_allowed: bool) -> Result<Form, Error> {
+/// The request body as a form, once the handler has passed its checks. A body tiny_http
+/// has not read already (over 1 KiB, chunked, or behind `Expect: 100-continue`) is never
+/// read here, on the loop: the handler answers [`Error::NeedBody`], the loop reads the body
+/// on a thread of its own with a deadline and runs the handler again with it.
+pub fn read_body(app: &App, req: &mut Request, json_allowed: bool) -> Result<Form, Error> {
     check_length(req)?;
     let ctype = header(req, "Content-Type")
         .and_then(|c| c.split(';').next())
@@ -267,11 +271,19 @@ pub fn read_body(req: &mut Request, json_allowed: bool) -> Result<Form, Error> {
         "application/x-www-form-urlencoded" => false,
         _ => return Err(Error::UnsupportedMediaType),
     };
-    let mut buf = Vec::new();
-    req.as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|_| Error::BadRequest("could not read the request body".into()))?;
+    let buf = match app.body.borrow_mut().take() {
+        Some(b) => b,
+        None if crate::http::may_hold_body(req) => return Err(Error::NeedBody),
+        None => {
+            // tiny_http has this body in memory already: reading it cannot wait.
+            let mut buf = Vec::new();
+            req.as_reader()
+                .take(MAX_BODY as u64 + 1)
+                .read_to_end(&mut buf)
+                .map_err(|_| Error::BadRequest("could not read the request body".into()))?;
+            buf
+        }
+    };
     if buf.len() > MAX_BODY {
         return Err(Error::PayloadTooLarge);
     }
@@ -375,8 +387,9 @@ fn api_owner(app: &App, req: &Request) -> Result<(), Error> {
 /// CSRF token from the form. Returns the form.
 fn form_post(app: &App, req: &mut Request) -> Result<(Owner, Form), Error> {
     check_origin(app, req)?;
-    let form = read_body(req, false)?;
+    // Who is asking first: a body is read only for the owner.
     let owner = owner(app, req)?.ok_or_else(|| Error::Unauthorized("log in first".into()))?;
+    let form = read_body(app, req, false)?;
     let given = form.get("csrf").unwrap_or_default();
     if !auth::csrf_ok(&owner.secret, &owner.nonce, &given) {
         return Err(Error::Forbidden("missing or wrong csrf token".into()));
@@ -401,7 +414,7 @@ fn check_origin(app: &App, req: &Request) -> Result<(), Error> {
 /// with a way back. A browser arriving from another site (the bookmarklet) does not send a
 /// SameSite=Strict cookie on that first request, so it is first sent through one
 /// same-site refresh of the same URL, which carries the cookie if there is one.
-fn to_login<'a>(app: &'a App, req: &Request, t: &Target) -> Result<Reply<'a>, Error> {
+fn to_login(app: &App, req: &Request, t: &Target) -> Result<Reply, Error> {
     let here = if t.query.is_empty() {
         t.path.clone()
     } else {
@@ -445,7 +458,7 @@ fn strip_bounce(here: &str) -> String {
 }
 
 /// The headers every admin answer carries.
-pub fn admin_headers(r: Reply<'_>) -> Reply<'_> {
+pub fn admin_headers(r: Reply) -> Reply {
     r.header("Content-Security-Policy", CSP)
         .header("Cache-Control", "no-store")
         .header("X-Frame-Options", "DENY")
@@ -464,7 +477,7 @@ struct LoginPage<'a> {
     error: Option<&'a str>,
 }
 
-pub fn login_page<'a>(app: &'a App, t: &Target) -> Result<Reply<'a>, Error> {
+pub fn login_page(app: &App, t: &Target) -> Result<Reply, Error> {
     let q = parse_query(t.query.as_bytes());
     let next = auth::safe_next(query_get(&q, "next").unwrap_or("/admin/"));
     let page = LoginPage {
@@ -476,14 +489,14 @@ pub fn login_page<'a>(app: &'a App, t: &Target) -> Result<Reply<'a>, Error> {
     Ok(admin_headers(Reply::html(page.render()?)))
 }
 
-pub fn login<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Error> {
+pub fn login(app: &App, req: &mut Request) -> Result<Reply, Error> {
     check_origin(app, req)?;
     let who = client(req);
     let now = dates::now();
     if app.throttle.borrow().blocked(&who, now) {
         return Err(Error::TooManyRequests);
     }
-    let form = read_body(req, false)?;
+    let form = read_body(app, req, false)?;
     let token = form.get("token").unwrap_or_default();
     let next_raw = form.get("next").unwrap_or_default();
     let next = auth::safe_next(&next_raw);
@@ -520,7 +533,7 @@ fn cookie(app: &App, value: &str, max_age: i64) -> String {
     )
 }
 
-pub fn logout<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Error> {
+pub fn logout(app: &App, req: &mut Request) -> Result<Reply, Error> {
     form_post(app, req)?;
     Ok(
         admin_headers(Reply::redirect(303, "/admin/login"))
@@ -567,7 +580,7 @@ pub fn bookmarklet(base: &str, mode: &str) -> String {
     )
 }
 
-pub fn dashboard<'a>(app: &'a App, req: &Request, t: &Target) -> Result<Reply<'a>, Error> {
+pub fn dashboard(app: &App, req: &Request, t: &Target) -> Result<Reply, Error> {
     let Some(owner) = owner(app, req)? else {
         return to_login(app, req, t);
     };
@@ -649,7 +662,7 @@ fn create_from_form(app: &App, req: &mut Request) -> Result<(LinkRow, bool, Form
     Ok((link, new, form))
 }
 
-pub fn create_form<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Error> {
+pub fn create_form(app: &App, req: &mut Request) -> Result<Reply, Error> {
     let (link, new, _) = create_from_form(app, req)?;
     let key = if new { "created" } else { "existing" };
     Ok(admin_headers(Reply::redirect(
@@ -658,7 +671,7 @@ pub fn create_form<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Err
     )))
 }
 
-pub fn delete_form<'a>(app: &'a App, req: &mut Request, code: &str) -> Result<Reply<'a>, Error> {
+pub fn delete_form(app: &App, req: &mut Request, code: &str) -> Result<Reply, Error> {
     form_post(app, req)?;
     let id = app.db.delete_link(code)?.ok_or(Error::NotFound)?;
     app.clicks.borrow_mut().forget(id);
@@ -687,7 +700,7 @@ struct SharePage<'a> {
 
 /// `GET /admin/share`: shows what will be shortened and shared. Reads only: the link is
 /// made when the owner confirms (a POST).
-pub fn share_page<'a>(app: &'a App, req: &Request, t: &Target) -> Result<Reply<'a>, Error> {
+pub fn share_page(app: &App, req: &Request, t: &Target) -> Result<Reply, Error> {
     let Some(owner) = owner(app, req)? else {
         return to_login(app, req, t);
     };
@@ -745,7 +758,7 @@ pub fn share_page<'a>(app: &'a App, req: &Request, t: &Target) -> Result<Reply<'
 
 /// The share page's forms post to nib, which answers with a redirect to the share target:
 /// browsers apply `form-action` to that redirect too, so its origin is allowed here.
-fn share_headers<'a>(app: &App, r: Reply<'a>) -> Reply<'a> {
+fn share_headers(app: &App, r: Reply) -> Reply {
     let mut r = admin_headers(r);
     if let Some(origin) = auth::origin_of(&app.cfg.share_url) {
         for h in r.headers.iter_mut() {
@@ -762,7 +775,7 @@ fn share_headers<'a>(app: &App, r: Reply<'a>) -> Reply<'a> {
 
 /// `POST /admin/share`: creates or reuses the link, then sends the browser to the share
 /// target (or, in "shorten" mode, to a page showing the link).
-pub fn share_post<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Error> {
+pub fn share_post(app: &App, req: &mut Request) -> Result<Reply, Error> {
     let (link, _, form) = create_from_form(app, req)?;
     let short = short_url(&app.cfg, &link.code);
     if form.get("mode").as_deref() == Some("shorten") {
@@ -789,12 +802,12 @@ fn link_json(app: &App, l: &LinkRow) -> serde_json::Value {
     })
 }
 
-pub fn json<'a>(status: u16, v: &serde_json::Value) -> Reply<'a> {
+pub fn json(status: u16, v: &serde_json::Value) -> Reply {
     Reply::new(status, "application/json", format!("{v}\n")).header("Cache-Control", "no-store")
 }
 
 /// `GET /api/links?limit=N&offset=M`.
-pub fn api_list<'a>(app: &'a App, req: &Request, t: &Target) -> Result<Reply<'a>, Error> {
+pub fn api_list(app: &App, req: &Request, t: &Target) -> Result<Reply, Error> {
     api_owner(app, req)?;
     let q = parse_query(t.query.as_bytes());
     let limit = match query_get(&q, "limit") {
@@ -821,9 +834,9 @@ pub fn api_list<'a>(app: &'a App, req: &Request, t: &Target) -> Result<Reply<'a>
 }
 
 /// `POST /api/links`: 201 with a new link, 200 with the existing one.
-pub fn api_create<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Error> {
+pub fn api_create(app: &App, req: &mut Request) -> Result<Reply, Error> {
     api_owner(app, req)?;
-    let form = read_body(req, true)?;
+    let form = read_body(app, req, true)?;
     let field = |name: &str| -> Result<Option<String>, Error> {
         match &form {
             Form::Json(v) => match v.get(name) {
@@ -846,13 +859,13 @@ pub fn api_create<'a>(app: &'a App, req: &mut Request) -> Result<Reply<'a>, Erro
     Ok(r)
 }
 
-pub fn api_get<'a>(app: &'a App, req: &Request, code: &str) -> Result<Reply<'a>, Error> {
+pub fn api_get(app: &App, req: &Request, code: &str) -> Result<Reply, Error> {
     api_owner(app, req)?;
     let link = app.db.link_by_code(code)?.ok_or(Error::NotFound)?;
     Ok(json(200, &link_json(app, &link)))
 }
 
-pub fn api_delete<'a>(app: &'a App, req: &Request, code: &str) -> Result<Reply<'a>, Error> {
+pub fn api_delete(app: &App, req: &Request, code: &str) -> Result<Reply, Error> {
     api_owner(app, req)?;
     let id = app.db.delete_link(code)?.ok_or(Error::NotFound)?;
     app.clicks.borrow_mut().forget(id);

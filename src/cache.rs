@@ -10,7 +10,7 @@
 //! changes; the loop alone uses it, one request at a time.
 
 use std::collections::VecDeque;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// The most bytes the cache holds, counting each entry's route and ETag. A post page of
 /// the example theme is 5 to 8 KB and a listing page of ten summaries 4 to 15 KB, so this
@@ -24,7 +24,7 @@ pub const MAX_PAGE: usize = 16 * 1024;
 struct Entry {
     path: String,
     etag: String,
-    body: Rc<Vec<u8>>,
+    body: Arc<Vec<u8>>,
 }
 
 impl Entry {
@@ -50,14 +50,14 @@ impl PageCache {
 
     /// The page at `path` if it is kept under `etag`; it becomes the most recently used.
     /// A copy under another ETag is out of date and is dropped.
-    pub fn get(&mut self, path: &str, etag: &str) -> Option<Rc<Vec<u8>>> {
+    pub fn get(&mut self, path: &str, etag: &str) -> Option<Arc<Vec<u8>>> {
         let i = self.entries.iter().position(|e| e.path == path)?;
         let entry = self.entries.remove(i)?;
         if entry.etag != etag {
             self.bytes -= entry.size();
             return None;
         }
-        let body = Rc::clone(&entry.body);
+        let body = Arc::clone(&entry.body);
         self.entries.push_back(entry);
         Some(body)
     }
@@ -65,7 +65,7 @@ impl PageCache {
     /// Keeps a page, replacing any older copy of it, and drops the least recently used
     /// pages until the cache is within [`MAX_BYTES`]. The page is shared, not copied: the
     /// caller trims its spare capacity first, which counts against the budget.
-    pub fn put(&mut self, path: &str, etag: &str, body: Rc<Vec<u8>>) {
+    pub fn put(&mut self, path: &str, etag: &str, body: Arc<Vec<u8>>) {
         if body.capacity() > MAX_PAGE {
             return;
         }
@@ -105,8 +105,8 @@ impl PageCache {
 mod tests {
     use super::*;
 
-    fn page(n: usize) -> Rc<Vec<u8>> {
-        Rc::new(vec![b'x'; n])
+    fn page(n: usize) -> Arc<Vec<u8>> {
+        Arc::new(vec![b'x'; n])
     }
 
     /// Steps: ("put", path, etag, size) or ("get", path, etag, expected size or 0 for a

@@ -202,6 +202,7 @@ struct FileConfig {
     share_url: Option<String>,
     max_connections: Option<i64>,
     max_rss_kb: Option<i64>,
+    drain_seconds: Option<i64>,
     admin_token: Option<String>,
 }
 
@@ -226,6 +227,8 @@ pub struct Config {
     pub share_url: String,
     pub max_connections: usize,
     pub max_rss_kb: Option<u64>,
+    /// How long a stop or restart lets answers in flight (downloads) finish.
+    pub drain_seconds: u64,
     pub admin_token: Option<String>,
 }
 
@@ -285,6 +288,7 @@ impl Config {
         }
         let max_connections =
             in_range("max_connections", file.max_connections, 256, 1, 100_000)? as usize;
+        let drain_seconds = in_range("drain_seconds", file.drain_seconds, 30, 1, 3600)? as u64;
         let max_rss_kb = match file.max_rss_kb {
             None => None,
             Some(v) => Some(in_range("max_rss_kb", Some(v), 0, 1024, 64 * 1024 * 1024)? as u64),
@@ -320,6 +324,7 @@ impl Config {
             share_url,
             max_connections,
             max_rss_kb,
+            drain_seconds,
             admin_token,
         })
     }

@@ -61,6 +61,12 @@ pub enum Error {
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests,
+    /// The request body did not arrive within the deadline.
+    RequestTimeout,
+    /// The handler has passed its checks and needs the request body, which the loop has
+    /// not read yet: it is read off the loop, then the handler runs again with it. Never
+    /// sent to a client.
+    NeedBody,
     /// The database or another resource is unavailable; the server itself is fine.
     Unavailable(String),
     /// A bug or an I/O failure; logged in full, never shown.
@@ -80,7 +86,9 @@ impl Error {
             Error::PayloadTooLarge => 413,
             Error::UnsupportedMediaType => 415,
             Error::TooManyRequests => 429,
+            Error::RequestTimeout => 408,
             Error::Unavailable(_) => 503,
+            Error::NeedBody => 500,
             Error::Internal(_) => 500,
         }
     }
@@ -97,6 +105,8 @@ impl Error {
             Error::PayloadTooLarge => "request body over 64 KiB".into(),
             Error::UnsupportedMediaType => "unsupported content type".into(),
             Error::TooManyRequests => "too many attempts, try again later".into(),
+            Error::RequestTimeout => "the request body did not arrive in time".into(),
+            Error::NeedBody => "internal server error".into(),
             Error::Unavailable(_) => "service unavailable".into(),
             Error::Internal(_) => "internal server error".into(),
         }

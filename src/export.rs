@@ -17,7 +17,7 @@ use crate::http::{self, App, Body, Target};
 const MARKER: &str = ".nib-build";
 
 /// Renders one route through the server's own router; `None` when it does not answer 200.
-fn fetch<'a>(app: &'a App, path: &str) -> Result<Option<Body<'a>>, StartupError> {
+fn fetch(app: &App, path: &str) -> Result<Option<Body>, StartupError> {
     let mut req: Request = TestRequest::new().with_path(path).into();
     let target = Target::of(&req).map_err(|e| StartupError::Other(format!("{path}: {e}")))?;
     match http::route(app, &mut req, &target) {
@@ -27,7 +27,7 @@ fn fetch<'a>(app: &'a App, path: &str) -> Result<Option<Body<'a>>, StartupError>
     }
 }
 
-fn write_body(dest: &Path, body: Body<'_>) -> io::Result<()> {
+fn write_body(app: &App, dest: &Path, body: Body) -> io::Result<()> {
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -39,9 +39,7 @@ fn write_body(dest: &Path, body: Body<'_>) -> io::Result<()> {
         Body::File(mut file, _) => {
             io::copy(&mut file, &mut f)?;
         }
-        Body::Stream(mut r) => {
-            io::copy(&mut r, &mut f)?;
-        }
+        Body::Stream(fill) => http::fill_all(app, fill, &mut f)?,
     }
     // No fsync per file: an export is rebuilt whole when in doubt, and 13,000 fsyncs took
     // longer than rendering every page.
@@ -231,7 +229,7 @@ pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     let mut emit = |route: &str| -> Result<(), StartupError> {
         if let Some(body) = fetch(app, route)? {
             let dest = file_for(out, route);
-            write_body(&dest, body).map_err(|e| io_err(&dest, e))?;
+            write_body(app, &dest, body).map_err(|e| io_err(&dest, e))?;
             written += 1;
         }
         progress.show(written, total);
@@ -255,7 +253,7 @@ pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     // Static hosts show `404.html` for unknown paths.
     let not_found = http::not_found_page(app, "/404.html");
     let dest = out.join("404.html");
-    write_body(&dest, not_found.body).map_err(|e| io_err(&dest, e))?;
+    write_body(app, &dest, not_found.body).map_err(|e| io_err(&dest, e))?;
     let links = write_links(app, out).map_err(|e| io_err(out, e))?;
     app.db.commit()?;
     let files = copy_static(&app.cfg.static_dir, &out.join("static"))

@@ -6,9 +6,11 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use askama::Template;
@@ -24,6 +26,7 @@ use crate::error::Error;
 use crate::links::{self, ClickBatch};
 use crate::posts::Index;
 use crate::render::{self, Fnv, Pager, PostView, Site};
+use crate::writer::{Job, Out, Writers};
 
 /// How often pending clicks are written at most.
 const CLICK_FLUSH: Duration = Duration::from_secs(1);
@@ -50,6 +53,9 @@ pub struct App {
     pub pages: RefCell<PageCache>,
     /// Access log lines not yet written.
     log: RefCell<AccessLog>,
+    /// The request body the loop read off the loop for the request being answered (see
+    /// [`Error::NeedBody`]); taken by the handler that asked for it.
+    pub body: RefCell<Option<Vec<u8>>>,
 }
 
 impl App {
@@ -78,6 +84,7 @@ impl App {
             throttle: RefCell::new(Throttle::new()),
             pages: RefCell::new(PageCache::default()),
             log: RefCell::new(AccessLog::default()),
+            body: RefCell::new(None),
         })
     }
 
@@ -171,38 +178,33 @@ impl App {
 }
 
 /// A response before it is written: status, headers and a body.
-pub struct Reply<'a> {
+pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Body<'a>,
+    pub body: Body,
 }
 
 type Parts = (u16, Vec<(&'static str, String)>, Vec<u8>);
 
-impl Body<'_> {
-    /// The body's bytes, when it is held in memory.
-    fn in_memory(&self) -> Option<&[u8]> {
-        match self {
-            Body::Bytes(b) => Some(b),
-            Body::Shared(b) => Some(b),
-            Body::Empty | Body::File(..) | Body::Stream(_) => None,
-        }
-    }
-}
-
-pub enum Body<'a> {
+pub enum Body {
     Empty,
     Bytes(Vec<u8>),
     /// A page from the page cache.
-    Shared(Rc<Vec<u8>>),
+    Shared(Arc<Vec<u8>>),
     /// A file and its length, streamed from disk.
     File(File, u64),
     /// Produced while it is sent, so large listings (the sitemap) never sit in memory.
-    Stream(Box<dyn Read + 'a>),
+    Stream(Fill),
 }
 
-impl<'a> Reply<'a> {
-    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply<'a> {
+/// Produces a streamed body a piece at a time: each call appends the next piece to the
+/// buffer and returns false when there is no more. It owns its state and is given the
+/// `App` at each call, so the loop can keep it between requests and produce the next piece
+/// only when the client has taken the last (see `flow`).
+pub type Fill = Box<dyn FnMut(&App, &mut Vec<u8>) -> Result<bool, Error>>;
+
+impl Reply {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
         Reply {
             status,
             headers: vec![("Content-Type", content_type.to_string())],
@@ -210,21 +212,21 @@ impl<'a> Reply<'a> {
         }
     }
 
-    pub fn html(body: String) -> Reply<'a> {
+    pub fn html(body: String) -> Reply {
         Reply::new(200, HTML, body)
     }
 
-    pub fn text(status: u16, body: &str) -> Reply<'a> {
+    pub fn text(status: u16, body: &str) -> Reply {
         Reply::new(status, TEXT, format!("{body}\n"))
     }
 
-    pub fn redirect(status: u16, location: &str) -> Reply<'a> {
+    pub fn redirect(status: u16, location: &str) -> Reply {
         let mut r = Reply::text(status, &format!("see {location}"));
         r.headers.push(("Location", location.to_string()));
         r
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply<'a> {
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push((name, value.into()));
         self
     }
@@ -356,13 +358,13 @@ pub fn not_modified(req: &Request, etag: &str, last_modified: i64) -> bool {
 
 /// Answers a cacheable page: 304 when the client's copy is current, else the body from
 /// `build` (only called when needed).
-fn cached<'a>(
+fn cached(
     req: &Request,
     etag: String,
     modified: i64,
     cache: &str,
-    build: impl FnOnce() -> Result<Reply<'a>, Error>,
-) -> Result<Reply<'a>, Error> {
+    build: impl FnOnce() -> Result<Reply, Error>,
+) -> Result<Reply, Error> {
     let reply = if not_modified(req, &etag, modified) {
         Reply {
             status: 304,
@@ -379,7 +381,7 @@ fn cached<'a>(
 }
 
 /// Routes one request. Only reads `app`; the loop has refreshed the index already.
-pub fn route<'a>(app: &'a App, req: &mut Request, t: &Target) -> Result<Reply<'a>, Error> {
+pub fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, Error> {
     let path = t.path.as_str();
     let segs: Vec<&str> = path[1..].split('/').collect();
     // The method is checked before the handler runs: a POST to a page must not render it
@@ -498,7 +500,7 @@ fn page_offset(page: u64, per: u32, total: u64) -> Result<u64, Error> {
 }
 
 /// The answer for a page kept in the page cache under its current ETag, if it is kept.
-fn from_cache<'a>(app: &'a App, req: &Request, path: &str) -> Option<Result<Reply<'a>, Error>> {
+fn from_cache(app: &App, req: &Request, path: &str) -> Option<Result<Reply, Error>> {
     let etag = app.page_etag(path);
     let body = app.pages.borrow_mut().get(path, &etag)?;
     Some(cached(req, etag, app.site.0, CACHE_PAGE, || {
@@ -513,12 +515,12 @@ fn from_cache<'a>(app: &'a App, req: &Request, path: &str) -> Option<Result<Repl
 /// An HTML page that depends on the whole site (see [`App::page_etag`]), built by `build`,
 /// answered and kept in the page cache. Each page's handler looks in the cache first
 /// ([`from_cache`]), before the queries it needs to know the page exists.
-fn page<'a>(
-    app: &'a App,
+fn page(
+    app: &App,
     req: &Request,
     path: &str,
-    build: impl FnOnce() -> Result<Reply<'a>, Error>,
-) -> Result<Reply<'a>, Error> {
+    build: impl FnOnce() -> Result<Reply, Error>,
+) -> Result<Reply, Error> {
     let etag = app.page_etag(path);
     cached(req, etag.clone(), app.site.0, CACHE_PAGE, || {
         let mut reply = build()?;
@@ -529,15 +531,15 @@ fn page<'a>(
             // Trimmed in place (glibc shrinks the block without copying): a rendered page
             // can hold up to twice its length, and the spare bytes would be kept too.
             b.shrink_to_fit();
-            let body = Rc::new(b);
-            app.pages.borrow_mut().put(path, &etag, Rc::clone(&body));
+            let body = Arc::new(b);
+            app.pages.borrow_mut().put(path, &etag, Arc::clone(&body));
             reply.body = Body::Shared(body);
         }
         Ok(reply)
     })
 }
 
-fn index<'a>(app: &'a App, req: &Request, page: u64) -> Result<Reply<'a>, Error> {
+fn index(app: &App, req: &Request, page: u64) -> Result<Reply, Error> {
     let path = if page == 1 {
         "/".to_string()
     } else {
@@ -562,7 +564,7 @@ fn index<'a>(app: &'a App, req: &Request, page: u64) -> Result<Reply<'a>, Error>
     })
 }
 
-fn post<'a>(app: &'a App, req: &Request, slug: &str) -> Result<Reply<'a>, Error> {
+fn post(app: &App, req: &Request, slug: &str) -> Result<Reply, Error> {
     // A kept page is looked for first, by the route as asked: only a post's own page is
     // kept under its route, so a hit needs no query at all.
     if let Some(reply) = from_cache(app, req, &format!("/posts/{slug}/")) {
@@ -586,7 +588,7 @@ fn post<'a>(app: &'a App, req: &Request, slug: &str) -> Result<Reply<'a>, Error>
     })
 }
 
-fn tags<'a>(app: &'a App, req: &Request) -> Result<Reply<'a>, Error> {
+fn tags(app: &App, req: &Request) -> Result<Reply, Error> {
     if let Some(reply) = from_cache(app, req, "/tags/") {
         return reply;
     }
@@ -601,7 +603,7 @@ fn tags<'a>(app: &'a App, req: &Request) -> Result<Reply<'a>, Error> {
     })
 }
 
-fn tag_page<'a>(app: &'a App, req: &Request, tag: &str, page: u64) -> Result<Reply<'a>, Error> {
+fn tag_page(app: &App, req: &Request, tag: &str, page: u64) -> Result<Reply, Error> {
     let prefix = format!("/tags/{tag}/");
     let path = if page == 1 {
         prefix.clone()
@@ -631,49 +633,22 @@ fn tag_page<'a>(app: &'a App, req: &Request, tag: &str, page: u64) -> Result<Rep
     })
 }
 
-/// A body produced a piece at a time while it is written: `fill` appends the next piece
-/// and returns false when there is no more. The sitemap (a line per post) and the feeds
-/// (twenty full posts, the largest answers nib gives) never sit in memory whole: measured,
-/// a feed built in one string raised peak RSS by 330 KB.
-struct Chunks<F> {
-    fill: F,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl<F: FnMut(&mut Vec<u8>) -> Result<bool, Error>> Read for Chunks<F> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-            if !(self.fill)(&mut self.buf).map_err(|e| io::Error::other(e.to_string()))? {
-                return Ok(0);
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-fn chunked<'a>(
+/// A streamed answer: the sitemap (a line per post) and the feeds (twenty full posts, the
+/// largest answers nib gives) never sit in memory whole: measured, a feed built in one
+/// string raised peak RSS by 330 KB. `fill` is called for each piece (see [`Fill`]).
+fn chunked(
     content_type: &str,
-    fill: impl FnMut(&mut Vec<u8>) -> Result<bool, Error> + 'a,
-) -> Reply<'a> {
+    fill: impl FnMut(&App, &mut Vec<u8>) -> Result<bool, Error> + 'static,
+) -> Reply {
     Reply {
         status: 200,
         headers: vec![("Content-Type", content_type.into())],
-        body: Body::Stream(Box::new(Chunks {
-            fill,
-            buf: Vec::new(),
-            pos: 0,
-        })),
+        body: Body::Stream(Box::new(fill)),
     }
 }
 
 /// The Atom (`atom`) or RSS feed: the head, then one entry at a time, then the tail.
-fn feed_reply(app: &App, atom: bool) -> Result<Reply<'_>, Error> {
+fn feed_reply(app: &App, atom: bool) -> Result<Reply, Error> {
     let entries = app.db.post_slugs_after(None, render::FEED_ENTRIES)?;
     let updated = render::feed_updated(entries.iter().map(|(d, _, u)| (*d, *u)));
     let ctype = if atom {
@@ -682,7 +657,7 @@ fn feed_reply(app: &App, atom: bool) -> Result<Reply<'_>, Error> {
         "application/rss+xml; charset=utf-8"
     };
     let mut next = 0;
-    Ok(chunked(ctype, move |buf| {
+    Ok(chunked(ctype, move |app, buf| {
         let site = app.site_view();
         let author = if app.cfg.author.is_empty() {
             &app.cfg.title
@@ -732,7 +707,7 @@ fn feed_reply(app: &App, atom: bool) -> Result<Reply<'_>, Error> {
     }))
 }
 
-fn feed<'a>(app: &'a App, req: &Request, atom: bool) -> Result<Reply<'a>, Error> {
+fn feed(app: &App, req: &Request, atom: bool) -> Result<Reply, Error> {
     let path = if atom { "/feed.xml" } else { "/rss.xml" };
     cached(req, app.page_etag(path), app.site.0, CACHE_PAGE, || {
         feed_reply(app, atom)
@@ -740,8 +715,7 @@ fn feed<'a>(app: &'a App, req: &Request, atom: bool) -> Result<Reply<'a>, Error>
 }
 
 /// The sitemap: the listing pages first, then the posts a page of 200 at a time.
-fn sitemap_reply(app: &App) -> Result<Reply<'_>, Error> {
-    let base = app.cfg.base();
+fn sitemap_reply(app: &App) -> Result<Reply, Error> {
     // Listing pages change with their newest post; using its date keeps the sitemap the
     // same from run to run (and between `serve` and `build`).
     let at = Some(app.db.newest_post()?).filter(|t| *t > 0);
@@ -749,10 +723,11 @@ fn sitemap_reply(app: &App) -> Result<Reply<'_>, Error> {
     let mut started = false;
     let mut cursor: Option<(i64, String)> = None;
     let mut done = false;
-    Ok(chunked(XML, move |buf| {
+    Ok(chunked(XML, move |app, buf| {
         if done {
             return Ok(false);
         }
+        let base = app.cfg.base();
         if !started {
             started = true;
             buf.extend_from_slice(render::SITEMAP_HEAD.as_bytes());
@@ -785,7 +760,7 @@ fn sitemap_reply(app: &App) -> Result<Reply<'_>, Error> {
     }))
 }
 
-fn sitemap<'a>(app: &'a App, req: &Request) -> Result<Reply<'a>, Error> {
+fn sitemap(app: &App, req: &Request) -> Result<Reply, Error> {
     cached(
         req,
         app.page_etag("/sitemap.xml"),
@@ -795,7 +770,7 @@ fn sitemap<'a>(app: &'a App, req: &Request) -> Result<Reply<'a>, Error> {
     )
 }
 
-fn robots<'a>(app: &'a App, req: &Request) -> Result<Reply<'a>, Error> {
+fn robots(app: &App, req: &Request) -> Result<Reply, Error> {
     // The site's own robots.txt wins.
     if app.cfg.static_dir.join("robots.txt").is_file() {
         return static_file(app, req, "robots.txt");
@@ -846,7 +821,7 @@ pub fn content_type(name: &str) -> &'static str {
     }
 }
 
-fn static_file<'a>(app: &'a App, req: &Request, rel: &str) -> Result<Reply<'a>, Error> {
+fn static_file(app: &App, req: &Request, rel: &str) -> Result<Reply, Error> {
     let path = safe_join(&app.cfg.static_dir, rel).ok_or(Error::NotFound)?;
     let file = match File::open(&path) {
         Ok(f) => f,
@@ -886,12 +861,12 @@ fn static_file<'a>(app: &'a App, req: &Request, rel: &str) -> Result<Reply<'a>, 
 }
 
 /// A file built into the binary, answered like one from `static/`.
-fn embedded<'a>(
+fn embedded(
     req: &Request,
     name: &str,
     ctype: &'static str,
     bytes: &'static [u8],
-) -> Result<Reply<'a>, Error> {
+) -> Result<Reply, Error> {
     let mut h = Fnv::new();
     h.write(name.as_bytes());
     h.write(bytes);
@@ -904,7 +879,7 @@ fn embedded<'a>(
 }
 
 /// The HTML 404 page (or a short text for non-HTML clients of the API).
-pub fn not_found_page<'a>(app: &'a App, path: &str) -> Reply<'a> {
+pub fn not_found_page(app: &App, path: &str) -> Reply {
     let site = app.site_view();
     match (render::NotFoundPage { site: &site, path }).render() {
         Ok(html) => Reply::new(404, HTML, html),
@@ -916,7 +891,7 @@ pub fn not_found_page<'a>(app: &'a App, path: &str) -> Reply<'a> {
 }
 
 /// Turns an error into its answer. A 500 logs the cause; the client sees a generic text.
-pub fn error_reply<'a>(app: &'a App, t: Option<&Target>, e: Error) -> Reply<'a> {
+pub fn error_reply(app: &App, t: Option<&Target>, e: Error) -> Reply {
     let status = e.status();
     if status >= 500 {
         eprintln!(
@@ -949,7 +924,7 @@ pub fn error_reply<'a>(app: &'a App, t: Option<&Target>, e: Error) -> Reply<'a> 
 }
 
 /// An error on an owner's page, as an HTML page with the admin headers.
-fn admin_error_page<'a>(app: &'a App, path: &str, e: &Error) -> Reply<'a> {
+fn admin_error_page(app: &App, path: &str, e: &Error) -> Reply {
     let message = e.public_message();
     let title = match e.status() {
         400 => "That did not work",
@@ -998,72 +973,179 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Answers one request completely: route, catch panics, write, log.
-pub fn handle(app: &App, req: Request) {
-    // A read-only request runs in one read transaction, through its streamed body: SQLite
-    // then takes and checks its locks once per request instead of once per query (six
-    // fcntl calls and three fstat calls fewer for a post page), and every query of the
-    // page sees the same snapshot. GETs never write (clicks are written by the loop).
+/// Builds the answer to one request: routes it, catching panics, and turns errors into
+/// answers. `None` when the handler has passed its checks and needs a request body that
+/// has not been read yet ([`Error::NeedBody`]): the loop reads it off the loop and builds
+/// again with it in [`App::body`].
+pub fn build(app: &App, req: &mut Request) -> Option<Reply> {
+    // A read-only request runs in one read transaction: SQLite then takes and checks its
+    // locks once per request instead of once per query (six fcntl calls and three fstat
+    // calls fewer for a post page), and every query of the page sees the same snapshot.
+    // GETs never write (clicks are written by the loop). A streamed body's later pieces
+    // are produced outside it, each query on its own.
     //
     // A page kept in the page cache needs no query, so it is answered without one: the
     // transaction's locking alone cost more than the rest of the answer's own work.
     let read_tx = matches!(*req.method(), Method::Get | Method::Head)
         && !app.kept(req.url())
         && app.db.begin_read().is_ok();
-    answer(app, req);
+    let reply = match Target::of(req) {
+        Err(e) => Some(error_reply(app, None, e)),
+        Ok(t) => {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(app, req, &t)));
+            match r {
+                Ok(Ok(reply)) => Some(reply),
+                Ok(Err(Error::NeedBody)) => None,
+                Ok(Err(e)) => Some(error_reply(app, Some(&t), e)),
+                // The panic hook has printed the message and location already.
+                Err(_) => Some(error_reply(
+                    app,
+                    Some(&t),
+                    Error::Internal("handler panicked".into()),
+                )),
+            }
+        }
+    };
     if read_tx && let Err(e) = app.db.commit() {
         eprintln!("nib: ending a read transaction: {e}");
     }
+    reply
 }
 
-fn answer(app: &App, mut req: Request) {
-    let target = Target::of(&req);
-    let reply = match &target {
-        Err(_) => None,
-        Ok(t) => {
-            let r =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(app, &mut req, t)));
-            Some(match r {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => error_reply(app, Some(t), e),
-                Err(_) => {
-                    // The panic hook has printed the message and location already.
-                    error_reply(app, Some(t), Error::Internal("handler panicked".into()))
-                }
-            })
+/// Hands a built answer to the writers and logs it. Returns the [`Pump`] the loop keeps
+/// for a streamed body. Nothing here waits for the client.
+///
+/// tiny_http reads whatever is left of a request body when the request is dropped. A
+/// body nobody read (a refused one, or one sent with a GET) would hold whoever drops the
+/// request for as long as the client keeps sending, so such answers go out from a
+/// short-lived thread of their own, with [`respond`], which stops reading the socket
+/// first. A file or streamed answer to a request carrying a body is refused instead.
+pub fn dispatch(
+    app: &App,
+    req: Request,
+    reply: Reply,
+    writers: &Writers,
+    wake: Arc<AtomicBool>,
+) -> Option<Pump> {
+    if may_hold_body(&req) {
+        let reply = match reply.body {
+            Body::Empty | Body::Bytes(_) | Body::Shared(_) => reply,
+            Body::File(..) | Body::Stream(_) => {
+                let t = Target::of(&req).ok();
+                error_reply(
+                    app,
+                    t.as_ref(),
+                    Error::BadRequest("this request takes no body".into()),
+                )
+            }
+        };
+        let parts = reply.into_parts()?;
+        app.log.borrow_mut().add(&req, parts.0, Some(parts.2.len() as u64));
+        let spawned = std::thread::Builder::new()
+            .name("nib-refuse".into())
+            .stack_size(64 * 1024)
+            .spawn(move || respond(req, parts));
+        if let Err(e) = spawned {
+            eprintln!("nib: starting a thread to answer a request with a body: {e}");
         }
-    };
-    let (reply, target) = match (reply, target) {
-        (Some(r), Ok(t)) => (r, Some(t)),
-        (_, Err(e)) => (error_reply(app, None, e), None),
-        (None, Ok(_)) => unreachable!("a parsed target always gets a reply"),
-    };
-    // tiny_http reads whatever is left of a request body when the request is dropped. A
-    // body nobody read (a refused one, or one sent with a GET) would keep the one request
-    // loop busy for as long as the client keeps sending, so such answers are written from
-    // a short-lived thread of their own, with [`respond`]. A
-    // file or streamed answer cannot leave the loop (it borrows the database), so a
-    // request carrying a body to such a route is refused instead.
-    let unread_body = may_hold_body(&req);
-    if !unread_body {
-        return send(req, reply, &mut app.log.borrow_mut());
+        return None;
     }
-    let reply = match reply.body {
-        Body::Empty | Body::Bytes(_) | Body::Shared(_) => reply,
-        Body::File(..) | Body::Stream(_) => error_reply(
-            app,
-            target.as_ref(),
-            Error::BadRequest("this request takes no body".into()),
-        ),
-    };
-    let Some(parts) = reply.into_parts() else {
-        return;
-    };
-    let spawned = std::thread::Builder::new()
-        .name("nib-refuse".into())
-        .spawn(move || respond(req, parts));
-    if let Err(e) = spawned {
-        eprintln!("nib: starting a thread to answer a request with a body: {e}");
+    send(req, reply, &mut app.log.borrow_mut(), writers, wake)
+}
+
+/// How many pieces of a streamed body wait between the loop and its writer: enough that
+/// the writer never waits on the loop for a client that reads fast, few enough that a
+/// slow one costs two pieces of memory.
+const PIPE_PIECES: usize = 2;
+
+/// The most pieces a streamed body produces in one turn of the loop, so a fast client's
+/// sitemap does not hold the loop for the whole of it.
+const PIECES_PER_TURN: usize = 8;
+
+/// A streamed body the loop is producing while a writer sends it.
+pub struct Pump {
+    fill: Fill,
+    to: SyncSender<Vec<u8>>,
+    /// A piece the pipe had no room for.
+    held: Option<Vec<u8>>,
+    /// Tells the writer to wake the loop when it takes a piece.
+    wake: Arc<AtomicBool>,
+    what: String,
+}
+
+/// Where a [`Pump`] stands after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// The body is complete, or broken off (the writer cuts the connection).
+    Finished,
+    /// The pipe is full; the writer wakes the loop when it takes a piece.
+    Waiting,
+    /// More can be produced now.
+    Ready,
+}
+
+impl Pump {
+    /// Produces pieces while the writer has room, at most [`PIECES_PER_TURN`].
+    pub fn turn(&mut self, app: &App) -> Pumped {
+        for _ in 0..PIECES_PER_TURN {
+            let piece = match self.held.take() {
+                Some(p) => p,
+                None => {
+                    let mut buf = Vec::new();
+                    let more = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        (self.fill)(app, &mut buf)
+                    }));
+                    match more {
+                        // A piece can be empty (a feed entry deleted meanwhile); an empty
+                        // piece in the pipe means the end, so it is not sent.
+                        Ok(Ok(true)) if buf.is_empty() => continue,
+                        Ok(Ok(true)) => buf,
+                        Ok(Ok(false)) => Vec::new(),
+                        Ok(Err(e)) => {
+                            eprintln!("nib: {}: body broke off: {e}", self.what);
+                            return Pumped::Finished;
+                        }
+                        Err(_) => {
+                            eprintln!("nib: {}: body broke off: panicked", self.what);
+                            return Pumped::Finished;
+                        }
+                    }
+                }
+            };
+            let end = piece.is_empty();
+            match self.to.try_send(piece) {
+                Ok(()) if end => return Pumped::Finished,
+                Ok(()) => {}
+                Err(TrySendError::Full(p)) => {
+                    self.wake.store(true, Ordering::Release);
+                    // The writer may have taken a piece between the try and the flag.
+                    match self.to.try_send(p) {
+                        Ok(()) if end => return Pumped::Finished,
+                        Ok(()) => {}
+                        Err(TrySendError::Full(p)) => {
+                            self.held = Some(p);
+                            return Pumped::Waiting;
+                        }
+                        Err(TrySendError::Disconnected(_)) => return Pumped::Finished,
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => return Pumped::Finished,
+            }
+        }
+        Pumped::Ready
+    }
+}
+
+/// Produces a whole streamed body into `out` (for `nib build`).
+pub fn fill_all(app: &App, mut fill: Fill, out: &mut dyn io::Write) -> io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let more = fill(app, &mut buf).map_err(|e| io::Error::other(e.to_string()))?;
+        out.write_all(&buf)?;
+        if !more {
+            return Ok(());
+        }
     }
 }
 
@@ -1167,7 +1249,12 @@ fn head(
 /// on it. tiny_http frames the body itself.
 fn respond(req: Request, (status, extra, body): Parts) {
     use tiny_http::{Header, Response};
-    let log = access_line(&req, status, Some(body.len() as u64));
+    // tiny_http reads the rest of the body when the request is dropped, at the end of
+    // `respond`. Shutting the socket for reading first ends that read at once (the answer
+    // can still be written); the connection then ends after this answer.
+    if let Some((fd, ino)) = req.remote_addr().copied().and_then(crate::guard::find_by_peer) {
+        crate::guard::cut(fd, ino, libc::SHUT_RD);
+    }
     let mut headers = vec![
         Header::from_bytes("Server", "nib").expect("static header"),
         Header::from_bytes("X-Content-Type-Options", "nosniff").expect("static header"),
@@ -1189,7 +1276,6 @@ fn respond(req: Request, (status, extra, body): Parts) {
     if let Err(e) = req.respond(response) {
         eprintln!("nib: writing response: {e}");
     }
-    println!("{log}");
 }
 
 /// A header value nib will send: visible ASCII, spaces and tabs, nothing that could end
@@ -1200,35 +1286,18 @@ fn header_value_ok(value: &str) -> bool {
         .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
-/// Copies a body of unknown length in chunked encoding, one chunk per read.
-fn copy_chunked(mut from: impl Read, to: &mut dyn io::Write) -> io::Result<()> {
-    let mut buf = vec![0; 8 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        write!(to, "{n:x}\r\n")?;
-        to.write_all(&buf[..n])?;
-        to.write_all(b"\r\n")?;
-    }
-    to.write_all(b"0\r\n\r\n")
-}
-
 /// Whether part of the request's body may still be on the socket when the answer is
 /// written. tiny_http reads a body of up to 1 KiB before handing the request over, unless
 /// the client sent `Expect: 100-continue` (then it reads nothing until asked); whatever is
 /// left is read, to the end, when the request is dropped.
-fn may_hold_body(req: &Request) -> bool {
+pub fn may_hold_body(req: &Request) -> bool {
     header(req, "Transfer-Encoding").is_some()
         || header(req, "Expect").is_some()
         || req.body_length().is_some_and(|n| n > 1024)
 }
 
-/// Writes a reply to a request whose body tiny_http has read (see [`answer`]), with the
-/// headers every response carries, and logs the request.
+/// Hands a reply to a request whose body tiny_http has read (see [`dispatch`]) to the
+/// writers, with the headers every response carries, and logs the request.
 ///
 /// The answer is written by nib, through `Request::into_writer`, rather than by tiny_http's
 /// `respond`: tiny_http silently drops `Connection: close`, so a client that sent it (or
@@ -1236,7 +1305,13 @@ fn may_hold_body(req: &Request) -> bool {
 /// next request into a socket being closed (wrk counted a read error for every request).
 /// Writing the head and an in-memory body as one buffer also sends a page in one segment,
 /// where `respond` sent the head and the body apart.
-fn send(req: Request, reply: Reply<'_>, log: &mut AccessLog) {
+fn send(
+    req: Request,
+    reply: Reply,
+    log: &mut AccessLog,
+    writers: &Writers,
+    wake: Arc<AtomicBool>,
+) -> Option<Pump> {
     let status = reply.status;
     log.add(&req, status, reply.len());
     let http10 = *req.http_version() == (1, 0);
@@ -1250,73 +1325,59 @@ fn send(req: Request, reply: Reply<'_>, log: &mut AccessLog) {
             Framing::Length(reply.len().unwrap_or(0))
         }
     };
-    let mut out = head(status, &reply.headers, framing, persist);
-    if let (false, Some(b)) = (no_body, reply.body.in_memory()) {
-        // The page goes into the same buffer, reserved once.
-        out.reserve_exact(b.len());
-    }
+    let mut head = head(status, &reply.headers, framing, persist);
     let peer = req.remote_addr().copied();
     // An HTTP/1.0 client that asked to keep the connection, sent a body that ends with it:
     // tiny_http would keep it open, so nib closes it (rare: feeds and the sitemap only).
-    let mut must_cut = framing == Framing::UntilClose && persist != Persist::Close;
+    let close = framing == Framing::UntilClose && persist != Persist::Close;
+    let what = format!("{} {}", req.method(), crate::http::loggable(req.url()));
+    let mut pump = None;
+    let out = match reply.body {
+        _ if no_body || framing == Framing::None => Out::None,
+        Body::Empty => Out::None,
+        Body::Bytes(b) => {
+            // The page goes into the same buffer, reserved once.
+            head.reserve_exact(b.len());
+            head.extend_from_slice(&b);
+            Out::None
+        }
+        Body::Shared(b) => Out::Shared(b),
+        Body::File(f, n) => Out::File(f, n),
+        Body::Stream(fill) => {
+            let (to, from) = sync_channel(PIPE_PIECES);
+            pump = Some(Pump {
+                fill,
+                to,
+                held: None,
+                wake: Arc::clone(&wake),
+                what,
+            });
+            Out::Pieces {
+                from,
+                chunked: framing == Framing::Chunked,
+            }
+        }
+    };
     // Dropping the writer tells tiny_http the answer is complete: it then reads the next
-    // request, or closes the connection.
-    let mut w = req.into_writer();
-    let result = (|| {
-        if no_body || framing == Framing::None {
-            return w.write_all(&out);
-        }
-        match reply.body {
-            Body::Empty => w.write_all(&out),
-            Body::Bytes(b) => {
-                out.extend_from_slice(&b);
-                drop(b);
-                w.write_all(&out)
-            }
-            Body::Shared(b) => {
-                out.extend_from_slice(&b);
-                w.write_all(&out)
-            }
-            Body::File(f, n) => {
-                w.write_all(&out)?;
-                // A file that shrank since it was measured would leave the client waiting
-                // for bytes that never come.
-                match io::copy(&mut f.take(n), &mut w)? {
-                    sent if sent == n => Ok(()),
-                    sent => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("file ended after {sent} of {n} bytes"),
-                    )),
-                }
-            }
-            Body::Stream(r) if framing == Framing::Chunked => {
-                w.write_all(&out)?;
-                copy_chunked(r, &mut w)
-            }
-            Body::Stream(mut r) => {
-                w.write_all(&out)?;
-                io::copy(&mut r, &mut w).map(drop)
-            }
-        }
-    })()
-    .and_then(|()| w.flush());
-    // An answer that broke off after its head cannot be finished: closing the connection
-    // is the only way left to tell the client it is incomplete.
-    must_cut |= result.is_err();
-    if must_cut && let Some((fd, ino)) = peer.and_then(crate::guard::find_by_peer) {
-        crate::guard::cut(fd, ino, libc::SHUT_RDWR);
-    }
-    drop(w);
-    if let Err(e) = result
-        && !matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-        )
-    {
-        eprintln!("nib: writing response: {e}");
-    }
+    // request, or closes the connection. The writer thread drops it when it is done.
+    writers.submit(Job {
+        to: req.into_writer(),
+        head,
+        out,
+        peer,
+        close,
+        wake,
+    });
+    pump
+}
+
+/// A request path as it may appear in a log line: control characters (a `%0a` decoded
+/// somewhere, or a raw one) could forge a line, so they are shown as `?`.
+pub fn loggable(s: &str) -> String {
+    s.chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// One Combined Log Format line.

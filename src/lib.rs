@@ -10,6 +10,7 @@ pub mod dates;
 pub mod db;
 pub mod error;
 pub mod export;
+pub mod flow;
 pub mod guard;
 pub mod http;
 pub mod lifecycle;
@@ -18,6 +19,7 @@ pub mod memory;
 pub mod notify;
 pub mod posts;
 pub mod render;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -46,6 +46,7 @@ use tiny_http::{Request, Response};
 
 use crate::config::Config;
 use crate::error::StartupError;
+use crate::flow::Flow;
 use crate::guard::{self, Guard};
 use crate::http::{self, App};
 use crate::notify::{self, Notifier};
@@ -56,9 +57,6 @@ const TICK: Duration = Duration::from_millis(250);
 /// While draining, the loop looks at the connections this often.
 const DRAIN_TICK: Duration = Duration::from_millis(20);
 
-/// The longest a stop or restart waits for requests in flight (SPEC: at most 10 s).
-/// Whatever is still open then is shut down.
-const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// A connection that has sent nothing yet is left alone this long during a drain: a
 /// client that has just connected sends its request within microseconds over loopback,
@@ -148,6 +146,27 @@ fn tune_listener(fd: RawFd) {
     // no descriptor, until the deferral ends (one SYN-ACK retransmission, about 1-3 s);
     // then it is accepted anyway and the guard treats it as any idle connection.
     set_tcp_option(fd, libc::TCP_DEFER_ACCEPT, 1, "TCP_DEFER_ACCEPT");
+    // A send that moves no byte for this long fails (EAGAIN), so a client that stops
+    // reading frees its writer thread (see `writer`). Linux copies socket options from the
+    // listening socket to each accepted one; on the listener itself it changes nothing.
+    let t = crate::writer::SEND_TIMEOUT;
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: a valid fd and a correctly sized timeval.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        eprintln!("nib: setting SO_SNDTIMEO: {}", io::Error::last_os_error());
+    }
 }
 
 fn set_tcp_option(fd: RawFd, name: libc::c_int, value: libc::c_int, what: &str) {
@@ -594,6 +613,16 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
     let tiny_listener = unsafe { TcpListener::from_raw_fd(tiny_fd) };
     let server = tiny_http::Server::from_listener(tiny_listener, None)
         .map_err(|e| StartupError::Other(format!("starting server: {e}")))?;
+    let server = Arc::new(server);
+    // Writers and body readers wake the loop through tiny_http's own queue: an `unblock`
+    // ends the wait for the next request early. A weak reference, so that only the loop
+    // decides when the server goes (see the end of this function).
+    let weak = Arc::downgrade(&server);
+    let mut flow = Flow::new(Arc::new(move || {
+        if let Some(s) = weak.upgrade() {
+            s.unblock();
+        }
+    }));
 
     let mut app = App::new(cfg.clone(), db)?;
     app.index = index;
@@ -618,6 +647,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         .send(&format!("READY=1\nSTATUS=serving http://{}", p.local));
 
     let mut guard = Guard::new(cfg.max_connections);
+    let drain_limit = Duration::from_secs(cfg.drain_seconds);
     // Sockets the loop must neither count nor touch: refused huge bodies.
     let mut quarantined: HashSet<u64> = HashSet::new();
     let mut accept_dead = false;
@@ -629,7 +659,14 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
     let mut trimmed = true;
 
     loop {
-        let timeout = if draining.is_some() { DRAIN_TICK } else { TICK };
+        let timeout = if flow.ready() {
+            // A streamed body can go on at once: look for a request without waiting.
+            Duration::ZERO
+        } else if draining.is_some() {
+            DRAIN_TICK
+        } else {
+            TICK
+        };
         let received = server.recv_timeout(timeout);
         // tiny_http hands over requests, so it is accepting: only a quiet tick can be deaf.
         let quiet = matches!(received, Ok(None));
@@ -648,7 +685,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
                 }
                 _ => {
                     app.refresh_posts();
-                    http::handle(&app, req);
+                    flow.take(&app, req);
                     trimmed = false;
                 }
             },
@@ -668,6 +705,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
                 accept_dead = true;
             }
         }
+        flow.turn(&app);
         app.tick();
         p.notifier.watchdog_tick();
 
@@ -682,17 +720,17 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
             // limit, rather than cut requests in flight.
             let scanned = guard::scan(&quarantined);
             let conns = scanned.as_deref().unwrap_or_default();
-            if accept_dead && scanned.as_ref().is_ok_and(|c| c.is_empty()) {
+            if accept_dead && flow.idle() && scanned.as_ref().is_ok_and(|c| c.is_empty()) {
                 break;
             }
-            if since.elapsed() >= DRAIN_LIMIT {
+            if since.elapsed() >= drain_limit {
                 let mut n = 0;
                 for c in conns {
                     n += guard::cut(c.fd, c.ino, libc::SHUT_RDWR) as usize;
                 }
                 eprintln!(
                     "nib: {} s passed: shut {n} connections still open{}",
-                    DRAIN_LIMIT.as_secs(),
+                    drain_limit.as_secs(),
                     if accept_dead {
                         ""
                     } else {

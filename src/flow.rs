@@ -1,0 +1,279 @@
+//! The request flow on the loop: what happens to a request between tiny_http handing it
+//! over and its answer leaving, so that no client can hold the loop.
+//!
+//! - A request whose connection still has an answer in flight (pipelining) waits, parked,
+//!   until that answer is out: answers to one connection leave in order, and a client that
+//!   pipelines without reading costs one answer in memory, not one per request.
+//! - A request body tiny_http has not read already is read off the loop, on a thread of
+//!   its own, only once the handler has passed its checks (route, method, length, and for
+//!   the owner's forms the cookie), and within [`BODY_DEADLINE`]; then the handler runs
+//!   again with it (see [`Error::NeedBody`]).
+//! - Answers go to the writers ([`crate::writer`]); a streamed body is produced here a
+//!   few pieces at a time, as its writer takes them ([`Pump`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+use tiny_http::Request;
+
+use crate::admin::MAX_BODY;
+use crate::error::Error;
+use crate::http::{self, App, Pump, Pumped, Target};
+use crate::writer::{Done, Wake, Writers};
+
+/// A request body that has not fully arrived this long after the handler asked for it is
+/// answered 408 and its connection closed.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Requests one connection may have waiting behind its answer in flight; past that the
+/// connection is closed (nginx never pipelines to nib; a browser does not pipeline).
+const MAX_PARKED: usize = 16;
+
+/// Bodies read at once. Each holds a thread for up to [`BODY_DEADLINE`]; past this, a
+/// further body is answered 503 at once.
+const MAX_BODY_READERS: usize = 64;
+
+/// A connection with an answer in flight.
+struct Conn {
+    in_flight: usize,
+    parked: VecDeque<Request>,
+    /// Shared with the writer of its answer: set when a request is parked behind it.
+    wake: Arc<AtomicBool>,
+}
+
+/// A body being read off the loop.
+struct Reading {
+    peer: Option<SocketAddr>,
+    since: Instant,
+    /// Set when the deadline passed and the socket was shut for reading.
+    late: Arc<AtomicBool>,
+}
+
+/// What a body reader sends back.
+struct BodyRead {
+    req: Request,
+    body: Result<Vec<u8>, Error>,
+    late: Arc<AtomicBool>,
+}
+
+/// The flow's state; owned by the loop.
+pub struct Flow {
+    writers: Writers,
+    done: Receiver<Done>,
+    bodies_tx: Sender<BodyRead>,
+    bodies: Receiver<BodyRead>,
+    wake: Wake,
+    conns: HashMap<SocketAddr, Conn>,
+    pumps: Vec<Pump>,
+    reading: Vec<Reading>,
+    /// A pump could produce more right away: the loop should not sleep.
+    ready: bool,
+}
+
+impl Flow {
+    /// `wake` interrupts the loop's wait for the next request (tiny_http's `unblock`).
+    pub fn new(wake: Wake) -> Flow {
+        let (done_tx, done) = channel();
+        let (bodies_tx, bodies) = channel();
+        Flow {
+            writers: Writers::new(done_tx, Arc::clone(&wake)),
+            done,
+            bodies_tx,
+            bodies,
+            wake,
+            conns: HashMap::new(),
+            pumps: Vec::new(),
+            reading: Vec::new(),
+            ready: false,
+        }
+    }
+
+    /// Whether the loop has work it can do without waiting (a streamed body to go on with).
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Whether nothing is in flight: no answer being written or produced, no body being
+    /// read, no request parked. A stop or restart waits for this.
+    pub fn idle(&self) -> bool {
+        self.writers.active() == 0
+            && self.pumps.is_empty()
+            && self.reading.is_empty()
+            && self.conns.values().all(|c| c.parked.is_empty())
+    }
+
+    /// Takes a request tiny_http handed over.
+    pub fn take(&mut self, app: &App, req: Request) {
+        if let Some(peer) = req.remote_addr().copied()
+            && let Some(c) = self.conns.get_mut(&peer)
+        {
+            if c.parked.len() >= MAX_PARKED {
+                eprintln!("nib: {peer}: over {MAX_PARKED} pipelined requests unanswered; closing");
+                cut(Some(peer), libc::SHUT_RDWR);
+                // Taking the writer out first keeps the drop from writing a 500 (which would
+                // wait behind the answer in flight); with the socket shut, what is left of
+                // a body reads as end-of-file at once.
+                drop(req.into_writer());
+                return;
+            }
+            c.parked.push_back(req);
+            c.wake.store(true, Ordering::Release);
+            return;
+        }
+        self.answer(app, req, None);
+    }
+
+    /// Builds and dispatches the answer to `req`, with its body when it was read here.
+    fn answer(&mut self, app: &App, mut req: Request, body: Option<Vec<u8>>) {
+        *app.body.borrow_mut() = body;
+        let built = http::build(app, &mut req);
+        app.body.borrow_mut().take();
+        match built {
+            None => self.read_body(app, req),
+            Some(reply) => self.dispatch(app, req, reply),
+        }
+    }
+
+    fn dispatch(&mut self, app: &App, req: Request, reply: http::Reply) {
+        let peer = req.remote_addr().copied();
+        // An answer to a request with its body unread goes out from a thread that ends the
+        // connection (see `http::dispatch`): nothing follows it on that connection.
+        let tracked = !http::may_hold_body(&req);
+        let wake = match peer.filter(|_| tracked) {
+            Some(p) => {
+                let c = self.conns.entry(p).or_insert_with(|| Conn {
+                    in_flight: 0,
+                    parked: VecDeque::new(),
+                    wake: Arc::new(AtomicBool::new(false)),
+                });
+                c.in_flight += 1;
+                Arc::clone(&c.wake)
+            }
+            None => Arc::new(AtomicBool::new(false)),
+        };
+        if let Some(pump) = http::dispatch(app, req, reply, &self.writers, wake) {
+            self.pumps.push(pump);
+            self.ready = true;
+        }
+    }
+
+    /// Starts reading `req`'s body on a thread of its own.
+    fn read_body(&mut self, app: &App, req: Request) {
+        let peer = req.remote_addr().copied();
+        if self.reading.len() >= MAX_BODY_READERS {
+            let t = Target::of(&req).ok();
+            let reply = http::error_reply(
+                app,
+                t.as_ref(),
+                Error::Unavailable("too many request bodies at once".into()),
+            );
+            return self.dispatch(app, req, reply);
+        }
+        let late = Arc::new(AtomicBool::new(false));
+        let back = self.bodies_tx.clone();
+        let wake = Arc::clone(&self.wake);
+        let theirs = Arc::clone(&late);
+        let spawned = std::thread::Builder::new()
+            .name("nib-body".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut req = req;
+                let mut buf = Vec::new();
+                // `as_reader` first sends `100 Continue` when the client waits for it.
+                let r = req
+                    .as_reader()
+                    .take(MAX_BODY as u64 + 1)
+                    .read_to_end(&mut buf);
+                let body = match r {
+                    Ok(_) if buf.len() > MAX_BODY => Err(Error::PayloadTooLarge),
+                    Ok(_) if req.body_length().is_some_and(|n| buf.len() < n) => Err(
+                        Error::BadRequest("the request body ended early".into()),
+                    ),
+                    Ok(_) => Ok(buf),
+                    Err(_) => Err(Error::BadRequest("could not read the request body".into())),
+                };
+                let _ = back.send(BodyRead {
+                    req,
+                    body,
+                    late: theirs,
+                });
+                wake();
+            });
+        match spawned {
+            Ok(_) => self.reading.push(Reading {
+                peer,
+                since: Instant::now(),
+                late,
+            }),
+            Err(e) => eprintln!("nib: starting a thread to read a request body: {e}"),
+        }
+    }
+
+    /// The loop's turn between requests: reports from the writers, bodies that arrived,
+    /// bodies past their deadline, and the next pieces of streamed bodies.
+    pub fn turn(&mut self, app: &App) {
+        while let Ok(Done { peer }) = self.done.try_recv() {
+            let Some(p) = peer else { continue };
+            let next = match self.conns.get_mut(&p) {
+                Some(c) => {
+                    c.in_flight = c.in_flight.saturating_sub(1);
+                    if c.in_flight > 0 {
+                        continue;
+                    }
+                    c.parked.pop_front()
+                }
+                None => continue,
+            };
+            match next {
+                Some(req) => self.answer(app, req, None),
+                None => {
+                    self.conns.remove(&p);
+                }
+            }
+        }
+        while let Ok(BodyRead { req, body, late }) = self.bodies.try_recv() {
+            self.reading.retain(|r| !Arc::ptr_eq(&r.late, &late));
+            let body = if late.load(Ordering::Acquire) {
+                Err(Error::RequestTimeout)
+            } else {
+                body
+            };
+            match body {
+                Ok(b) => self.answer(app, req, Some(b)),
+                Err(e) => {
+                    let t = Target::of(&req).ok();
+                    let reply = http::error_reply(app, t.as_ref(), e);
+                    self.dispatch(app, req, reply);
+                }
+            }
+        }
+        for r in &self.reading {
+            if r.since.elapsed() >= BODY_DEADLINE && !r.late.swap(true, Ordering::AcqRel) {
+                // Reading ends at once; the 408 can still be written.
+                cut(r.peer, libc::SHUT_RD);
+            }
+        }
+        let mut ready = false;
+        self.pumps.retain_mut(|p| match p.turn(app) {
+            Pumped::Finished => false,
+            Pumped::Waiting => true,
+            Pumped::Ready => {
+                ready = true;
+                true
+            }
+        });
+        self.ready = ready;
+    }
+}
+
+/// Shuts `peer`'s connection (`how`: `SHUT_RD` or `SHUT_RDWR`), found by its address.
+fn cut(peer: Option<SocketAddr>, how: i32) {
+    if let Some((fd, ino)) = peer.and_then(crate::guard::find_by_peer) {
+        crate::guard::cut(fd, ino, how);
+    }
+}
