@@ -132,12 +132,7 @@ pub fn create_link(
 // ---- public: redirect and preview ----
 
 /// `GET /CODE`: the redirect, counting a click unless it is a HEAD or a preview bot.
-pub fn redirect(
-    app: &App,
-    req: &Request,
-    t: &Target,
-    code: &str,
-) -> Result<Reply, Error> {
+pub fn redirect(app: &App, req: &Request, t: &Target, code: &str) -> Result<Reply, Error> {
     let Some((id, url)) = app.db.link_target(code)? else {
         return Err(Error::NotFound);
     };
@@ -188,12 +183,7 @@ fn qr_svg(text: &str) -> Result<String, Error> {
 }
 
 /// `GET /CODE+`: where a link goes, when it was made, its clicks, and its QR code.
-pub fn preview(
-    app: &App,
-    req: &Request,
-    t: &Target,
-    code: &str,
-) -> Result<Reply, Error> {
+pub fn preview(app: &App, req: &Request, t: &Target, code: &str) -> Result<Reply, Error> {
     let Some(link) = app.db.link_by_code(code)? else {
         return Err(Error::NotFound);
     };

@@ -48,7 +48,8 @@ struct Conn {
 
 /// A body being read off the loop.
 struct Reading {
-    peer: Option<SocketAddr>,
+    /// The socket (descriptor and inode), found when the read began.
+    sock: Option<(i32, u64)>,
     since: Instant,
     /// Set when the deadline passed and the socket was shut for reading.
     late: Arc<AtomicBool>,
@@ -105,6 +106,14 @@ impl Flow {
             && self.pumps.is_empty()
             && self.reading.is_empty()
             && self.conns.values().all(|c| c.parked.is_empty())
+    }
+
+    /// The sockets whose bodies are being read: the guard leaves them to the body's own
+    /// deadline, which ends with an answer rather than a cut.
+    pub fn reading_sockets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.reading
+            .iter()
+            .filter_map(|r| r.sock.map(|(_, ino)| ino))
     }
 
     /// Takes a request tiny_http handed over.
@@ -191,9 +200,9 @@ impl Flow {
                     .read_to_end(&mut buf);
                 let body = match r {
                     Ok(_) if buf.len() > MAX_BODY => Err(Error::PayloadTooLarge),
-                    Ok(_) if req.body_length().is_some_and(|n| buf.len() < n) => Err(
-                        Error::BadRequest("the request body ended early".into()),
-                    ),
+                    Ok(_) if req.body_length().is_some_and(|n| buf.len() < n) => {
+                        Err(Error::BadRequest("the request body ended early".into()))
+                    }
                     Ok(_) => Ok(buf),
                     Err(_) => Err(Error::BadRequest("could not read the request body".into())),
                 };
@@ -206,7 +215,7 @@ impl Flow {
             });
         match spawned {
             Ok(_) => self.reading.push(Reading {
-                peer,
+                sock: peer.and_then(crate::guard::find_by_peer),
                 since: Instant::now(),
                 late,
             }),
@@ -253,9 +262,12 @@ impl Flow {
             }
         }
         for r in &self.reading {
-            if r.since.elapsed() >= BODY_DEADLINE && !r.late.swap(true, Ordering::AcqRel) {
+            if r.since.elapsed() >= BODY_DEADLINE
+                && !r.late.swap(true, Ordering::AcqRel)
+                && let Some((fd, ino)) = r.sock
+            {
                 // Reading ends at once; the 408 can still be written.
-                cut(r.peer, libc::SHUT_RD);
+                crate::guard::cut(fd, ino, libc::SHUT_RD);
             }
         }
         let mut ready = false;

@@ -36,6 +36,8 @@ pub struct Conn {
     pub state: u8,
     /// Bytes received and not yet read by tiny_http.
     pub inq: u32,
+    /// Bytes of an answer written and not yet acknowledged by the client.
+    pub outq: u32,
     pub last_recv_ms: u32,
     pub last_sent_ms: u32,
     pub bytes_received: u64,
@@ -96,11 +98,15 @@ pub fn inspect(fd: i32) -> Option<Conn> {
     let mut inq: libc::c_int = 0;
     // SAFETY: FIONREAD (SIOCINQ) writes one int.
     unsafe { libc::ioctl(fd, libc::FIONREAD, &mut inq) };
+    let mut outq: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int.
+    unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut outq) };
     Some(Conn {
         fd,
         ino,
         state: info.tcpi_state,
         inq: inq.max(0) as u32,
+        outq: outq.max(0) as u32,
         last_recv_ms: info.tcpi_last_data_recv,
         last_sent_ms: info.tcpi_last_data_sent,
         bytes_received: info.tcpi_bytes_received,
@@ -195,14 +201,16 @@ pub struct View {
 }
 
 /// The pure rule: idle connections and overdue requests go, then the most idle beyond the
-/// connection cap.
+/// connection cap. A connection with a request pending is never idle: its request may be
+/// complete and waiting for its answer (after a stall, say), and only a request still
+/// unanswered after [`HEADER_DEADLINE`] is cut.
 pub fn decide(views: &[View], max_connections: usize) -> Vec<(u64, Reason)> {
     let mut out = Vec::new();
     let mut keep = Vec::new();
     for v in views {
         if v.pending.is_some_and(|p| p >= HEADER_DEADLINE) {
             out.push((v.ino, Reason::SlowRequest));
-        } else if v.idle >= IDLE {
+        } else if v.pending.is_none() && v.idle >= IDLE {
             out.push((v.ino, Reason::Idle));
         } else {
             keep.push(*v);
@@ -275,8 +283,14 @@ impl Guard {
             let idle = Duration::from_millis(c.last_recv_ms.min(c.last_sent_ms) as u64);
             views.push(View {
                 ino: c.ino,
-                // Unread bytes waiting in the kernel are not idleness.
-                idle: if c.inq > 0 { Duration::ZERO } else { idle },
+                // Unread bytes waiting in the kernel are not idleness, and neither is an
+                // answer the client has not taken yet: its writer gives up after
+                // `writer::SEND_TIMEOUT` without progress.
+                idle: if c.inq > 0 || c.outq > 0 {
+                    Duration::ZERO
+                } else {
+                    idle
+                },
                 pending: t.pending_since.map(|p| now - p),
             });
         }
@@ -330,7 +344,8 @@ mod tests {
         let cases: &[Case] = &[
             (&[v(1, 100, None)], 10, &[]),
             (&[v(1, 5_000, None)], 10, &[(1, Reason::Idle)]),
-            (&[v(1, 5_000, Some(6_000))], 10, &[(1, Reason::Idle)]),
+            // A request waiting for its answer after a 6 s stall is not idle.
+            (&[v(1, 6_000, Some(6_000))], 10, &[]),
             (&[v(1, 200, Some(10_000))], 10, &[(1, Reason::SlowRequest)]),
             (&[v(1, 200, Some(9_000))], 10, &[]),
             (

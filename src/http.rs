@@ -1040,7 +1040,9 @@ pub fn dispatch(
             }
         };
         let parts = reply.into_parts()?;
-        app.log.borrow_mut().add(&req, parts.0, Some(parts.2.len() as u64));
+        app.log
+            .borrow_mut()
+            .add(&req, parts.0, Some(parts.2.len() as u64));
         let spawned = std::thread::Builder::new()
             .name("nib-refuse".into())
             .stack_size(64 * 1024)
@@ -1252,7 +1254,11 @@ fn respond(req: Request, (status, extra, body): Parts) {
     // tiny_http reads the rest of the body when the request is dropped, at the end of
     // `respond`. Shutting the socket for reading first ends that read at once (the answer
     // can still be written); the connection then ends after this answer.
-    if let Some((fd, ino)) = req.remote_addr().copied().and_then(crate::guard::find_by_peer) {
+    if let Some((fd, ino)) = req
+        .remote_addr()
+        .copied()
+        .and_then(crate::guard::find_by_peer)
+    {
         crate::guard::cut(fd, ino, libc::SHUT_RD);
     }
     let mut headers = vec![

@@ -57,7 +57,6 @@ const TICK: Duration = Duration::from_millis(250);
 /// While draining, the loop looks at the connections this often.
 const DRAIN_TICK: Duration = Duration::from_millis(20);
 
-
 /// A connection that has sent nothing yet is left alone this long during a drain: a
 /// client that has just connected sends its request within microseconds over loopback,
 /// so one second is far beyond that and short enough not to hold a restart up.
@@ -809,7 +808,13 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
                 }
                 draining = Some((why, Instant::now()));
             }
-            None => guard.sweep(&quarantined),
+            None => {
+                let mut skip = std::borrow::Cow::Borrowed(&quarantined);
+                if flow.reading_sockets().next().is_some() {
+                    skip.to_mut().extend(flow.reading_sockets());
+                }
+                guard.sweep(&skip)
+            }
         }
     }
     let (why, since) = draining.expect("the loop only ends while draining");

@@ -171,7 +171,9 @@ fn work(shared: &Shared, mut job: Option<Job>) {
             let peer = j.peer;
             let wake = Arc::clone(&j.wake);
             // A panic while writing one answer costs that answer, not the thread's count.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_job(j, &*shared.wake)));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                write_job(j, &*shared.wake)
+            }));
             if r.is_err() {
                 eprintln!("nib: a writer panicked; the answer was cut");
             }
@@ -222,7 +224,12 @@ fn write_job(job: Job, wake_loop: &dyn Fn()) {
     match result {
         Ok(()) => {}
         Err(e) if quiet(&e) => {}
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             eprintln!(
                 "nib: cut {}: took no byte of its answer for {} s",
                 peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
@@ -237,7 +244,9 @@ fn write_job(job: Job, wake_loop: &dyn Fn()) {
 fn quiet(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
     )
 }
 

@@ -794,3 +794,154 @@ fn systemd_notifications_around_restart_and_stop() {
     assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
     assert_eq!(s.pid(), pid);
 }
+
+/// A GET that must be answered quickly while something else holds connections open: the
+/// time it took, or a panic naming what failed.
+fn quick_get(addr: SocketAddr, path: &str) -> Duration {
+    let started = Instant::now();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let resp = read_response(&mut BufReader::new(c), false);
+    assert_eq!(resp.status, 200, "{path}");
+    started.elapsed()
+}
+
+/// A connection whose receive buffer is 4 KiB, so an answer it never reads stalls at once.
+fn small_window(addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a fresh socket, configured and connected here, then owned by the TcpStream.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let size: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &size as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let SocketAddr::V4(a) = addr else {
+            panic!("IPv4 only")
+        };
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            &sin as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "connect");
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn a_download_nobody_reads_does_not_freeze_other_requests() {
+    let site = site();
+    std::fs::write(
+        site.path().join("static/big.bin"),
+        vec![7u8; 8 * 1024 * 1024],
+    )
+    .unwrap();
+    let s = TestServer::start(&site);
+    let stalled: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut c = small_window(s.addr);
+            c.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let took = quick_get(s.addr, "/");
+        assert!(took < Duration::from_secs(1), "a page took {took:?}");
+    }
+    drop(stalled);
+}
+
+#[test]
+fn a_body_that_never_comes_does_not_freeze_other_requests() {
+    let site = site();
+    let s = TestServer::start(&site);
+    let cases: [&[u8]; 5] = [
+        b"POST /admin/login HTTP/1.1\r\nHost: t\r\nOrigin: http://t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\ntoken=abc",
+        b"POST /admin/login HTTP/1.1\r\nHost: t\r\nOrigin: http://t\r\nContent-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
+        b"POST /admin/links HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\nurl=",
+        b"POST /admin/share HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\n",
+        b"POST /admin/logout HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\n",
+    ];
+    let started = Instant::now();
+    let mut held: Vec<TcpStream> = cases
+        .iter()
+        .map(|req| {
+            let mut c = TcpStream::connect(s.addr).unwrap();
+            c.write_all(req).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let took = quick_get(s.addr, "/");
+        assert!(took < Duration::from_secs(1), "a page took {took:?}");
+    }
+    // The forms that need a login are refused without reading the body; the login's body
+    // is waited for until the deadline, then answered 408 (after `100 Continue` when the
+    // client asked for it).
+    for mut login in held.drain(..2) {
+        let mut r = BufReader::new(&mut login);
+        let mut resp = read_response(&mut r, false);
+        if resp.status == 100 {
+            resp = read_response(&mut r, false);
+        }
+        assert_eq!(resp.status, 408, "{}", resp.text());
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(14),
+        "{waited:?}"
+    );
+    for mut c in held {
+        let resp = read_response(&mut BufReader::new(&mut c), false);
+        assert!(
+            resp.status == 401 || resp.status == 403,
+            "{} {}",
+            resp.status,
+            resp.text()
+        );
+    }
+}
+
+#[test]
+fn pipelined_requests_left_unread_do_not_freeze_the_loop() {
+    let site = site();
+    let s = TestServer::start(&site);
+    let c = small_window(s.addr);
+    let many = "GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(3000);
+    // The write itself stalls once both sides' buffers are full: it runs on a thread of
+    // its own and ends when the test drops the socket.
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(many.as_bytes());
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        let took = quick_get(s.addr, "/");
+        assert!(took < Duration::from_secs(1), "a page took {took:?}");
+    }
+    let _ = c.shutdown(std::net::Shutdown::Both);
+    drop(c);
+    let _ = writer.join();
+    let took = quick_get(s.addr, "/");
+    assert!(took < Duration::from_secs(1), "a page took {took:?}");
+}
