@@ -201,16 +201,17 @@ pub struct View {
 }
 
 /// The pure rule: idle connections and overdue requests go, then the most idle beyond the
-/// connection cap. A connection with a request pending is never idle: its request may be
-/// complete and waiting for its answer (after a stall, say), and only a request still
-/// unanswered after [`HEADER_DEADLINE`] is cut.
+/// connection cap. A connection with a request pending counts as idle only once the guard
+/// itself has seen it pending for [`IDLE`]: after a stall of the loop (when the guard did
+/// not look), requests that arrived meanwhile are complete and about to be answered, and
+/// their sockets' silence since is not idleness.
 pub fn decide(views: &[View], max_connections: usize) -> Vec<(u64, Reason)> {
     let mut out = Vec::new();
     let mut keep = Vec::new();
     for v in views {
         if v.pending.is_some_and(|p| p >= HEADER_DEADLINE) {
             out.push((v.ino, Reason::SlowRequest));
-        } else if v.pending.is_none() && v.idle >= IDLE {
+        } else if v.idle >= IDLE && v.pending.is_none_or(|p| p >= IDLE) {
             out.push((v.ino, Reason::Idle));
         } else {
             keep.push(*v);
@@ -344,8 +345,9 @@ mod tests {
         let cases: &[Case] = &[
             (&[v(1, 100, None)], 10, &[]),
             (&[v(1, 5_000, None)], 10, &[(1, Reason::Idle)]),
-            // A request waiting for its answer after a 6 s stall is not idle.
-            (&[v(1, 6_000, Some(6_000))], 10, &[]),
+            (&[v(1, 5_000, Some(6_000))], 10, &[(1, Reason::Idle)]),
+            // A request waiting for its answer, first seen after a 6 s stall, is not idle.
+            (&[v(1, 6_000, Some(200))], 10, &[]),
             (&[v(1, 200, Some(10_000))], 10, &[(1, Reason::SlowRequest)]),
             (&[v(1, 200, Some(9_000))], 10, &[]),
             (
