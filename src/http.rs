@@ -1033,8 +1033,8 @@ fn static_reply<'a>(
 /// What a request asks of a static file: the `Range` it sent, unless an `If-Range` names
 /// another version of the file (then the whole of the current one, RFC 9110 13.1.5).
 ///
-/// HEAD follows GET here (RFC 9110 9.3.2: the same header fields as a GET), as nginx does,
-/// although RFC 9110 14.2 reserves `Range` for GET: a client probing with HEAD learns what
+/// HEAD follows GET here (RFC 9110 9.3.2: the same header fields as a GET), as nginx does
+/// (measured: a HEAD with `Range: bytes=1-2` gets its 206), although RFC 9110 14.2 reserves `Range` for GET: a client probing with HEAD learns what
 /// its GET would get.
 fn wanted_range(req: &Request, etag: &str, modified: i64, len: u64) -> Ranged {
     let Some(range) = header(req, "Range") else {
@@ -1074,10 +1074,11 @@ enum Ranged {
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n`.
 ///
 /// Several ranges are ignored and the whole file is sent with a 200, as nginx does when it
-/// cannot answer with a multipart body: nib does not build `multipart/byteranges`, and a
-/// 200 is always a correct answer to a range request. A header that does not parse, or
-/// names another unit, is ignored too (RFC 9110 allows a server to ignore it). Numbers
-/// too large for 64 bits count as "past any end".
+/// will not build a multipart body (`max_ranges 1`): nib does not build
+/// `multipart/byteranges`, and a 200 is always a correct answer to a range request. A
+/// header that does not parse (`bytes=5-2` included, which nginx answers with a 416), or
+/// names another unit, is ignored too, as RFC 9110 allows. Numbers too large for 64 bits
+/// count as "past any end".
 fn parse_range(value: &str, len: u64) -> Ranged {
     let Some((unit, set)) = value.trim().split_once('=') else {
         return Ranged::Whole;
