@@ -39,6 +39,8 @@ fn a_fifo_in_static_does_not_hang_the_server() {
     // SAFETY: mkfifo(3) with a NUL-terminated path that outlives the call.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
     let s = TestServer::start(&site);
+    assert_eq!(s.get("/static/hex.txt").status, 200);
+    let fds = fd_count(s.pid());
     for method in ["GET", "HEAD"] {
         let began = Instant::now();
         let r = request(s.addr, method, "/static/fifo.txt", &[], b"");
@@ -52,6 +54,32 @@ fn a_fifo_in_static_does_not_hang_the_server() {
     // The loop is free: the next request is answered.
     assert_eq!(s.get("/").status, 200);
     assert_eq!(s.get("/static/hex.txt").text(), HEX);
+    // The FIFO was opened to learn what it is, and closed again.
+    assert!(
+        eventually(Duration::from_secs(2), || fd_count(s.pid()) <= fds),
+        "{} fds, {fds} before",
+        fd_count(s.pid())
+    );
+}
+
+#[test]
+fn sockets_link_loops_and_dangling_links_in_static_are_not_found() {
+    let site = site();
+    let dir = site.path().join("static");
+    let _socket = std::os::unix::net::UnixListener::bind(dir.join("sock")).unwrap();
+    symlink("loop", dir.join("loop")).unwrap();
+    symlink("nowhere.txt", dir.join("dangling.txt")).unwrap();
+    let s = TestServer::start(&site);
+    for path in [
+        "/static/sock",
+        "/static/loop",
+        "/static/loop/x",
+        "/static/dangling.txt",
+    ] {
+        assert_eq!(s.get(path).status, 404, "{path}");
+    }
+    assert!(!s.stderr_text().contains("io:"), "{}", s.stderr_text());
+    assert_eq!(s.get("/static/hex.txt").status, 200);
 }
 
 #[test]
