@@ -481,8 +481,8 @@ fn refuse_huge_body(app: &App, req: Request, declared: usize) -> Option<u64> {
     let peer = req.remote_addr().copied();
     eprintln!(
         "nib: refused a {declared}-byte body for {} {} from {} (limit {})",
-        req.method(),
-        req.url().chars().take(200).collect::<String>(),
+        http::LogSafe(req.method().as_str()),
+        http::LogSafe(&req.url().chars().take(200).collect::<String>()),
         peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
         crate::admin::MAX_BODY
     );
