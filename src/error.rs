@@ -63,6 +63,10 @@ pub enum Error {
     TooManyRequests,
     /// The request body did not arrive within the deadline.
     RequestTimeout,
+    /// The request line is over 8 KiB.
+    UriTooLong,
+    /// The request line and headers are over 8 KiB.
+    HeaderTooLarge,
     /// The handler has passed its checks and needs the request body, which the loop has
     /// not read yet: it is read off the loop, then the handler runs again with it. Never
     /// sent to a client.
@@ -87,6 +91,8 @@ impl Error {
             Error::UnsupportedMediaType => 415,
             Error::TooManyRequests => 429,
             Error::RequestTimeout => 408,
+            Error::UriTooLong => 414,
+            Error::HeaderTooLarge => 431,
             Error::Unavailable(_) => 503,
             Error::NeedBody => 500,
             Error::Internal(_) => 500,
@@ -106,6 +112,8 @@ impl Error {
             Error::UnsupportedMediaType => "unsupported content type".into(),
             Error::TooManyRequests => "too many attempts, try again later".into(),
             Error::RequestTimeout => "the request body did not arrive in time".into(),
+            Error::UriTooLong => "request line over 8 KiB".into(),
+            Error::HeaderTooLarge => "request header block over 8 KiB".into(),
             Error::NeedBody => "internal server error".into(),
             Error::Unavailable(_) => "service unavailable".into(),
             Error::Internal(_) => "internal server error".into(),

@@ -11,12 +11,12 @@
 //! - Answers go to the writers ([`crate::writer`]); a streamed body is produced here a
 //!   few pieces at a time, as its writer takes them ([`Pump`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tiny_http::Request;
@@ -74,6 +74,8 @@ pub struct Flow {
     reading: Vec<Reading>,
     /// A pump could produce more right away: the loop should not sleep.
     ready: bool,
+    /// The sockets in `reading`, shared with the header watch, which leaves them alone.
+    reading_set: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl Flow {
@@ -91,6 +93,7 @@ impl Flow {
             pumps: Vec::new(),
             reading: Vec::new(),
             ready: false,
+            reading_set: Arc::default(),
         }
     }
 
@@ -116,8 +119,25 @@ impl Flow {
             .filter_map(|r| r.sock.map(|(_, ino)| ino))
     }
 
+    /// The same sockets, as a set the header watch shares.
+    pub fn reading_set(&self) -> Arc<Mutex<HashSet<u64>>> {
+        Arc::clone(&self.reading_set)
+    }
+
     /// Takes a request tiny_http handed over.
     pub fn take(&mut self, app: &App, req: Request) {
+        // The header watch cuts a header block that grows past the limit while it is read;
+        // one that arrived whole between two of its looks is answered here.
+        if let Some(status) = oversized(&req) {
+            let t = Target::of(&req).ok();
+            let e = if status == 414 {
+                Error::UriTooLong
+            } else {
+                Error::HeaderTooLarge
+            };
+            let reply = http::error_reply(app, t.as_ref(), e);
+            return self.dispatch(app, req, reply, true);
+        }
         if let Some(peer) = req.remote_addr().copied()
             && let Some(c) = self.conns.get_mut(&peer)
         {
@@ -144,11 +164,12 @@ impl Flow {
         app.body.borrow_mut().take();
         match built {
             None => self.read_body(app, req),
-            Some(reply) => self.dispatch(app, req, reply),
+            Some(reply) => self.dispatch(app, req, reply, false),
         }
     }
 
-    fn dispatch(&mut self, app: &App, req: Request, reply: http::Reply) {
+    /// Hands an answer to the writers; `close` ends the connection after it.
+    fn dispatch(&mut self, app: &App, req: Request, reply: http::Reply, close: bool) {
         let peer = req.remote_addr().copied();
         // An answer to a request with its body unread goes out from a thread that ends the
         // connection (see `http::dispatch`): nothing follows it on that connection.
@@ -165,7 +186,7 @@ impl Flow {
             }
             None => Arc::new(AtomicBool::new(false)),
         };
-        if let Some(pump) = http::dispatch(app, req, reply, &self.writers, wake) {
+        if let Some(pump) = http::dispatch(app, req, reply, &self.writers, wake, close) {
             self.pumps.push(pump);
             self.ready = true;
         }
@@ -181,17 +202,30 @@ impl Flow {
                 t.as_ref(),
                 Error::Unavailable("too many request bodies at once".into()),
             );
-            return self.dispatch(app, req, reply);
+            return self.dispatch(app, req, reply, false);
+        }
+        // The socket is set aside before the thread starts reading: the header watch must
+        // not take the body for an endless header.
+        let sock = peer.and_then(crate::guard::find_by_peer);
+        if let Some((_, ino)) = sock {
+            lock(&self.reading_set).insert(ino);
         }
         let late = Arc::new(AtomicBool::new(false));
         let back = self.bodies_tx.clone();
         let wake = Arc::clone(&self.wake);
         let theirs = Arc::clone(&late);
+        // The request travels in a slot the thread empties, so a failed spawn gives it back
+        // instead of dropping it here (a drop would read the body on the loop).
+        let slot = Arc::new(Mutex::new(Some(req)));
+        let their_slot = Arc::clone(&slot);
         let spawned = std::thread::Builder::new()
             .name("nib-body".into())
             .stack_size(64 * 1024)
             .spawn(move || {
-                let mut req = req;
+                let Some(mut req) = lock(&their_slot).take() else {
+                    return;
+                };
+                drop(their_slot);
                 let mut buf = Vec::new();
                 // `as_reader` first sends `100 Continue` when the client waits for it.
                 let r = req
@@ -215,11 +249,25 @@ impl Flow {
             });
         match spawned {
             Ok(_) => self.reading.push(Reading {
-                sock: peer.and_then(crate::guard::find_by_peer),
+                sock,
                 since: Instant::now(),
                 late,
             }),
-            Err(e) => eprintln!("nib: starting a thread to read a request body: {e}"),
+            Err(e) => {
+                eprintln!("nib: starting a thread to read a request body: {e}");
+                if let Some((_, ino)) = sock {
+                    lock(&self.reading_set).remove(&ino);
+                }
+                if let Some(req) = lock(&slot).take() {
+                    let t = Target::of(&req).ok();
+                    let reply = http::error_reply(
+                        app,
+                        t.as_ref(),
+                        Error::Unavailable("could not start reading the request body".into()),
+                    );
+                    self.dispatch(app, req, reply, false);
+                }
+            }
         }
     }
 
@@ -246,7 +294,14 @@ impl Flow {
             }
         }
         while let Ok(BodyRead { req, body, late }) = self.bodies.try_recv() {
-            self.reading.retain(|r| !Arc::ptr_eq(&r.late, &late));
+            let set = &self.reading_set;
+            self.reading.retain(|r| {
+                let this = Arc::ptr_eq(&r.late, &late);
+                if this && let Some((_, ino)) = r.sock {
+                    lock(set).remove(&ino);
+                }
+                !this
+            });
             let body = if late.load(Ordering::Acquire) {
                 Err(Error::RequestTimeout)
             } else {
@@ -257,7 +312,7 @@ impl Flow {
                 Err(e) => {
                     let t = Target::of(&req).ok();
                     let reply = http::error_reply(app, t.as_ref(), e);
-                    self.dispatch(app, req, reply);
+                    self.dispatch(app, req, reply, false);
                 }
             }
         }
@@ -281,6 +336,25 @@ impl Flow {
         });
         self.ready = ready;
     }
+}
+
+/// 414 or 431 when the request line or the header block is over
+/// [`crate::guard::MAX_HEADER`], as nginx answers with its default buffers.
+fn oversized(req: &Request) -> Option<u16> {
+    let max = crate::guard::MAX_HEADER as usize;
+    if req.url().len() > max {
+        return Some(414);
+    }
+    let block: usize = req
+        .headers()
+        .iter()
+        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
+        .sum();
+    (block + req.url().len() > max).then_some(431)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Shuts `peer`'s connection (`how`: `SHUT_RD` or `SHUT_RDWR`), found by its address.

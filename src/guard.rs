@@ -8,6 +8,8 @@
 //! The same scan tells the graceful restart when every connection has been answered.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A connection that has sent nothing for this long between requests is closed. Five
@@ -325,6 +327,114 @@ impl Guard {
             );
         }
     }
+}
+
+/// The most a request line and header block may take, as nginx's default
+/// `large_client_header_buffers`: past it a request is answered 431 and its connection
+/// closed.
+pub const MAX_HEADER: u64 = 8 * 1024;
+
+/// What tiny_http may read past a header block before it hands the request over: its
+/// 1 KiB read buffer and a body of up to 1 KiB, which it reads with the header.
+const HEADER_SLACK: u64 = 2 * 1024;
+
+/// How often the header watch looks at the sockets, at the least.
+const WATCH_EVERY: Duration = Duration::from_millis(5);
+
+/// The answer to a header block over [`MAX_HEADER`], written straight to the socket.
+const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nServer: nib\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 32\r\nConnection: close\r\n\r\nrequest header block over 8 KiB\n";
+
+/// Starts the header watch, a thread of its own that no request can hold up.
+///
+/// tiny_http reads a request's header block on the connection's thread, a byte at a time
+/// into a buffer without a limit, before nib sees anything: one client streaming an
+/// endless header line grew the process by 25 MB a second. The watch looks at every socket
+/// each few milliseconds and reads, from the kernel, how much tiny_http has taken from it
+/// since the last answer went out. A socket with no answer in progress whose client has
+/// sent more than a header block may hold (plus [`HEADER_SLACK`]) is answered 431 and shut,
+/// so tiny_http's read ends and its buffer is freed. Sockets in `skip` (request bodies
+/// being read by nib) are left alone. The watch ends when `stop` is set.
+///
+/// Each look costs a few system calls per socket; the pause between looks grows with the
+/// time a look takes (twenty times it), so the watch never costs more than a twentieth of
+/// a core however many sockets are open.
+pub fn watch_headers(skip: Arc<Mutex<HashSet<u64>>>, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("nib-headers".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            // Per socket: the acknowledged bytes last seen, and how much tiny_http had
+            // read when an answer last went out.
+            let mut marks: HashMap<u64, (u64, u64)> = HashMap::new();
+            let mut live = HashSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                live.clear();
+                let mut refused = 0;
+                if let Ok(fds) = own_fds() {
+                    for fd in fds {
+                        let Some(c) = inspect(fd) else { continue };
+                        if !c.is_open() || !live.insert(c.ino) {
+                            continue;
+                        }
+                        let read = c.bytes_received.saturating_sub(c.inq as u64);
+                        let m = marks.entry(c.ino).or_insert((c.bytes_acked, 0));
+                        if c.bytes_acked != m.0 || c.outq > 0 {
+                            // An answer is going out: what came before it was a request.
+                            *m = (c.bytes_acked, read);
+                            continue;
+                        }
+                        if read.saturating_sub(m.1) > MAX_HEADER + HEADER_SLACK
+                            && !lock(&skip).contains(&c.ino)
+                            && refuse_header(fd, c.ino)
+                        {
+                            refused += 1;
+                        }
+                    }
+                }
+                marks.retain(|ino, _| live.contains(ino));
+                if refused > 0 {
+                    eprintln!(
+                        "nib: guard: answered 431 to {refused} connections whose header block passed {} KiB",
+                        MAX_HEADER / 1024
+                    );
+                }
+                std::thread::sleep(WATCH_EVERY.max(started.elapsed() * 20));
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("nib: starting the header watch: {e}");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes the 431 to the socket at `fd` (if it still is `ino`) and shuts it.
+fn refuse_header(fd: i32, ino: u64) -> bool {
+    // SAFETY: F_DUPFD_CLOEXEC on any fd number is harmless; failure returns -1.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return false;
+    }
+    let same = fstat_ino(dup).is_some_and(|(_, i)| i == ino);
+    // SAFETY: `dup` is our own descriptor. The send never waits (MSG_DONTWAIT) and never
+    // raises SIGPIPE (MSG_NOSIGNAL); tiny_http writes nothing on a connection whose
+    // request it is still reading, so the bytes cannot interleave with an answer.
+    unsafe {
+        if same {
+            libc::send(
+                dup,
+                TOO_LARGE.as_ptr().cast(),
+                TOO_LARGE.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            );
+            libc::shutdown(dup, libc::SHUT_RDWR);
+        }
+        libc::close(dup);
+    }
+    same
 }
 
 #[cfg(test)]

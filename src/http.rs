@@ -1243,6 +1243,7 @@ pub fn dispatch(
     reply: Reply,
     writers: &Writers,
     wake: Arc<AtomicBool>,
+    close: bool,
 ) -> Option<Pump> {
     if may_hold_body(&req) {
         let reply = match reply.body {
@@ -1269,7 +1270,7 @@ pub fn dispatch(
         }
         return None;
     }
-    send(req, reply, &mut app.log.borrow_mut(), writers, wake)
+    send(req, reply, &mut app.log.borrow_mut(), writers, wake, close)
 }
 
 /// How many pieces of a streamed body wait between the loop and its writer: enough that
@@ -1534,11 +1535,16 @@ fn send(
     log: &mut AccessLog,
     writers: &Writers,
     wake: Arc<AtomicBool>,
+    close: bool,
 ) -> Option<Pump> {
     let status = reply.status;
     log.add(&req, status, reply.len());
     let http10 = *req.http_version() == (1, 0);
-    let persist = persistence(http10, header(&req, "Connection"));
+    let persist = if close {
+        Persist::Close
+    } else {
+        persistence(http10, header(&req, "Connection"))
+    };
     let no_body = *req.method() == Method::Head;
     let framing = match &reply.body {
         _ if status < 200 || status == 204 || status == 304 => Framing::None,
@@ -1550,9 +1556,11 @@ fn send(
     };
     let mut head = head(status, &reply.headers, framing, persist);
     let peer = req.remote_addr().copied();
-    // An HTTP/1.0 client that asked to keep the connection, sent a body that ends with it:
-    // tiny_http would keep it open, so nib closes it (rare: feeds and the sitemap only).
-    let close = framing == Framing::UntilClose && persist != Persist::Close;
+    // The writer closes the connection after the answer when the caller says so (a header
+    // block over the limit), and for an HTTP/1.0 client that asked to keep the connection
+    // but was sent a body that ends with it: tiny_http would keep it open (rare: feeds and
+    // the sitemap only).
+    let close = close || (framing == Framing::UntilClose && persist != Persist::Close);
     let what = format!("{} {}", LogSafe(req.method().as_str()), LogSafe(req.url()));
     let mut pump = None;
     let out = match reply.body {

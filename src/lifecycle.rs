@@ -646,6 +646,8 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         .send(&format!("READY=1\nSTATUS=serving http://{}", p.local));
 
     let mut guard = Guard::new(cfg.max_connections);
+    let watch_stop = Arc::new(AtomicBool::new(false));
+    guard::watch_headers(flow.reading_set(), Arc::clone(&watch_stop));
     let drain_limit = Duration::from_secs(cfg.drain_seconds);
     // Sockets the loop must neither count nor touch: refused huge bodies.
     let mut quarantined: HashSet<u64> = HashSet::new();
@@ -818,6 +820,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         }
     }
     let (why, since) = draining.expect("the loop only ends while draining");
+    watch_stop.store(true, Ordering::Relaxed);
     eprintln!(
         "nib: every accepted connection answered in {} ms",
         since.elapsed().as_millis()

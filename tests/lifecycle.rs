@@ -945,3 +945,76 @@ fn pipelined_requests_left_unread_do_not_freeze_the_loop() {
     let took = quick_get(s.addr, "/");
     assert!(took < Duration::from_secs(1), "a page took {took:?}");
 }
+
+#[test]
+fn an_endless_header_line_is_cut_before_it_costs_memory() {
+    let site = site();
+    let s = TestServer::start(&site);
+    let pid = s.pid();
+    // Warm up, so the baseline includes what any request costs.
+    quick_get(s.addr, "/");
+    let before = vm_kb(pid, "VmRSS");
+    let stop = Arc::new(AtomicBool::new(false));
+    let floods: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = s.addr;
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                let mut sent = 0usize;
+                let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Flood: ");
+                let chunk = vec![b'a'; 16 * 1024];
+                let started = Instant::now();
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(3) {
+                    match c.write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(_) => break,
+                    }
+                }
+                let mut answer = Vec::new();
+                let _ = c.read_to_end(&mut answer);
+                (sent, String::from_utf8_lossy(&answer).into_owned())
+            })
+        })
+        .collect();
+    let mut peak = before;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        peak = peak.max(vm_kb(pid, "VmRSS"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in floods {
+        let (sent, answer) = f.join().unwrap();
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+            "after {sent} bytes: {answer:?}"
+        );
+    }
+    assert!(
+        peak < before + 1024,
+        "RSS went from {before} kB to {peak} kB\n{}",
+        s.stderr_text()
+    );
+    assert!(wait_line(&s, Duration::from_secs(1), |l| l.contains("answered 431")));
+    assert!(quick_get(s.addr, "/") < Duration::from_secs(1));
+}
+
+#[test]
+fn five_thousand_short_headers_get_431_like_nginx() {
+    let site = site();
+    let s = TestServer::start(&site);
+    let mut req = String::from("GET / HTTP/1.1\r\nHost: t\r\n");
+    for i in 0..5000 {
+        req.push_str(&format!("X-{i}: v\r\n"));
+    }
+    req.push_str("\r\n");
+    let resp = raw(s.addr, &req);
+    assert_eq!(resp.status, 431);
+    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
+    let resp = raw(s.addr, &long);
+    assert!(resp.status == 414 || resp.status == 431, "{}", resp.status);
+    assert!(quick_get(s.addr, "/") < Duration::from_secs(1));
+}
