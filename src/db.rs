@@ -937,7 +937,14 @@ impl Db {
         window_start: i64,
         max_rows: u32,
     ) -> rusqlite::Result<()> {
-        self.write_transaction(|| {
+        // An API GET runs in a read transaction (see `http::handle`), and a wrong token on
+        // one must be counted too: that transaction ends here (it has read no more than
+        // the token's hash) and a new one begins after the write, for the caller to end.
+        let in_read = !self.conn.is_autocommit();
+        if in_read {
+            self.commit()?;
+        }
+        let written = self.write_transaction(|| {
             self.conn
                 .prepare_cached("DELETE FROM login_failures WHERE since <= ?1")?
                 .execute([window_start])?;
@@ -954,7 +961,11 @@ impl Db {
                 )?
                 .execute([max_rows])?;
             Ok(())
-        })
+        });
+        if in_read {
+            self.begin_read()?;
+        }
+        written
     }
 
     pub fn clear_login_failures(&self, client: &str) -> rusqlite::Result<()> {
@@ -1076,6 +1087,12 @@ mod tests {
         assert_eq!(db.login_failures("c19", now).unwrap(), 1);
         db.clear_login_failures("c19").unwrap();
         assert_eq!(db.login_failures("c19", now).unwrap(), 0);
+        // Inside a GET's read transaction too, which is still open afterwards.
+        db.begin_read().unwrap();
+        db.record_login_failure("d", now + 950, now, 5).unwrap();
+        assert!(!db.conn.is_autocommit());
+        db.commit().unwrap();
+        assert_eq!(db.login_failures("d", now).unwrap(), 1);
 
         for i in 0..10 {
             db.add_login(&format!("n{i}"), now + i, now + 100, 4)
