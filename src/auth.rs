@@ -1,8 +1,10 @@
 //! Owner access: the admin token (stored only as its SHA-256, compared in constant time),
 //! the signed login cookie (HMAC-SHA256 over an expiry and a random nonce, keyed by a
-//! secret in the database, so the server keeps no session rows or files), the CSRF token
-//! derived from that cookie, the same-origin check for form posts, the bounded throttle of
-//! failed logins, and the rule for where `next` may send a browser after login.
+//! secret in the database; the nonce of each login is also on record, at most
+//! [`MAX_LOGINS`] rows, so logging out can end one cookie), the CSRF token derived from that
+//! cookie, the same-origin check for form posts, the limits and the client key of the
+//! failed-login throttle (whose counts live in the database), and the rule for where
+//! `next` may send a browser after login.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};

@@ -1275,3 +1275,97 @@ fn a_forged_x_real_ip_cannot_lock_the_owner_out_through_nginx() {
     assert_eq!(login_through(nginx.addr, None, TOKEN), 429);
     assert_eq!(login_through(nginx.addr, Some("203.0.113.99"), TOKEN), 429);
 }
+
+// ---- through Caddy, as deployed ----
+
+/// Caddy started from deploy/Caddyfile for a test: plain HTTP on a loopback port, nib at
+/// `upstream_port`, no admin endpoint, its state in the test's folder. Killed on drop.
+struct DeployCaddy {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl DeployCaddy {
+    fn start(upstream_port: u16) -> Option<DeployCaddy> {
+        let Some(bin) = ["/usr/bin/caddy", "/usr/local/bin/caddy"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+        else {
+            eprintln!("skipping: caddy is not installed");
+            return None;
+        };
+        let mut conf = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/Caddyfile"),
+        )
+        .expect("deploy/Caddyfile");
+        let port = free_port();
+        let replacements = [
+            (
+                "example.org {",
+                format!("http://:{port} {{\n\tbind 127.0.0.1"),
+            ),
+            ("127.0.0.1:8080", format!("127.0.0.1:{upstream_port}")),
+            ("{\n\tservers {", "{\n\tadmin off\n\tservers {".into()),
+        ];
+        for (from, to) in replacements {
+            assert!(
+                conf.contains(from),
+                "deploy/Caddyfile no longer has {from:?}"
+            );
+            conf = conf.replace(from, &to);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Caddyfile");
+        std::fs::write(&file, conf).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&file)
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start caddy");
+        let mut caddy = DeployCaddy {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        };
+        let up = eventually(Duration::from_secs(10), || {
+            TcpStream::connect(caddy.addr).is_ok()
+        });
+        assert!(
+            up && caddy.child.try_wait().unwrap().is_none(),
+            "caddy did not start"
+        );
+        Some(caddy)
+    }
+}
+
+impl Drop for DeployCaddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same regression through deploy/Caddyfile, which passed the client's `X-Real-IP`
+/// through as well (and did not load on Debian 12's Caddy at all).
+#[test]
+fn forged_x_real_ip_values_do_not_escape_the_throttle_through_caddy() {
+    let site = Site::new();
+    let s = server(&site);
+    let Some(caddy) = DeployCaddy::start(s.addr.port()) else {
+        return;
+    };
+    let statuses: Vec<u16> = (0..20)
+        .map(|i| {
+            let forged = format!("198.51.100.{i}");
+            login_through(caddy.addr, Some(&forged), "wrong-wrong-wrong")
+        })
+        .collect();
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&c| c == 429), "{statuses:?}");
+}
