@@ -1128,6 +1128,26 @@ fn a_dual_stack_listener_still_tells_clients_apart() {
     assert_eq!(login_as("203.0.113.31", TOKEN), 303);
 }
 
+/// Regression: the start-up warning about a public address took `::ffff:127.0.0.1` (IPv4
+/// loopback written as IPv6) for one.
+#[test]
+fn a_mapped_loopback_listener_is_not_called_public() {
+    let site = Site::new();
+    let s = TestServer::start_with(&site, &["--listen", "[::ffff:127.0.0.1]:0"], &[]);
+    assert_eq!(s.get("/healthz").status, 200);
+    assert!(
+        !s.stderr_text().contains("public address"),
+        "{}",
+        s.stderr_text()
+    );
+    let s = TestServer::start_with(&site, &["--listen", "[::]:0"], &[]);
+    assert!(
+        s.stderr_text().contains("public address"),
+        "{}",
+        s.stderr_text()
+    );
+}
+
 /// Regression: `nib links` (and `nib shorten`, `nib token`) run in a shell without
 /// `NIB_ADMIN_TOKEN` took the stored token, which the server had from its environment,
 /// for one that had been removed, and replaced it with a new one: the owner's token
