@@ -39,18 +39,15 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 
 // ---- set-up shared with the CLI ----
 
-/// Makes sure the secrets exist: the code key, the cookie secret and the admin token's
-/// hash. Returns a token that was generated now (to be shown once), if any. A token from
-/// the configuration replaces the stored hash when it differs, and a change of token
-/// rotates the cookie secret so logins made with the old one end.
+/// The server's set-up of the secrets: [`ensure_secrets`], then the admin token follows
+/// the configuration. Returns a token that was generated now (to be shown once), if any. A
+/// token from the configuration replaces the stored hash when it differs, and a change of
+/// token rotates the cookie secret so logins made with the old one end. Only `nib serve`
+/// calls this: it is the process whose configuration the token belongs to.
 pub fn setup_secrets(db: &Db, cfg: &Config) -> Result<Option<String>, String> {
     let e = |e: rusqlite::Error| format!("database: {e}");
-    if db.meta_get("code_key").map_err(e)?.is_none() {
-        db.meta_set("code_key", &auth::hex(&auth::random_bytes::<32>()?))
-            .map_err(e)?;
-    }
-    if db.meta_get("cookie_secret").map_err(e)?.is_none() {
-        rotate_cookie_secret(db)?;
+    if let Some(fresh) = ensure_secrets(db, cfg)? {
+        return Ok(Some(fresh));
     }
     let stored = db.meta_get("admin_token_sha256").map_err(e)?;
     let source = db.meta_get("admin_token_source").map_err(e)?;
@@ -60,18 +57,45 @@ pub fn setup_secrets(db: &Db, cfg: &Config) -> Result<Option<String>, String> {
             if stored.as_deref() != Some(h.as_str()) {
                 db.meta_set("admin_token_sha256", &h).map_err(e)?;
                 db.meta_set("admin_token_source", "config").map_err(e)?;
-                if stored.is_some() {
-                    rotate_cookie_secret(db)?;
-                }
+                rotate_cookie_secret(db)?;
             }
             Ok(None)
         }
-        // A token that came from the configuration and is gone from it must not keep
-        // working unseen: a new one is generated and shown, as on first start.
-        None if stored.is_none() || source.as_deref() == Some("config") => {
-            reset_token(db).map(Some)
-        }
+        // A token that came from the server's configuration and is gone from it must not
+        // keep working unseen: a new one is generated and shown, as on first start.
+        None if source.as_deref() == Some("config") => reset_token(db).map(Some),
         None => Ok(None),
+    }
+}
+
+/// Makes sure the secrets exist (the code key, the cookie secret, some admin token) and
+/// changes none that does. A token is made only when none is stored at all: the
+/// configured one if there is one, else a generated one, returned to be shown once.
+///
+/// The commands (`nib shorten`, `nib links`, `nib token`) call this, never
+/// [`setup_secrets`]: they often run with another environment than the server (a shell
+/// without `NIB_ADMIN_TOKEN`), and letting them bring the token in line with theirs
+/// replaced the server's token and logged the owner out (regression).
+pub fn ensure_secrets(db: &Db, cfg: &Config) -> Result<Option<String>, String> {
+    let e = |e: rusqlite::Error| format!("database: {e}");
+    if db.meta_get("code_key").map_err(e)?.is_none() {
+        db.meta_set("code_key", &auth::hex(&auth::random_bytes::<32>()?))
+            .map_err(e)?;
+    }
+    if db.meta_get("cookie_secret").map_err(e)?.is_none() {
+        rotate_cookie_secret(db)?;
+    }
+    if db.meta_get("admin_token_sha256").map_err(e)?.is_some() {
+        return Ok(None);
+    }
+    match &cfg.admin_token {
+        Some(t) => {
+            db.meta_set("admin_token_sha256", &auth::hash_token(t))
+                .map_err(e)?;
+            db.meta_set("admin_token_source", "config").map_err(e)?;
+            Ok(None)
+        }
+        None => reset_token(db).map(Some),
     }
 }
 
@@ -86,9 +110,12 @@ pub fn reset_token(db: &Db) -> Result<String, String> {
     Ok(token)
 }
 
+/// A new cookie secret, and no logins on record: every browser login ends.
 fn rotate_cookie_secret(db: &Db) -> Result<(), String> {
+    let e = |e: rusqlite::Error| format!("database: {e}");
     db.meta_set("cookie_secret", &auth::hex(&auth::random_bytes::<32>()?))
-        .map_err(|e| format!("database: {e}"))
+        .map_err(e)?;
+    db.end_all_logins().map_err(e)
 }
 
 fn codes(db: &Db) -> Result<Codes, Error> {
@@ -302,22 +329,28 @@ fn query_get<'q>(q: &'q [(String, String)], name: &str) -> Option<&'q str> {
 
 // ---- who is asking ----
 
-/// The address failed attempts are counted against. Behind the reverse proxy every peer
-/// is loopback, so there the proxy's `X-Real-IP` / last `X-Forwarded-For` entry is used;
-/// from any other peer the headers are ignored (a client could write anything in them).
+/// The address failed attempts are counted against (see [`auth::client_key`]). Behind the
+/// front end every peer is loopback, and the address is the `X-Real-IP` that nginx or
+/// Caddy overwrites (`deploy/`); from any other peer that header is ignored.
+///
+/// Regression: the header was believed as the client sent it (the front end passed it
+/// through), so 2,000 bad logins with 2,000 made-up addresses were never throttled, and 6
+/// bad logins under the owner's address locked the owner out.
 fn client(req: &Request) -> String {
-    let peer = req.remote_addr().map(|a| a.ip());
-    if peer.is_some_and(|ip| ip.is_loopback()) {
-        let forwarded = header(req, "X-Real-IP").map(str::to_string).or_else(|| {
-            header(req, "X-Forwarded-For")
-                .and_then(|v| v.rsplit(',').next())
-                .map(|s| s.trim().to_string())
-        });
-        if let Some(f) = forwarded.filter(|f| !f.is_empty()) {
-            return f;
-        }
-    }
-    peer.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into())
+    auth::client_key(req.remote_addr().map(|a| a.ip()), header(req, "X-Real-IP"))
+}
+
+/// Whether `who` has used up its failed attempts. The count lives in the database, so a
+/// restart does not forgive it.
+fn throttled(app: &App, who: &str, now: i64) -> Result<bool, Error> {
+    let failures = app.db.login_failures(who, now - auth::THROTTLE_WINDOW)?;
+    Ok(failures >= auth::MAX_FAILURES)
+}
+
+fn count_failure(app: &App, who: &str, now: i64) -> Result<(), Error> {
+    app.db
+        .record_login_failure(who, now, now - auth::THROTTLE_WINDOW, auth::THROTTLE_ROWS)?;
+    Ok(())
 }
 
 fn cookie_secret(db: &Db) -> Result<Vec<u8>, Error> {
@@ -326,7 +359,7 @@ fn cookie_secret(db: &Db) -> Result<Vec<u8>, Error> {
         .ok_or_else(|| Error::Internal("cookie secret missing".into()))
 }
 
-/// A browser that is logged in: the nonce of its cookie, for CSRF tokens.
+/// A browser that is logged in: the nonce of its cookie, for CSRF tokens and logout.
 pub struct Owner {
     nonce: String,
     secret: Vec<u8>,
@@ -344,7 +377,16 @@ fn owner(app: &App, req: &Request) -> Result<Option<Owner>, Error> {
         return Ok(None);
     };
     let secret = cookie_secret(&app.db)?;
-    Ok(auth::verify_cookie(&secret, value, dates::now()).map(|nonce| Owner { nonce, secret }))
+    let now = dates::now();
+    let Some(nonce) = auth::verify_cookie(&secret, value, now) else {
+        return Ok(None);
+    };
+    // A signed cookie is not enough: its login must still be on record, so one that was
+    // logged out (and copied or replayed since) opens nothing.
+    if !app.db.login_current(&nonce, now)? {
+        return Ok(None);
+    }
+    Ok(Some(Owner { nonce, secret }))
 }
 
 /// The API's check: `Authorization: Bearer TOKEN`. Wrong tokens count as failed logins.
@@ -358,7 +400,7 @@ fn api_owner(app: &App, req: &Request) -> Result<(), Error> {
     };
     let who = client(req);
     let now = dates::now();
-    if app.throttle.borrow().blocked(&who, now) {
+    if throttled(app, &who, now)? {
         return Err(Error::TooManyRequests);
     }
     let stored = app
@@ -368,7 +410,7 @@ fn api_owner(app: &App, req: &Request) -> Result<(), Error> {
     if auth::token_matches(given, &stored) {
         Ok(())
     } else {
-        app.throttle.borrow_mut().failed(&who, now);
+        count_failure(app, &who, now)?;
         Err(Error::Unauthorized("wrong token".into()))
     }
 }
@@ -473,7 +515,7 @@ pub fn login_page(app: &App, t: &Target) -> Result<Reply, Error> {
     let page = LoginPage {
         site: &app.site_view(),
         path: "/admin/login",
-        next,
+        next: &next,
         error: None,
     };
     Ok(admin_headers(Reply::html(page.render()?)))
@@ -483,7 +525,7 @@ pub fn login(app: &App, req: &mut Request) -> Result<Reply, Error> {
     check_origin(app, req)?;
     let who = client(req);
     let now = dates::now();
-    if app.throttle.borrow().blocked(&who, now) {
+    if throttled(app, &who, now)? {
         return Err(Error::TooManyRequests);
     }
     let form = read_body(app, req, false)?;
@@ -492,22 +534,24 @@ pub fn login(app: &App, req: &mut Request) -> Result<Reply, Error> {
     let next = auth::safe_next(&next_raw);
     let stored = app.db.meta_get("admin_token_sha256")?;
     if !stored.is_some_and(|h| auth::token_matches(token.trim(), &h)) {
-        app.throttle.borrow_mut().failed(&who, now);
+        count_failure(app, &who, now)?;
         let page = LoginPage {
             site: &app.site_view(),
             path: "/admin/login",
-            next,
+            next: &next,
             error: Some("That token is not right."),
         };
         let mut r = admin_headers(Reply::html(page.render()?));
         r.status = 401;
         return Ok(r);
     }
-    app.throttle.borrow_mut().succeeded(&who);
+    app.db.clear_login_failures(&who)?;
     let secret = cookie_secret(&app.db)?;
     let nonce = auth::hex(&auth::random_bytes::<16>().map_err(Error::Internal)?);
     let value = auth::make_cookie(&secret, now, &nonce);
-    Ok(admin_headers(Reply::redirect(303, next))
+    app.db
+        .add_login(&nonce, now, now + auth::COOKIE_TTL, auth::MAX_LOGINS)?;
+    Ok(admin_headers(Reply::redirect(303, &next))
         .header("Set-Cookie", cookie(app, &value, auth::COOKIE_TTL)))
 }
 
@@ -523,8 +567,11 @@ fn cookie(app: &App, value: &str, max_age: i64) -> String {
     )
 }
 
+/// Ends this browser's login: its nonce is struck from the record, so the cookie opens
+/// nothing even if it was copied before the browser dropped it.
 pub fn logout(app: &App, req: &mut Request) -> Result<Reply, Error> {
-    form_post(app, req)?;
+    let (owner, _) = form_post(app, req)?;
+    app.db.end_login(&owner.nonce)?;
     Ok(
         admin_headers(Reply::redirect(303, "/admin/login"))
             .header("Set-Cookie", cookie(app, "", 0)),

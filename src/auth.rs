@@ -1,8 +1,13 @@
 //! Owner access: the admin token (stored only as its SHA-256, compared in constant time),
 //! the signed login cookie (HMAC-SHA256 over an expiry and a random nonce, keyed by a
-//! secret in the database, so the server keeps no session rows or files), the CSRF token
-//! derived from that cookie, the same-origin check for form posts, the bounded throttle of
-//! failed logins, and the rule for where `next` may send a browser after login.
+//! secret in the database; the nonce of each login is also on record, at most
+//! [`MAX_LOGINS`] rows, so logging out can end one cookie), the CSRF token derived from that
+//! cookie, the same-origin check for form posts, the limits and the client key of the
+//! failed-login throttle (whose counts live in the database), and the rule for where
+//! `next` may send a browser after login.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv6Addr};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -16,8 +21,11 @@ pub const COOKIE_TTL: i64 = 30 * 86_400;
 /// Failed attempts allowed per client address within [`THROTTLE_WINDOW`].
 pub const MAX_FAILURES: u32 = 5;
 pub const THROTTLE_WINDOW: i64 = 15 * 60;
-/// How many client addresses the throttle remembers; the oldest is forgotten first.
-const THROTTLE_SLOTS: usize = 256;
+/// How many client addresses the throttle remembers (rows in the database); the one whose
+/// window began first is forgotten first.
+pub const THROTTLE_ROWS: u32 = 1000;
+/// How many browser logins are remembered at once; a new one beyond that ends the oldest.
+pub const MAX_LOGINS: u32 = 32;
 
 /// `n` bytes from the kernel's random source, by the getrandom(2) system call.
 ///
@@ -185,96 +193,74 @@ pub fn same_origin(
 
 /// Where to go after login: `next` when it is a path inside this site, else the admin page.
 /// Only a single leading `/` is accepted: `//host` and `/\host` are other sites to a
-/// browser, and a scheme or control character never passes.
-pub fn safe_next(next: &str) -> &str {
+/// browser, and a scheme or control character never passes. Characters outside ASCII are
+/// percent-encoded (as UTF-8, the way browsers send them), because the answer carries
+/// `next` in its `Location` header, which holds ASCII only.
+///
+/// Regression: a `next` such as `/admin/share?title=café` was passed through as is, the
+/// header was refused when the answer was written, and the login's 303 had no `Location`.
+pub fn safe_next(next: &str) -> Cow<'_, str> {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && !next.contains('\\')
         && !next.chars().any(|c| c.is_control() || c == ' ')
         && next.len() <= 4096;
-    if ok { next } else { "/admin/" }
-}
-
-/// Failed token attempts per client address, in a fixed table: memory never grows with
-/// the number of attackers, and when it is full the entry with the oldest window goes.
-pub struct Throttle {
-    slots: Vec<Slot>,
-}
-
-#[derive(Clone)]
-struct Slot {
-    client: String,
-    since: i64,
-    failures: u32,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Self::new()
+    if !ok {
+        return Cow::Borrowed("/admin/");
     }
-}
-
-impl Throttle {
-    pub fn new() -> Throttle {
-        Throttle { slots: Vec::new() }
+    if next.is_ascii() {
+        return Cow::Borrowed(next);
     }
-
-    /// The slot's key for a client: at most 64 characters, so an address taken from a
-    /// forwarded header cannot grow the table, and the same cut is used by every lookup.
-    fn key(client: &str) -> &str {
-        client
-            .char_indices()
-            .nth(64)
-            .map_or(client, |(i, _)| &client[..i])
-    }
-
-    fn find(&self, client: &str, now: i64) -> Option<usize> {
-        let client = Self::key(client);
-        self.slots
-            .iter()
-            .position(|s| s.client == client && now - s.since < THROTTLE_WINDOW)
-    }
-
-    /// Whether this client must wait before trying again.
-    pub fn blocked(&self, client: &str, now: i64) -> bool {
-        self.find(client, now)
-            .is_some_and(|i| self.slots[i].failures >= MAX_FAILURES)
-    }
-
-    pub fn failed(&mut self, client: &str, now: i64) {
-        if let Some(i) = self.find(client, now) {
-            self.slots[i].failures += 1;
-            return;
-        }
-        let client = Self::key(client);
-        let slot = Slot {
-            client: client.to_string(),
-            since: now,
-            failures: 1,
-        };
-        // Reuse an expired or this client's stale slot, else the oldest once full.
-        if let Some(i) = self
-            .slots
-            .iter()
-            .position(|s| s.client == client || now - s.since >= THROTTLE_WINDOW)
-        {
-            self.slots[i] = slot;
-        } else if self.slots.len() < THROTTLE_SLOTS {
-            self.slots.push(slot);
-        } else if let Some(i) = (0..self.slots.len()).min_by_key(|i| self.slots[*i].since) {
-            self.slots[i] = slot;
+    let mut out = String::with_capacity(next.len() * 3);
+    for c in next.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
         }
     }
+    Cow::Owned(out)
+}
 
-    pub fn succeeded(&mut self, client: &str) {
-        let client = Self::key(client);
-        self.slots.retain(|s| s.client != client);
-    }
+/// Whether an address is this machine's loopback, the only peer whose `X-Real-IP` nib
+/// believes. An IPv4 address mapped into IPv6 (`::ffff:127.0.0.1`, what a `[::]`
+/// listener sees when nginx connects to 127.0.0.1) is the loopback it maps.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.slots.len()
+/// The throttle's key for an address: IPv4 addresses as they are, IPv6 addresses by their
+/// /64 prefix, the smallest block a provider hands out (one host can use every address in
+/// it, so counting single IPv6 addresses would give each attacker 2^64 fresh tries).
+pub fn throttle_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let prefix = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{prefix}/64")
+        }
     }
+}
+
+/// Who failed logins are counted against, as a [`throttle_key`]. `real_ip` is the
+/// `X-Real-IP` header, which the front end (`deploy/`) overwrites with the address it
+/// accepted the connection from; it is believed only from a loopback peer, and only when
+/// it is an address. Any other peer, or a header that is missing or not an address, is
+/// counted as the peer itself: a client could write anything in that header.
+pub fn client_key(peer: Option<IpAddr>, real_ip: Option<&str>) -> String {
+    let Some(peer) = peer else {
+        return "-".into();
+    };
+    if is_loopback(peer)
+        && let Some(ip) = real_ip.and_then(|v| v.trim().parse::<IpAddr>().ok())
+    {
+        return throttle_key(ip);
+    }
+    throttle_key(peer)
 }
 
 #[cfg(test)]
@@ -393,34 +379,57 @@ mod tests {
     }
 
     #[test]
-    fn throttle_blocks_after_failures_in_bounded_memory() {
-        let mut t = Throttle::new();
-        let now = 1000;
-        for _ in 0..MAX_FAILURES {
-            assert!(!t.blocked("1.2.3.4", now));
-            t.failed("1.2.3.4", now);
+    fn non_ascii_next_is_percent_encoded_for_the_location_header() {
+        let cases = [
+            ("/admin/share?title=café", "/admin/share?title=caf%C3%A9"),
+            ("/posts/日本/", "/posts/%E6%97%A5%E6%9C%AC/"),
+            ("/a?x=%C3%A9", "/a?x=%C3%A9"),
+            // The checks look at the text as given, before encoding.
+            ("/\u{3000}/evil.example", "/%E3%80%80/evil.example"),
+            ("／/evil.example", "/admin/"),
+            ("/ok\u{85}", "/admin/"),
+        ];
+        for (input, want) in cases {
+            let got = safe_next(input);
+            assert_eq!(got, want, "{input:?}");
+            assert!(got.bytes().all(|b| b.is_ascii_graphic()), "{got:?}");
         }
-        assert!(t.blocked("1.2.3.4", now + 1));
-        assert!(!t.blocked("5.6.7.8", now + 1));
-        assert!(!t.blocked("1.2.3.4", now + THROTTLE_WINDOW));
-        for i in 0..10_000 {
-            t.failed(&format!("10.0.{}.{}", i / 256, i % 256), now + 2);
-        }
-        assert!(t.len() <= THROTTLE_SLOTS);
-        t.failed("9.9.9.9", now + 3);
-        t.succeeded("9.9.9.9");
-        assert!(!t.blocked("9.9.9.9", now + 3));
     }
 
     #[test]
-    fn throttle_holds_for_long_client_keys() {
-        // Regression: slots kept the first 64 characters but lookups compared the whole
-        // key, so a long forwarded address was never blocked.
-        let mut t = Throttle::new();
-        let long = "x".repeat(200);
-        for _ in 0..MAX_FAILURES {
-            t.failed(&long, 1000);
+    fn throttle_keys_come_from_the_proxy_only_on_loopback() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let long = "x".repeat(300);
+        let cases = [
+            // Behind the front end: the address it writes in X-Real-IP.
+            (ip("127.0.0.1"), Some("203.0.113.7"), "203.0.113.7"),
+            (ip("::1"), Some("203.0.113.7"), "203.0.113.7"),
+            // Regression: a `[::]` listener sees nginx as ::ffff:127.0.0.1, which was not
+            // taken for loopback, so every client shared one key.
+            (ip("::ffff:127.0.0.1"), Some("203.0.113.7"), "203.0.113.7"),
+            (ip("::ffff:127.0.0.1"), None, "127.0.0.1"),
+            // Regression: a client talking to nib directly chose its own key.
+            (ip("198.51.100.4"), Some("203.0.113.7"), "198.51.100.4"),
+            (ip("::ffff:198.51.100.4"), Some("127.0.0.1"), "198.51.100.4"),
+            // A header that is not an address counts as the peer.
+            (ip("127.0.0.1"), Some(long.as_str()), "127.0.0.1"),
+            (ip("127.0.0.1"), Some(""), "127.0.0.1"),
+            (ip("127.0.0.1"), Some("203.0.113.7, 10.0.0.1"), "127.0.0.1"),
+            // IPv6 clients by their /64.
+            (
+                ip("::1"),
+                Some("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
+                "2001:db8:1:2::/64",
+            ),
+            (ip("2001:db8:1:2::9"), None, "2001:db8:1:2::/64"),
+            (ip("::1"), Some("::ffff:203.0.113.7"), "203.0.113.7"),
+            (None, Some("203.0.113.7"), "-"),
+        ];
+        for (peer, header, want) in cases {
+            assert_eq!(client_key(peer, header), want, "{peer:?} {header:?}");
         }
-        assert!(t.blocked(&long, 1001));
+        assert!(is_loopback("::ffff:127.0.0.2".parse().unwrap()));
+        assert!(!is_loopback("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!is_loopback("::".parse().unwrap()));
     }
 }

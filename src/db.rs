@@ -77,6 +77,22 @@ const MIGRATIONS: &[&str] = &[
         count   INTEGER NOT NULL,
         PRIMARY KEY (link_id, day)
     ) WITHOUT ROWID;",
+    // 3: owner access that must outlive a restart. Failed logins per client address (at
+    // most `auth::THROTTLE_ROWS` rows, expired ones deleted), so restarting nib no longer
+    // forgives an attacker; and the browser logins (at most `auth::MAX_LOGINS` rows, one
+    // per login of the owner, never one per visitor), so logging out ends that cookie.
+    "CREATE TABLE login_failures (
+        client   TEXT PRIMARY KEY,
+        since    INTEGER NOT NULL,
+        failures INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX login_failures_since ON login_failures(since);
+    CREATE TABLE logins (
+        nonce      TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        expires    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX logins_created ON logins(created_at);",
 ];
 
 /// The columns [`Db::row_to_post`] reads, in its order: a macro, so the queries below
@@ -899,6 +915,110 @@ impl Db {
     }
 }
 
+/// Owner access: the login throttle and the browser logins (see migration 3). Each table
+/// is bounded by the caller's limit, so neither grows with the number of visitors.
+impl Db {
+    /// The failures counted against `client` in a window that began after `window_start`.
+    pub fn login_failures(&self, client: &str, window_start: i64) -> rusqlite::Result<u32> {
+        self.conn
+            .prepare_cached("SELECT failures FROM login_failures WHERE client = ?1 AND since > ?2")?
+            .query_row(params![client, window_start], |r| r.get(0))
+            .optional()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Counts one failure against `client`: windows that began at or before
+    /// `window_start` are forgotten first, and beyond `max_rows` clients the ones whose
+    /// window began first go.
+    pub fn record_login_failure(
+        &self,
+        client: &str,
+        now: i64,
+        window_start: i64,
+        max_rows: u32,
+    ) -> rusqlite::Result<()> {
+        // An API GET runs in a read transaction (see `http::handle`), and a wrong token on
+        // one must be counted too: that transaction ends here (it has read no more than
+        // the token's hash) and a new one begins after the write, for the caller to end.
+        let in_read = !self.conn.is_autocommit();
+        if in_read {
+            self.commit()?;
+        }
+        let written = self.write_transaction(|| {
+            self.conn
+                .prepare_cached("DELETE FROM login_failures WHERE since <= ?1")?
+                .execute([window_start])?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO login_failures(client, since, failures) VALUES (?1, ?2, 1)
+                     ON CONFLICT(client) DO UPDATE SET failures = failures + 1",
+                )?
+                .execute(params![client, now])?;
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM login_failures WHERE client IN (SELECT client FROM
+                     login_failures ORDER BY since DESC LIMIT -1 OFFSET ?1)",
+                )?
+                .execute([max_rows])?;
+            Ok(())
+        });
+        if in_read {
+            self.begin_read()?;
+        }
+        written
+    }
+
+    pub fn clear_login_failures(&self, client: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM login_failures WHERE client = ?1")?
+            .execute([client])
+            .map(drop)
+    }
+
+    /// Remembers a browser login until `expires`; expired logins are forgotten, and beyond
+    /// `max` the oldest login ends.
+    pub fn add_login(&self, nonce: &str, now: i64, expires: i64, max: u32) -> rusqlite::Result<()> {
+        self.write_transaction(|| {
+            self.conn
+                .prepare_cached("DELETE FROM logins WHERE expires <= ?1")?
+                .execute([now])?;
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO logins(nonce, created_at, expires) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![nonce, now, expires])?;
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM logins WHERE nonce IN (SELECT nonce FROM logins
+                     ORDER BY created_at DESC LIMIT -1 OFFSET ?1)",
+                )?
+                .execute([max])?;
+            Ok(())
+        })
+    }
+
+    /// Whether the login with this nonce is current (made, not ended, not expired).
+    pub fn login_current(&self, nonce: &str, now: i64) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM logins WHERE nonce = ?1 AND expires > ?2")?
+            .exists(params![nonce, now])
+    }
+
+    pub fn end_login(&self, nonce: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM logins WHERE nonce = ?1")?
+            .execute([nonce])
+            .map(drop)
+    }
+
+    pub fn end_all_logins(&self) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM logins")?
+            .execute([])
+            .map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -940,5 +1060,50 @@ mod tests {
                 assert!(!full_scan && !sort, "{name}: {plan:?}");
             }
         }
+    }
+
+    #[test]
+    fn throttle_and_login_rows_stay_bounded() {
+        let db = Db::memory();
+        let now = 10_000;
+        for _ in 0..3 {
+            db.record_login_failure("a", now, now - 900, 5).unwrap();
+        }
+        assert_eq!(db.login_failures("a", now - 900).unwrap(), 3);
+        assert_eq!(db.login_failures("b", now - 900).unwrap(), 0);
+        // A window that is over counts nothing and is deleted by the next failure.
+        assert_eq!(db.login_failures("a", now).unwrap(), 0);
+        db.record_login_failure("a", now + 900, now, 5).unwrap();
+        assert_eq!(db.login_failures("a", now).unwrap(), 1);
+        for i in 0..20 {
+            db.record_login_failure(&format!("c{i}"), now + 901 + i, now, 5)
+                .unwrap();
+        }
+        let rows: i64 = db
+            .conn
+            .query_row("SELECT count(*) FROM login_failures", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 5);
+        assert_eq!(db.login_failures("c19", now).unwrap(), 1);
+        db.clear_login_failures("c19").unwrap();
+        assert_eq!(db.login_failures("c19", now).unwrap(), 0);
+        // Inside a GET's read transaction too, which is still open afterwards.
+        db.begin_read().unwrap();
+        db.record_login_failure("d", now + 950, now, 5).unwrap();
+        assert!(!db.conn.is_autocommit());
+        db.commit().unwrap();
+        assert_eq!(db.login_failures("d", now).unwrap(), 1);
+
+        for i in 0..10 {
+            db.add_login(&format!("n{i}"), now + i, now + 100, 4)
+                .unwrap();
+        }
+        assert!(!db.login_current("n5", now + 10).unwrap());
+        assert!(db.login_current("n9", now + 10).unwrap());
+        assert!(!db.login_current("n9", now + 100).unwrap());
+        db.end_login("n9").unwrap();
+        assert!(!db.login_current("n9", now + 10).unwrap());
+        db.end_all_logins().unwrap();
+        assert!(!db.login_current("n8", now + 10).unwrap());
     }
 }

@@ -17,7 +17,6 @@ use askama::Template;
 use tiny_http::{Method, Request, StatusCode};
 
 use crate::admin;
-use crate::auth::Throttle;
 use crate::cache::PageCache;
 use crate::config::Config;
 use crate::dates;
@@ -34,8 +33,8 @@ const CLICK_FLUSH: Duration = Duration::from_secs(1);
 const CLICK_BATCH_MAX: usize = 1024;
 
 /// Everything a handler may read. Handlers get `&App`; the loop alone mutates it between
-/// requests (the post index refresh). The `RefCell`s (pending clicks, the login throttle,
-/// the page cache, the access log) are the only state handlers change in memory: each is
+/// requests (the post index refresh). The `RefCell`s (pending clicks, the page cache,
+/// the access log) are the only state handlers change in memory: each is
 /// bounded, and the loop runs one handler at a time.
 pub struct App {
     pub cfg: Config,
@@ -47,8 +46,6 @@ pub struct App {
     /// Clicks counted but not yet written; see [`App::tick`].
     pub clicks: RefCell<ClickBatch>,
     last_flush: Instant,
-    /// Failed token attempts per client address.
-    pub throttle: RefCell<Throttle>,
     /// The pages rendered last, under their ETags.
     pub pages: RefCell<PageCache>,
     /// Access log lines not yet written.
@@ -81,7 +78,6 @@ impl App {
             config_fingerprint,
             clicks: RefCell::new(ClickBatch::default()),
             last_flush: Instant::now(),
-            throttle: RefCell::new(Throttle::new()),
             pages: RefCell::new(PageCache::default()),
             log: RefCell::new(AccessLog::default()),
             body: RefCell::new(None),

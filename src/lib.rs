@@ -146,10 +146,12 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
 }
 
 /// Opens the live database for a short-link command, beside a running server (WAL and
-/// the busy timeout make that safe), and makes sure the secrets exist.
+/// the busy timeout make that safe), and makes sure the secrets exist. It never changes
+/// the admin token (see [`admin::ensure_secrets`]): only the server's configuration and
+/// `nib token --reset` do.
 fn links_db(cfg: &Config) -> Result<Db, StartupError> {
     let db = open_db(cfg)?;
-    if let Some(token) = admin::setup_secrets(&db, cfg).map_err(StartupError::Db)? {
+    if let Some(token) = admin::ensure_secrets(&db, cfg).map_err(StartupError::Db)? {
         admin::announce_token(&token, cfg.base());
     }
     Ok(db)
@@ -209,7 +211,7 @@ fn token(cfg: &Config, reset: bool) -> Result<u8, StartupError> {
         return Ok(0);
     }
     let db = open_db(cfg)?;
-    let fresh = admin::setup_secrets(&db, cfg).map_err(StartupError::Db)?;
+    let fresh = admin::ensure_secrets(&db, cfg).map_err(StartupError::Db)?;
     let token = match (fresh, reset) {
         (Some(t), _) => t,
         (None, true) => admin::reset_token(&db).map_err(StartupError::Db)?,

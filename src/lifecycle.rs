@@ -547,7 +547,7 @@ pub fn serve(cfg: Config, env: &HashMap<String, String>) -> Result<u8, StartupEr
     let local = listener
         .local_addr()
         .map_err(|e| StartupError::Other(e.to_string()))?;
-    if !local.ip().is_loopback() {
+    if !crate::auth::is_loopback(local.ip()) {
         eprintln!(
             "nib: warning: listening on public address {local}; put nginx or Caddy in front (see deploy/)"
         );

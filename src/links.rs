@@ -182,7 +182,7 @@ pub fn normalize_target(input: &str, base: &str) -> Result<String, String> {
         return Err("url must not contain a user name or password".into());
     }
     if let Ok(own) = Url::parse(base)
-        && own.host_str() == Some(host)
+        && own.host_str().is_some_and(|h| same_host(h, host))
     {
         let prefix = own.path().trim_end_matches('/');
         let path = url.path().strip_prefix(prefix).unwrap_or(url.path());
@@ -198,6 +198,16 @@ pub fn normalize_target(input: &str, base: &str) -> Result<String, String> {
         return Err(format!("url is longer than {MAX_URL} bytes once encoded"));
     }
     Ok(out)
+}
+
+/// Whether two hosts as the URL parser gives them (lowercase, IDN already in punycode) name
+/// the same site. A trailing dot makes a name fully qualified and changes nothing else, so
+/// it is ignored.
+///
+/// Regression: `https://example.org./abc` was taken for another site, so a short link
+/// could point at one of the site's own short links.
+fn same_host(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.') == b.trim_end_matches('.')
 }
 
 /// Cleans a title: control characters become spaces, runs of space collapse, and it is cut
@@ -439,6 +449,42 @@ mod tests {
         ];
         for (slug, ok) in cases {
             assert_eq!(check_slug(slug).is_ok(), *ok, "{slug:?}");
+        }
+    }
+
+    #[test]
+    fn own_short_links_are_found_after_idna_and_trailing_dot() {
+        let cases = [
+            ("https://example.org", "https://example.org./abc", false),
+            ("https://example.org", "https://EXAMPLE.ORG../abc", false),
+            ("https://example.org.", "https://example.org/abc", false),
+            (
+                "https://example.org",
+                "https://ｅｘａｍｐｌｅ.org/abc",
+                false,
+            ),
+            (
+                "https://bücher.example",
+                "https://xn--bcher-kva.example/abc",
+                false,
+            ),
+            (
+                "https://xn--bcher-kva.example",
+                "https://BÜCHER.example./abc",
+                false,
+            ),
+            ("https://example.org", "https://example.org./posts/a/", true),
+            ("https://example.org", "https://www.example.org/abc", true),
+            (
+                "https://example.org",
+                "https://example.org.evil.example/abc",
+                true,
+            ),
+            ("https://example.org", "https://example.orgx/abc", true),
+        ];
+        for (base, target, ok) in cases {
+            let got = normalize_target(target, base);
+            assert_eq!(got.is_ok(), ok, "{base} {target}: {got:?}");
         }
     }
 

@@ -1,4 +1,4 @@
-//! The short-link half of SPEC.md, end to end against the real binary: the JSON API and
+//! Short links and owner access, end to end against the real binary: the JSON API and
 //! each of its statuses, the redirect and preview, click batching across a shutdown, the
 //! owner's login with its cookie, CSRF and throttling rules, the share page, and the CLI.
 
@@ -561,7 +561,7 @@ fn login_cookie_and_admin_page() {
     assert_eq!(r.status, 303);
     assert_eq!(s.get(&format!("/{code}")).status, 404);
 
-    // Log out ends nothing on the server (there is nothing to end) but drops the cookie.
+    // Log out ends the login on the server and drops the cookie.
     let r = form(&s, "/admin/logout", &[&o, &ch], &format!("csrf={csrf}"));
     assert_eq!(r.status, 303);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
@@ -643,8 +643,15 @@ fn csrf_and_forged_cookies_are_refused() {
         "nib_admin={}",
         nib::auth::make_cookie(&secret, now - nib::auth::COOKIE_TTL - 5, "abcd")
     );
-    let fresh = format!("nib_admin={}", nib::auth::make_cookie(&secret, now, "abcd"));
+    // A cookie signed with the right secret is still no login unless its nonce is one
+    // that a login put on record.
+    let minted = format!("nib_admin={}", nib::auth::make_cookie(&secret, now, "abcd"));
+    let fresh = format!(
+        "nib_admin={}",
+        nib::auth::make_cookie(&secret, now - 5, value.split('.').nth(1).unwrap())
+    );
     for bad in [
+        minted,
         "nib_admin=1.2.3".to_string(),
         format!("nib_admin=9999999999.abcd.{}", "0".repeat(64)),
         altered,
@@ -967,4 +974,418 @@ fn expect_continue_with_a_refused_body_does_not_stall_the_loop() {
     assert_eq!(s.get("/healthz").status, 200);
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     drop(c);
+}
+
+// ---- owner access: regressions from the security review ----
+
+/// Logs in with `next` (form-encoded already) and returns the answer.
+fn login_to(s: &TestServer, next: &str) -> Resp {
+    let o = origin(s);
+    form(
+        s,
+        "/admin/login",
+        &[&o],
+        &format!("token={TOKEN}&next={next}"),
+    )
+}
+
+/// Regression: a login cookie was only signed and dated, so logging out dropped it from
+/// the browser but a copy of it (a stolen cookie, a shared machine's history) kept working
+/// for 30 days.
+#[test]
+fn a_cookie_replayed_after_logout_is_refused() {
+    let site = Site::new();
+    let s = server(&site);
+    let cookie = login(&s);
+    let other = login(&s);
+    let ch = cookie_header(&cookie);
+    let csrf = csrf_of(&s, &cookie);
+    let o = origin(&s);
+    let r = form(&s, "/admin/logout", &[&o, &ch], &format!("csrf={csrf}"));
+    assert_eq!(r.status, 303, "{}", r.text());
+
+    // The old cookie now gets the way to the login form, and its forms are refused.
+    let r = get_with(s.addr, "/admin/", &[&ch]);
+    assert_eq!(r.status, 303);
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.starts_with("/admin/login")),
+        "{:?}",
+        r.header("location")
+    );
+    let r = form(
+        &s,
+        "/admin/links",
+        &[&o, &ch],
+        &format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2F"),
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    // Another browser's login goes on.
+    assert_eq!(
+        get_with(s.addr, "/admin/", &[&cookie_header(&other)]).status,
+        200
+    );
+    // ...and so does the replayed cookie's after a restart: nothing comes back.
+    drop(s);
+    let s = server(&site);
+    assert_eq!(get_with(s.addr, "/admin/", &[&ch]).status, 303);
+    assert_eq!(
+        get_with(s.addr, "/admin/", &[&cookie_header(&other)]).status,
+        200
+    );
+}
+
+/// Regression: the `Location` header of the login's 303 held `next` as typed, and a value
+/// outside ASCII was refused when the answer was written, so the browser got a 303 with
+/// nowhere to go.
+#[test]
+fn a_non_ascii_next_after_login_still_gets_a_location() {
+    let site = Site::new();
+    let s = server(&site);
+    let cases = [
+        (
+            "%2Fadmin%2Fshare%3Ftitle%3Dcaf%C3%A9",
+            "/admin/share?title=caf%C3%A9",
+        ),
+        (
+            "%2Fposts%2F%E6%97%A5%E6%9C%AC%2F",
+            "/posts/%E6%97%A5%E6%9C%AC/",
+        ),
+    ];
+    for (next, want) in cases {
+        let r = login_to(&s, next);
+        assert_eq!(r.status, 303, "{next}");
+        assert_eq!(r.header("location"), Some(want), "{next}");
+    }
+}
+
+/// Regression: failed logins were counted in memory, so a restart (or anything that made
+/// nib restart) forgave every client.
+#[test]
+fn failed_logins_stay_throttled_across_a_restart() {
+    let site = Site::new();
+    let s = server(&site);
+    let o = origin(&s);
+    let bad = |s: &TestServer| {
+        form(
+            s,
+            "/admin/login",
+            &[&o, "X-Real-IP: 203.0.113.20"],
+            "token=wrong-wrong-wrong-wrong",
+        )
+        .status
+    };
+    for _ in 0..5 {
+        assert_eq!(bad(&s), 401);
+    }
+    drop(s);
+    let s = server(&site);
+    let o = origin(&s);
+    let r = form(
+        &s,
+        "/admin/login",
+        &[&o, "X-Real-IP: 203.0.113.20"],
+        &format!("token={TOKEN}"),
+    );
+    assert_eq!(r.status, 429, "{}", r.text());
+    let r = form(
+        &s,
+        "/admin/login",
+        &[&o, "X-Real-IP: 203.0.113.21"],
+        &format!("token={TOKEN}"),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+}
+
+/// Regression: on a dual-stack listener (`[::]`) nginx on 127.0.0.1 appears as
+/// `::ffff:127.0.0.1`, which was not taken for loopback: `X-Real-IP` was ignored and every
+/// client shared one throttle slot, so 5 bad logins from anyone locked everyone out.
+#[test]
+fn a_dual_stack_listener_still_tells_clients_apart() {
+    let site = Site::new();
+    let s = TestServer::start_with(
+        &site,
+        &["--listen", "[::]:0"],
+        &[("NIB_ADMIN_TOKEN", TOKEN)],
+    );
+    let v4: std::net::SocketAddr = format!("127.0.0.1:{}", s.addr.port()).parse().unwrap();
+    let login_as = |ip: &str, token: &str| {
+        let o = format!("Origin: http://{v4}");
+        let real = format!("X-Real-IP: {ip}");
+        request(
+            v4,
+            "POST",
+            "/admin/login",
+            &[&o, &real, "Content-Type: application/x-www-form-urlencoded"],
+            format!("token={token}").as_bytes(),
+        )
+        .status
+    };
+    for _ in 0..5 {
+        assert_eq!(login_as("203.0.113.30", "wrong-wrong-wrong-wrong"), 401);
+    }
+    assert_eq!(login_as("203.0.113.30", TOKEN), 429);
+    assert_eq!(login_as("203.0.113.31", TOKEN), 303);
+}
+
+/// Regression: the start-up warning about a public address took `::ffff:127.0.0.1` (IPv4
+/// loopback written as IPv6) for one.
+#[test]
+fn a_mapped_loopback_listener_is_not_called_public() {
+    let site = Site::new();
+    let s = TestServer::start_with(&site, &["--listen", "[::ffff:127.0.0.1]:0"], &[]);
+    assert_eq!(s.get("/healthz").status, 200);
+    assert!(
+        !s.stderr_text().contains("public address"),
+        "{}",
+        s.stderr_text()
+    );
+    let s = TestServer::start_with(&site, &["--listen", "[::]:0"], &[]);
+    assert!(
+        s.stderr_text().contains("public address"),
+        "{}",
+        s.stderr_text()
+    );
+}
+
+/// Regression: `nib links` (and `nib shorten`, `nib token`) run in a shell without
+/// `NIB_ADMIN_TOKEN` took the stored token, which the server had from its environment,
+/// for one that had been removed, and replaced it with a new one: the owner's token
+/// stopped working and every browser was logged out.
+#[test]
+fn nib_links_does_not_replace_the_token_from_the_environment() {
+    let site = Site::new();
+    let s = server(&site);
+    let cookie = login(&s);
+    create(&s, r#"{"url":"https://example.com/kept"}"#);
+    for _ in 0..2 {
+        let (code, out, err) = nib(&site, &["links"], &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("https://example.com/kept"), "{out}");
+        assert!(!err.contains("admin token"), "{err}");
+    }
+    let (code, _, err) = nib(&site, &["shorten", "https://example.com/cli"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("admin token"), "{err}");
+    let (code, out, _) = nib(&site, &["token"], &[]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    // The running server still takes the token from its environment, and the browser
+    // login made before is still good.
+    assert_eq!(api(&s, "GET", "/api/links", None).status, 200);
+    assert_eq!(
+        get_with(s.addr, "/admin/", &[&cookie_header(&cookie)]).status,
+        200
+    );
+    // So does a restart with the same environment.
+    drop(s);
+    let s = server(&site);
+    assert_eq!(api(&s, "GET", "/api/links", None).status, 200);
+    assert!(!s.stderr_text().contains("admin token"));
+}
+
+// ---- through nginx, as deployed ----
+
+/// deploy/nginx.conf made into a loopback test config (the way bench/run.sh and the
+/// lifecycle tests do it): plain HTTP on `port` at 127.0.0.1 and [::1], nib at
+/// `upstream_port`, logs, pid and temporary files in the test's folder. The header
+/// lines nib depends on are kept as they are.
+fn deploy_nginx(upstream_port: u16) -> Option<Nginx> {
+    let conf = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf"),
+    )
+    .expect("deploy/nginx.conf");
+    let port = free_port();
+    let d = "{dir}";
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in conf.lines() {
+        skipping |= line.contains("# BEGIN http-redirect");
+        if skipping {
+            skipping = !line.contains("# END http-redirect");
+            continue;
+        }
+        if !line.trim_end().ends_with("# tls") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let replacements = [
+        ("user www-data;", String::new()),
+        ("worker_processes auto;", "worker_processes 1;".into()),
+        ("pid /run/nginx.pid;", format!("pid {d}/nginx.pid;")),
+        ("/var/log/nginx/error.log", format!("{d}/error.log")),
+        ("/var/log/nginx/access.log", format!("{d}/access.log")),
+        ("127.0.0.1:8080", format!("127.0.0.1:{upstream_port}")),
+        ("limit_conn perip 16", "limit_conn perip 1000".into()),
+        (
+            "listen 443 ssl http2;",
+            format!("listen 127.0.0.1:{port}; listen [::1]:{port};"),
+        ),
+        ("/srv/nib/static/", format!("{d}/static/")),
+        (
+            "http {",
+            format!(
+                "http {{ client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; \
+                 fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;"
+            ),
+        ),
+    ];
+    for (from, to) in replacements {
+        assert!(
+            out.contains(from),
+            "deploy/nginx.conf no longer has {from:?}"
+        );
+        out = out.replace(from, &to);
+    }
+    Nginx::start(&out, port)
+}
+
+/// A login through nginx at `front` (127.0.0.1 or [::1]), with a forged `X-Real-IP` when
+/// `forged` is given; returns the status.
+fn login_through(front: std::net::SocketAddr, forged: Option<&str>, token: &str) -> u16 {
+    let body = format!("token={token}");
+    let forged = forged
+        .map(|f| format!("X-Real-IP: {f}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST /admin/login HTTP/1.1\r\nHost: nib.test\r\nConnection: close\r\n\
+         Origin: http://nib.test\r\n{forged}\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw(front, &req).status
+}
+
+/// Regression: nginx passed the client's own `X-Real-IP` to nib, which believed it, so
+/// a new made-up address per attempt was never throttled (2,000 bad logins, 2,000 401s,
+/// about 2,600 guesses a second).
+#[test]
+fn forged_x_real_ip_values_do_not_escape_the_throttle_through_nginx() {
+    let site = Site::new();
+    let s = server(&site);
+    let Some(nginx) = deploy_nginx(s.addr.port()) else {
+        return;
+    };
+    let statuses: Vec<u16> = (0..20)
+        .map(|i| {
+            let forged = format!("198.51.100.{i}");
+            login_through(nginx.addr, Some(&forged), "wrong-wrong-wrong")
+        })
+        .collect();
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&c| c == 429), "{statuses:?}");
+}
+
+/// Regression: through nginx, 6 bad logins that named the owner's address in `X-Real-IP`
+/// locked the owner out for 15 minutes.
+#[test]
+fn a_forged_x_real_ip_cannot_lock_the_owner_out_through_nginx() {
+    let site = Site::new();
+    let s = server(&site);
+    let Some(nginx) = deploy_nginx(s.addr.port()) else {
+        return;
+    };
+    // The owner comes from ::1, the attacker from 127.0.0.1 claiming to be ::1.
+    let owner: std::net::SocketAddr = format!("[::1]:{}", nginx.addr.port()).parse().unwrap();
+    for _ in 0..6 {
+        login_through(nginx.addr, Some("::1"), "wrong-wrong-wrong");
+    }
+    assert_eq!(login_through(owner, None, TOKEN), 303);
+    // The failures were counted against the attacker's own address.
+    assert_eq!(login_through(nginx.addr, None, TOKEN), 429);
+    assert_eq!(login_through(nginx.addr, Some("203.0.113.99"), TOKEN), 429);
+}
+
+// ---- through Caddy, as deployed ----
+
+/// Caddy started from deploy/Caddyfile for a test: plain HTTP on a loopback port, nib at
+/// `upstream_port`, no admin endpoint, its state in the test's folder. Killed on drop.
+struct DeployCaddy {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl DeployCaddy {
+    fn start(upstream_port: u16) -> Option<DeployCaddy> {
+        let Some(bin) = ["/usr/bin/caddy", "/usr/local/bin/caddy"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+        else {
+            eprintln!("skipping: caddy is not installed");
+            return None;
+        };
+        let mut conf = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/Caddyfile"),
+        )
+        .expect("deploy/Caddyfile");
+        let port = free_port();
+        let replacements = [
+            (
+                "example.org {",
+                format!("http://:{port} {{\n\tbind 127.0.0.1"),
+            ),
+            ("127.0.0.1:8080", format!("127.0.0.1:{upstream_port}")),
+            ("{\n\tservers {", "{\n\tadmin off\n\tservers {".into()),
+        ];
+        for (from, to) in replacements {
+            assert!(
+                conf.contains(from),
+                "deploy/Caddyfile no longer has {from:?}"
+            );
+            conf = conf.replace(from, &to);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Caddyfile");
+        std::fs::write(&file, conf).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&file)
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start caddy");
+        let mut caddy = DeployCaddy {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        };
+        let up = eventually(Duration::from_secs(10), || {
+            TcpStream::connect(caddy.addr).is_ok()
+        });
+        assert!(
+            up && caddy.child.try_wait().unwrap().is_none(),
+            "caddy did not start"
+        );
+        Some(caddy)
+    }
+}
+
+impl Drop for DeployCaddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same regression through deploy/Caddyfile, which passed the client's `X-Real-IP`
+/// through as well (and did not load on Debian 12's Caddy at all).
+#[test]
+fn forged_x_real_ip_values_do_not_escape_the_throttle_through_caddy() {
+    let site = Site::new();
+    let s = server(&site);
+    let Some(caddy) = DeployCaddy::start(s.addr.port()) else {
+        return;
+    };
+    let statuses: Vec<u16> = (0..20)
+        .map(|i| {
+            let forged = format!("198.51.100.{i}");
+            login_through(caddy.addr, Some(&forged), "wrong-wrong-wrong")
+        })
+        .collect();
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&c| c == 429), "{statuses:?}");
 }
