@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use tiny_http::Request;
 
 use crate::admin::MAX_BODY;
 use crate::error::Error;
-use crate::http::{self, App, Pump, Pumped, Target};
+use crate::http::{self, App, End, Pump, Pumped, Target};
 use crate::writer::{Done, Wake, Writers};
 
 /// A request body that has not fully arrived this long after the handler asked for it is
@@ -74,8 +74,10 @@ pub struct Flow {
     reading: Vec<Reading>,
     /// A pump could produce more right away: the loop should not sleep.
     ready: bool,
-    /// The sockets in `reading`, shared with the header watch, which leaves them alone.
+    /// The sockets in `reading`, shared with the socket watch, which leaves them alone.
     reading_set: Arc<Mutex<HashSet<u64>>>,
+    /// Connections waiting for a tiny_http thread, as the socket watch last counted them.
+    starving: Arc<AtomicUsize>,
 }
 
 impl Flow {
@@ -94,6 +96,7 @@ impl Flow {
             reading: Vec::new(),
             ready: false,
             reading_set: Arc::default(),
+            starving: Arc::default(),
         }
     }
 
@@ -119,9 +122,15 @@ impl Flow {
             .filter_map(|r| r.sock.map(|(_, ino)| ino))
     }
 
-    /// The same sockets, as a set the header watch shares.
+    /// The same sockets, as a set the socket watch shares.
     pub fn reading_set(&self) -> Arc<Mutex<HashSet<u64>>> {
         Arc::clone(&self.reading_set)
+    }
+
+    /// The count of connections waiting for a tiny_http thread, which the socket watch
+    /// keeps and the flow uses up.
+    pub fn starving(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.starving)
     }
 
     /// Takes a request tiny_http handed over.
@@ -136,7 +145,7 @@ impl Flow {
                 Error::HeaderTooLarge
             };
             let reply = http::error_reply(app, t.as_ref(), e);
-            return self.dispatch(app, req, reply, true);
+            return self.dispatch(app, req, reply, End::Close);
         }
         if let Some(peer) = req.remote_addr().copied()
             && let Some(c) = self.conns.get_mut(&peer)
@@ -164,12 +173,12 @@ impl Flow {
         app.body.borrow_mut().take();
         match built {
             None => self.read_body(app, req),
-            Some(reply) => self.dispatch(app, req, reply, false),
+            Some(reply) => self.dispatch(app, req, reply, End::AsAsked),
         }
     }
 
-    /// Hands an answer to the writers; `close` ends the connection after it.
-    fn dispatch(&mut self, app: &App, req: Request, reply: http::Reply, close: bool) {
+    /// Hands an answer to the writers; `end` says how the connection goes on after it.
+    fn dispatch(&mut self, app: &App, req: Request, reply: http::Reply, end: End) {
         let peer = req.remote_addr().copied();
         // An answer to a request with its body unread goes out from a thread that ends the
         // connection (see `http::dispatch`): nothing follows it on that connection.
@@ -186,7 +195,15 @@ impl Flow {
             }
             None => Arc::new(AtomicBool::new(false)),
         };
-        if let Some(pump) = http::dispatch(app, req, reply, &self.writers, wake, close) {
+        // While a connection waits for one of tiny_http's threads (see
+        // `guard::watch_sockets`), a keep-alive answer asks its client to close, so the
+        // thread serving it goes to the waiting one.
+        let end = if end == End::AsAsked && tracked && take_one(&self.starving) {
+            End::Ask
+        } else {
+            end
+        };
+        if let Some(pump) = http::dispatch(app, req, reply, &self.writers, wake, end) {
             self.pumps.push(pump);
             self.ready = true;
         }
@@ -202,7 +219,7 @@ impl Flow {
                 t.as_ref(),
                 Error::Unavailable("too many request bodies at once".into()),
             );
-            return self.dispatch(app, req, reply, false);
+            return self.dispatch(app, req, reply, End::AsAsked);
         }
         // The socket is set aside before the thread starts reading: the header watch must
         // not take the body for an endless header.
@@ -265,7 +282,7 @@ impl Flow {
                         t.as_ref(),
                         Error::Unavailable("could not start reading the request body".into()),
                     );
-                    self.dispatch(app, req, reply, false);
+                    self.dispatch(app, req, reply, End::AsAsked);
                 }
             }
         }
@@ -312,7 +329,7 @@ impl Flow {
                 Err(e) => {
                     let t = Target::of(&req).ok();
                     let reply = http::error_reply(app, t.as_ref(), e);
-                    self.dispatch(app, req, reply, false);
+                    self.dispatch(app, req, reply, End::AsAsked);
                 }
             }
         }
@@ -351,6 +368,12 @@ fn oversized(req: &Request) -> Option<u16> {
         .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
         .sum();
     (block + req.url().len() > max).then_some(431)
+}
+
+/// Takes one from a count kept by another thread, if it is above zero.
+fn take_one(n: &AtomicUsize) -> bool {
+    n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1))
+        .is_ok()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -8,7 +8,7 @@
 //! The same scan tells the graceful restart when every connection has been answered.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -344,33 +344,69 @@ const WATCH_EVERY: Duration = Duration::from_millis(5);
 /// The answer to a header block over [`MAX_HEADER`], written straight to the socket.
 const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nServer: nib\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 32\r\nConnection: close\r\n\r\nrequest header block over 8 KiB\n";
 
-/// Starts the header watch, a thread of its own that no request can hold up.
+/// A connection whose request has waited this long without tiny_http reading a byte of it
+/// is starved (see [`watch_sockets`]).
+const STARVED: Duration = Duration::from_millis(50);
+
+/// A request still waiting this long for a thread makes the watch close an idle
+/// connection itself.
+const STARVED_LONG: Duration = Duration::from_millis(300);
+
+/// A connection silent this long between requests may be closed for a starved one.
+const IDLE_ENOUGH: u32 = 1000;
+
+/// What the watch remembers of a socket between looks.
+struct Mark {
+    /// Bytes acknowledged by the client when last seen.
+    acked: u64,
+    /// How much tiny_http had read when an answer last went out.
+    read: u64,
+    /// Since when the socket holds a request tiny_http has not begun to read.
+    unread_since: Option<Instant>,
+}
+
+/// Starts the socket watch, a thread of its own that no request can hold up. It looks at
+/// every socket each few milliseconds, reading from the kernel how much each client sent
+/// and how much tiny_http has read, and acts on two things the loop cannot see:
 ///
-/// tiny_http reads a request's header block on the connection's thread, a byte at a time
-/// into a buffer without a limit, before nib sees anything: one client streaming an
-/// endless header line grew the process by 25 MB a second. The watch looks at every socket
-/// each few milliseconds and reads, from the kernel, how much tiny_http has taken from it
-/// since the last answer went out. A socket with no answer in progress whose client has
-/// sent more than a header block may hold (plus [`HEADER_SLACK`]) is answered 431 and shut,
-/// so tiny_http's read ends and its buffer is freed. Sockets in `skip` (request bodies
-/// being read by nib) are left alone. The watch ends when `stop` is set.
+/// - **Header floods.** tiny_http reads a request's header block on the connection's
+///   thread, a byte at a time into a buffer without a limit, before nib sees anything:
+///   one client streaming an endless header line grew the process by 25 MB a second. A
+///   socket with no answer in progress whose client has sent more than a header block may
+///   hold (plus [`HEADER_SLACK`]) since the last answer is answered 431 and shut, so
+///   tiny_http's read ends and its buffer is freed. Sockets in `skip` (request bodies
+///   being read by nib) are left alone.
+/// - **Starved connections.** tiny_http's thread pool can queue a new connection behind
+///   threads that each serve a keep-alive connection (its `spawn` counts a thread that was
+///   just woken as still waiting), and the queued connection then waits until one of them
+///   closes: under 32 keep-alive clients a run fell to a tenth of the others' throughput.
+///   While a request has waited [`STARVED`] without tiny_http reading a byte of it, the
+///   watch says so in `starving`, and the loop's next answers on keep-alive connections
+///   ask their clients to close (`Connection: close`), so their threads take the waiting
+///   connections. When no answer goes out to ask (idle browsers hold every thread), the
+///   watch closes the connection idle longest, after [`STARVED_LONG`], if it has been
+///   idle for [`IDLE_ENOUGH`] (a client reconnects, as after any keep-alive timeout).
 ///
 /// Each look costs a few system calls per socket; the pause between looks grows with the
 /// time a look takes (twenty times it), so the watch never costs more than a twentieth of
-/// a core however many sockets are open.
-pub fn watch_headers(skip: Arc<Mutex<HashSet<u64>>>, stop: Arc<AtomicBool>) {
+/// a core however many sockets are open. It ends when `stop` is set.
+pub fn watch_sockets(
+    skip: Arc<Mutex<HashSet<u64>>>,
+    starving: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) {
     let spawned = std::thread::Builder::new()
-        .name("nib-headers".into())
+        .name("nib-watch".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            // Per socket: the acknowledged bytes last seen, and how much tiny_http had
-            // read when an answer last went out.
-            let mut marks: HashMap<u64, (u64, u64)> = HashMap::new();
+            let mut marks: HashMap<u64, Mark> = HashMap::new();
             let mut live = HashSet::new();
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 live.clear();
-                let mut refused = 0;
+                let (mut refused, mut starved, mut starved_long) = (0, 0, false);
+                // The connection idle longest between requests: (idle ms, fd, inode).
+                let mut idlest: Option<(u32, i32, u64)> = None;
                 if let Ok(fds) = own_fds() {
                     for fd in fds {
                         let Some(c) = inspect(fd) else { continue };
@@ -378,32 +414,71 @@ pub fn watch_headers(skip: Arc<Mutex<HashSet<u64>>>, stop: Arc<AtomicBool>) {
                             continue;
                         }
                         let read = c.bytes_received.saturating_sub(c.inq as u64);
-                        let m = marks.entry(c.ino).or_insert((c.bytes_acked, 0));
-                        if c.bytes_acked != m.0 || c.outq > 0 {
+                        let m = marks.entry(c.ino).or_insert(Mark {
+                            acked: c.bytes_acked,
+                            read: 0,
+                            unread_since: None,
+                        });
+                        if c.inq > 0 && read == m.read {
+                            let since = *m.unread_since.get_or_insert(started);
+                            if started - since >= STARVED {
+                                starved += 1;
+                            }
+                            starved_long |= started - since >= STARVED_LONG;
+                        } else {
+                            m.unread_since = None;
+                        }
+                        if c.bytes_acked != m.acked || c.outq > 0 {
                             // An answer is going out: what came before it was a request.
-                            *m = (c.bytes_acked, read);
+                            m.acked = c.bytes_acked;
+                            m.read = read;
                             continue;
                         }
-                        if read.saturating_sub(m.1) > MAX_HEADER + HEADER_SLACK
-                            && !lock(&skip).contains(&c.ino)
-                            && refuse_header(fd, c.ino)
+                        if read > m.read {
+                            if read - m.read > MAX_HEADER + HEADER_SLACK
+                                && !lock(&skip).contains(&c.ino)
+                                && refuse_header(fd, c.ino)
+                            {
+                                refused += 1;
+                            }
+                            continue;
+                        }
+                        // Nothing pending and nothing going out: between requests.
+                        if c.inq == 0
+                            && c.bytes_received > 0
+                            && idlest.is_none_or(|(ms, _, _)| c.last_recv_ms > ms)
                         {
-                            refused += 1;
+                            idlest = Some((c.last_recv_ms, fd, c.ino));
                         }
                     }
                 }
                 marks.retain(|ino, _| live.contains(ino));
+                starving.store(starved, Ordering::Release);
+                let mut freed = 0;
+                if starved_long
+                    && let Some((ms, fd, ino)) = idlest
+                    && ms >= IDLE_ENOUGH
+                    && cut(fd, ino, libc::SHUT_RDWR)
+                {
+                    marks.remove(&ino);
+                    freed += 1;
+                }
                 if refused > 0 {
                     eprintln!(
                         "nib: guard: answered 431 to {refused} connections whose header block passed {} KiB",
                         MAX_HEADER / 1024
                     );
                 }
+                if freed > 0 {
+                    eprintln!(
+                        "nib: guard: closed an idle keep-alive connection to serve {starved} waiting for a thread"
+                    );
+                }
                 std::thread::sleep(WATCH_EVERY.max(started.elapsed() * 20));
             }
         });
     if let Err(e) = spawned {
-        eprintln!("nib: starting the header watch: {e}");
+        eprintln!("nib: starting the socket watch: {e}");
     }
 }
 

@@ -1239,7 +1239,7 @@ pub fn dispatch(
     reply: Reply,
     writers: &Writers,
     wake: Arc<AtomicBool>,
-    close: bool,
+    end: End,
 ) -> Option<Pump> {
     if may_hold_body(&req) {
         let reply = match reply.body {
@@ -1266,7 +1266,19 @@ pub fn dispatch(
         }
         return None;
     }
-    send(req, reply, &mut app.log.borrow_mut(), writers, wake, close)
+    send(req, reply, &mut app.log.borrow_mut(), writers, wake, end)
+}
+
+/// How a connection goes on after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// As the request asked (tiny_http's rule, see [`persistence`]).
+    AsAsked,
+    /// The answer says `Connection: close`, and a client that heeds it closes the
+    /// connection, freeing tiny_http's thread for a connection that waits for one.
+    Ask,
+    /// The answer says `Connection: close` and nib closes the connection after it.
+    Close,
 }
 
 /// How many pieces of a streamed body wait between the loop and its writer: enough that
@@ -1531,15 +1543,14 @@ fn send(
     log: &mut AccessLog,
     writers: &Writers,
     wake: Arc<AtomicBool>,
-    close: bool,
+    end: End,
 ) -> Option<Pump> {
     let status = reply.status;
     log.add(&req, status, reply.len());
     let http10 = *req.http_version() == (1, 0);
-    let persist = if close {
-        Persist::Close
-    } else {
-        persistence(http10, header(&req, "Connection"))
+    let persist = match end {
+        End::AsAsked => persistence(http10, header(&req, "Connection")),
+        End::Ask | End::Close => Persist::Close,
     };
     let no_body = *req.method() == Method::Head;
     let framing = match &reply.body {
@@ -1556,7 +1567,9 @@ fn send(
     // block over the limit), and for an HTTP/1.0 client that asked to keep the connection
     // but was sent a body that ends with it: tiny_http would keep it open (rare: feeds and
     // the sitemap only).
-    let close = close || (framing == Framing::UntilClose && persist != Persist::Close);
+    let close = end == End::Close
+        || (framing == Framing::UntilClose
+            && persistence(http10, header(&req, "Connection")) != Persist::Close);
     let what = format!("{} {}", LogSafe(req.method().as_str()), LogSafe(req.url()));
     let mut pump = None;
     let out = match reply.body {

@@ -647,7 +647,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
 
     let mut guard = Guard::new(cfg.max_connections);
     let watch_stop = Arc::new(AtomicBool::new(false));
-    guard::watch_headers(flow.reading_set(), Arc::clone(&watch_stop));
+    guard::watch_sockets(flow.reading_set(), flow.starving(), Arc::clone(&watch_stop));
     let drain_limit = Duration::from_secs(cfg.drain_seconds);
     // Sockets the loop must neither count nor touch: refused huge bodies.
     let mut quarantined: HashSet<u64> = HashSet::new();
