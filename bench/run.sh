@@ -1009,7 +1009,11 @@ bench_headroom() {
   echo "  paths: ${MIXED[*]}"
   for i in 1 2 3; do
     restart_nib
-    ((i > 1)) || check_paths "http://127.0.0.1:$NIB_PORT" "${MIXED[@]}"
+    if ((i == 1)); then
+      check_paths "http://127.0.0.1:$NIB_PORT" "${MIXED[@]}"
+      path_latency "http://127.0.0.1:$NIB_PORT" "${MIXED[@]}"
+      restart_nib   # so run 1's VmHWM is the run's own, like the others'
+    fi
     run_wrk "headroom run $i, direct -c8, Connection: close" 8 "http://127.0.0.1:$NIB_PORT" \
       -H "Connection: close" -s "$REPO/bench/mixed.lua" -- "${MIXED[@]}"
     read -r hwm rss threads < <(proc_mem "$NIB_PID")
@@ -1104,7 +1108,7 @@ print_summary() {
   local r figure value target
   section "summary (Markdown)"
   echo
-  echo "nib bench, $(date -u +%Y-%m-%d), $BENCH_POSTS posts, ${BENCH_SECONDS}s wrk runs, $(nproc) CPUs ($CPU)"
+  echo "nib bench, $(date -u +%Y-%m-%d), $BENCH_POSTS posts, ${BENCH_SECONDS}s wrk runs, $(nproc) CPUs ($CPU), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   printf '| %-52s | %-24s | %-10s |\n' figure value target
   printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..54})" "$(printf -- '-%.0s' {1..26})" "$(printf -- '-%.0s' {1..12})"
@@ -1121,6 +1125,8 @@ main() {
   CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   need_tools
   echo "nib bench: $BENCH_POSTS posts, ${BENCH_SECONDS}s per wrk run, $(nproc) CPUs ($CPU), parts $BENCH_PARTS"
+  # Other work on the machine moves every figure; say how busy it was.
+  echo "  load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "  $(nginx -v 2>&1), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-3)"
   echo "  temp dir: $WORK"
   build_nib
