@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# nib benchmark: the figures issue 2 asks for, measured on this machine.
+# nib benchmark: the figures issues 2 to 4 ask for, and the hostile-client figures of the
+# issue "no single connection, post file or header can freeze, bloat or crash nib",
+# measured on this machine.
 #
-#   bash bench/run.sh
+#   bash bench/run.sh [--quick] [PART...]
+#
+# With no PART, every part runs. A PART is one of the letters a-f below (several may
+# be run together: "ae") or one of the names headroom, slow, fairness, flood; e.g.
+# `bash bench/run.sh slow` or `bash bench/run.sh --quick headroom flood`.
+# --quick shortens the runs (BENCH_SECONDS=3 unless set, 3 fairness runs) to check the
+# bench itself; its figures are not the ones to quote.
 #
 # Environment:
 #   BENCH_SECONDS  length of each wrk run (default 10)
@@ -9,36 +17,82 @@
 #   BENCH_KEEP=1   keep the temporary directory (site, configs, logs) and print its path
 #   BENCH_NIB=PATH bench this nib binary instead of building one (e.g. to compare builds)
 #   BENCH_ROUNDS   rounds of the alternating runs in part c (default 3; medians reported)
-#   BENCH_PARTS    which parts below to run (default abcdef); a always runs, since the
-#                  others use its database, and c needs b (e.g. BENCH_PARTS=ae re-runs
-#                  the short-link figures alone)
+#   BENCH_FAIR_RUNS runs in part fairness (default 10)
+#   BENCH_PARTS    the parts, as on the command line (default: all); a always runs,
+#                  since the others use its database, and c needs b (e.g. BENCH_PARTS=ae
+#                  re-runs the short-link figures alone)
 #
 # Everything runs against 127.0.0.1 on free ports, from a temporary directory; every
 # process the script starts is stopped when it exits, however it exits. It installs wrk
 # and nginx-light with apt-get when they are missing (that part needs root).
 #
 # What it measures (see issues 2 and 3 for the targets):
-#   a. cold start: launch on a fresh database until GET / answers 200
+#   a. cold start: launch on a fresh database until GET / answers 200; then 100,000
+#      short links go into the database (bench/load-links.py), for every later part
 #   b. memory: VmHWM / VmRSS / threads after wrk mixed-page runs, direct and via nginx
 #   c. post page requests/s against nginx baselines, nginx with one worker
 #   d. binary size and linkage
-#   e. short links: redirect requests/s against nginx's `return 302`; 100,000 links
-#      loaded into the database, then peak RSS under wrk at random codes, the API list
-#      and a preview page once each, and where the memory is (binary, heap, stacks)
+#   e. short links: redirect requests/s against nginx's `return 302`; peak RSS under
+#      wrk at random codes of the 100,000, the API list and a preview page once each,
+#      and where the memory is (binary, heap, stacks)
 #   f. process life (issue 4): 5 SIGHUPs under wrk -t2 -c4 keep-alive, direct and via
 #      nginx (requests, errors, same PID, 6 "nib: serving" lines); 400 idle/half-sent
 #      sockets plus 100 KB headers and 100 MB bodies at nginx while wrk reads pages
 #      (nib's memory, threads, fds; page latency); 100 idle/half-sent sockets straight
 #      at nib until its guard closes them (bench/hostile.py)
+#   headroom: nib's VmHWM after the mixed load (every kind of page, feed, sitemap and
+#      short link; wrk -t2 -c8, Connection: close), three runs on a fresh nib each
+#      (target <= 3.3 MB every run)
+#   slow: 50 clients GET an 8 MB static file with a 4 KB receive buffer and never read,
+#      20 send half a POST body, for 15 s, while 4 other clients GET post pages for
+#      10 s (bench/slow.py): their p99, nib's VmHWM, and whether nib's threads and fds
+#      return to where they were; direct and via nginx (target p99 < 50 ms,
+#      VmHWM < 4 MB, threads and fds back)
+#   fairness: ten wrk -t2 -c32 keep-alive runs on one short link, one after the other
+#      on one nib: each run's requests/s, the median, min / median (target >= 0.8)
+#   flood: 6 connections each stream one endless header line for 10 s (nib's RSS
+#      growth, target < 1 MB), and one request with 5,000 short headers (the status,
+#      target 431) (bench/flood.py)
 # and ends with a Markdown table of every figure, ready to paste into a note.
 set -euo pipefail
 
+ALL_PARTS="abcdef headroom slow fairness flood"
+QUICK=0
+ARGS=()
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "run.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
+    *) ARGS+=("$arg") ;;
+  esac
+done
+if ((${#ARGS[@]})); then BENCH_PARTS="${ARGS[*]}"; fi
+
+if [[ $QUICK == 1 ]]; then
+  BENCH_SECONDS=${BENCH_SECONDS:-3}
+  BENCH_FAIR_RUNS=${BENCH_FAIR_RUNS:-3}
+fi
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_POSTS=${BENCH_POSTS:-10000}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_NIB=${BENCH_NIB:-}
-BENCH_PARTS=${BENCH_PARTS:-abcdef}
+BENCH_PARTS=${BENCH_PARTS:-$ALL_PARTS}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+BENCH_FAIR_RUNS=${BENCH_FAIR_RUNS:-10}
+
+# The parts asked for, one a word: "ae slow" -> a e slow.
+PART_LIST=()
+for word in ${BENCH_PARTS//,/ }; do
+  if [[ $word =~ ^[a-f]+$ ]]; then
+    for ((i = 0; i < ${#word}; i++)); do PART_LIST+=("${word:i:1}"); done
+  elif [[ " headroom slow fairness flood " == *" $word "* ]]; then
+    PART_LIST+=("$word")
+  else
+    echo "run.sh: unknown part '$word' (parts: a-f, headroom, slow, fairness, flood)" >&2
+    exit 2
+  fi
+done
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nib-bench.XXXXXX")
@@ -106,7 +160,11 @@ proc_mem() {
 # A post's slug from its file name: without .md and the YYYY-MM-DD- prefix.
 slug() { local f=${1%.md}; echo "${f#????-??-??-}"; }
 
-part() { [[ $BENCH_PARTS == *"$1"* ]]; }
+part() {
+  local p
+  for p in "${PART_LIST[@]}"; do [[ $p == "$1" ]] && return 0; done
+  return 1
+}
 
 mb() { awk -v k="$1" 'BEGIN { printf "%.2f MB", k / 1024 }'; }
 
@@ -280,14 +338,15 @@ start_nginx() {
 
 # ---------------------------------------------------------------- wrk
 
-# Warn about any path that does not answer 200, since wrk would count it as a
-# non-2xx response rather than fail.
+# Warn about any path that does not answer 200 (302 for a short link), since wrk would
+# count it as a non-2xx response rather than fail.
 check_paths() {
   local base=$1 path code
   shift
   for path in "$@"; do
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$base$path")
-    [[ $code == 200 ]] || echo "  warning: $base$path answers $code"
+    [[ $code == 200 || ($code == 302 && $path =~ ^/[0-9A-Za-z]+$) ]] ||
+      echo "  warning: $base$path answers $code"
   done
 }
 
@@ -628,24 +687,35 @@ binary_breakdown() {
   row "binary bytes: file / text / data / bss" "$bytes/$text/$data/$bss"
 }
 
-bench_many_links() {
-  local n=100000 codes=$WORK/codes.txt base hwm rss threads i code mid secs out bytes db_kb
-  section "e2. 100,000 links: peak RSS under wrk -t2 -c8 at random codes, Connection: close, ${BENCH_SECONDS}s"
-  # Through the API each link is one fsynced commit (minutes for 100,000), so they go
-  # straight into the stopped server's database, one transaction (bench/load-links.py).
+# The links every part after a. uses (the mixed pages follow three of them): LINK_N
+# codes in CODES, one a line. Through the API each link is one fsynced commit (minutes
+# for 100,000), so they go straight into the stopped server's database, one transaction
+# (bench/load-links.py).
+LINK_N=100000
+CODES=$WORK/codes.txt
+load_links() {
+  local n=$LINK_N base db_kb i code
+  section "links: $n short links into the database"
   stop "$NIB_PID"
-  python3 "$REPO/bench/load-links.py" "$SITE/nib.db" "$n" "$codes"
+  python3 "$REPO/bench/load-links.py" "$SITE/nib.db" "$n" "$CODES"
   db_kb=$(du -k --apparent-size "$SITE/nib.db" | cut -f1)
-  echo "  database: $(mb "$db_kb") ($BENCH_POSTS posts, $n + 1 links)"
+  echo "  database: $(mb "$db_kb") ($BENCH_POSTS posts, $n links)"
   row "database size, $BENCH_POSTS posts + $n links" "$(mb "$db_kb")"
   start_nib
   echo "  nib restarted on it: $START_MS ms to first 200 on /"
   row "warm start to serving, $n links" "$START_MS ms"
   base="http://127.0.0.1:$NIB_PORT"
   for i in 0 $((n / 2)) $((n - 1)); do
-    code=$(sed -n "$((i + 1))p" "$codes")
+    code=$(sed -n "$((i + 1))p" "$CODES")
     expect_redirect "$base/$code" "https://example.com/page/$i"
   done
+}
+
+bench_many_links() {
+  local n=$LINK_N codes=$CODES base hwm rss threads code mid secs out bytes path
+  section "e2. $n links: peak RSS under wrk -t2 -c8 at random codes, Connection: close, ${BENCH_SECONDS}s"
+  restart_nib
+  base="http://127.0.0.1:$NIB_PORT"
 
   binary_breakdown
   mem_breakdown "idle after start"
@@ -929,13 +999,138 @@ bench_process_life() {
   hostile_direct
 }
 
+# ---------------------------------------------------------------- headroom
+
+# Poll PID's VmHWM every 0.1 s into FILE (the largest reading) until PID is gone or we
+# are stopped. VmHWM read once after a run is not enough: on this kernel (its RSS
+# counters are per-CPU and approximate) it was seen to read 4.12 MB during a run and
+# 3.92 MB after it, so the figure is the largest reading.
+watch_hwm() {
+  local pid=$1 file=$2 max=0 k v rest
+  while kill -0 "$pid" 2>/dev/null; do
+    while read -r k v rest; do
+      [[ $k == VmHWM: ]] && ((v > max)) && max=$v
+    done <"/proc/$pid/status" 2>/dev/null || true
+    echo "$max" >"$file"
+    sleep 0.1
+  done
+}
+
+# The mixed load of part b. at -c8, Connection: close, three times, each on a freshly
+# restarted nib so each run's VmHWM is that run's own peak.
+bench_headroom() {
+  local i hwm rss threads max=0 all=() wpid seen
+  section "headroom. nib's VmHWM under the mixed load, wrk -t2 -c8, Connection: close, ${BENCH_SECONDS}s, 3 runs on a fresh nib each"
+  echo "  paths: ${MIXED[*]}"
+  for i in 1 2 3; do
+    restart_nib
+    if ((i == 1)); then
+      check_paths "http://127.0.0.1:$NIB_PORT" "${MIXED[@]}"
+      path_latency "http://127.0.0.1:$NIB_PORT" "${MIXED[@]}"
+      restart_nib   # so run 1's VmHWM is the run's own, like the others'
+    fi
+    watch_hwm "$NIB_PID" "$WORK/hwm-$i.txt" &
+    wpid=$!
+    PIDS+=("$wpid")
+    run_wrk "headroom run $i, direct -c8, Connection: close" 8 "http://127.0.0.1:$NIB_PORT" \
+      -H "Connection: close" -s "$REPO/bench/mixed.lua" -- "${MIXED[@]}"
+    read -r hwm rss threads < <(proc_mem "$NIB_PID")
+    stop "$wpid"
+    seen=$(cat "$WORK/hwm-$i.txt" 2>/dev/null || echo 0)
+    printf '  %-44s VmHWM %s (largest reading during the run %s)  VmRSS %s  threads %s\n' "" \
+      "$(mb "$hwm")" "$(mb "$seen")" "$(mb "$rss")" "$threads"
+    ((seen > hwm)) && hwm=$seen
+    all+=("$(mb "$hwm")")
+    ((hwm > max)) && max=$hwm
+  done
+  echo "  headroom: VmHWM per run ${all[0]}, ${all[1]}, ${all[2]}; largest $(mb "$max")   (target <= 3.3 MB every run: $(
+    ((max <= 3379)) && echo ok || echo ABOVE TARGET))"
+  row "headroom: VmHWM of 3 mixed -c8 runs (fresh nib each)" "${all[0]}, ${all[1]}, ${all[2]}" "<= 3.3 MB each"
+}
+
+# ---------------------------------------------------------------- slow
+
+# Run a helper script that prints lines for a person and "ROW|figure|value|target"
+# lines for the summary; the latter become rows.
+run_reporting() {
+  local line figure value target
+  while IFS= read -r line; do
+    if [[ $line == ROW\|* ]]; then
+      IFS='|' read -r _ figure value target <<<"$line"
+      row "$figure" "$value" "$target"
+    else
+      echo "$line"
+    fi
+  done < <("$@" || echo "  warning: $(basename "$2") exited with status $?")
+}
+
+# Slow readers of an 8 MB static file and half-sent login bodies, direct and through
+# nginx (bench/slow.py). Through nginx, static/ is nginx's and it holds both kinds of
+# client itself: that is the deployment deploy/nginx.conf describes.
+bench_slow() {
+  local big=$SITE/static/big.bin port pages measure=$BENCH_SECONDS hold
+  hold=$((BENCH_SECONDS + 5))
+  section "slow. 50 slow readers of /static/big.bin (8 MB, SO_RCVBUF 4096, never read) + 20 half-sent POST /admin/login bodies for ${hold}s; 4 clients GET post pages for ${measure}s meanwhile"
+  head -c $((8 << 20)) /dev/zero >"$big"
+  pages=(--page "${MIXED[2]}" --page "${MIXED[3]}" --page "${MIXED[5]}" --page "${MIXED[8]}")
+
+  restart_nib
+  check_paths "http://127.0.0.1:$NIB_PORT" /static/big.bin "${MIXED[2]}"
+  run_reporting python3 "$REPO/bench/slow.py" "$NIB_PORT" --pid "$NIB_PID" --big /static/big.bin \
+    "${pages[@]}" --measure "$measure" --hold "$hold" --label direct
+  kill -0 "$NIB_PID" 2>/dev/null || echo "  warning: nib (pid $NIB_PID) died during the direct run"
+
+  restart_nib
+  port=$(free_port)
+  front_conf "$WORK/nginx-slow" "$port" "$NIB_PORT"
+  start_nginx "$WORK/nginx-slow" "$port"
+  check_paths "http://127.0.0.1:$port" /static/big.bin "${MIXED[2]}"
+  run_reporting python3 "$REPO/bench/slow.py" "$port" --pid "$NIB_PID" --big /static/big.bin \
+    "${pages[@]}" --measure "$measure" --hold "$hold" --label "via nginx"
+  kill -0 "$NIB_PID" 2>/dev/null || echo "  warning: nib (pid $NIB_PID) died during the nginx run"
+  rm -f "$big"
+}
+
+# ---------------------------------------------------------------- fairness
+
+# BENCH_FAIR_RUNS keep-alive runs in a row on one nib: a run that finds the server
+# worse off than the others (connections the guard cut, a thread pool left grown or
+# shrunk) shows as a low run against the median.
+bench_fairness() {
+  local code url i all=() med min r
+  code=$(sed -n "$((LINK_N / 2 + 1))p" "$CODES")
+  section "fairness. $BENCH_FAIR_RUNS runs of wrk -t2 -c32 keep-alive on one short link (/$code), ${BENCH_SECONDS}s each, one nib"
+  restart_nib
+  url="http://127.0.0.1:$NIB_PORT/$code"
+  expect_redirect "$url" "https://example.com/page/$((LINK_N / 2))"
+  for ((i = 1; i <= BENCH_FAIR_RUNS; i++)); do
+    run_wrk "fairness run $i, -c32 keep-alive" 32 "$url"
+    all+=("$RPS")
+  done
+  med=$(median "${all[@]}")
+  min=$(printf '%s\n' "${all[@]}" | sort -n | head -n 1)
+  r=$(ratio "$min" "$med")
+  echo "  fairness: req/s per run ${all[*]}; median $med, min $min, min/median $r   (target >= 0.8: $(verdict_ge "$r" 0.8))"
+  row "fairness: req/s of $BENCH_FAIR_RUNS -c32 keep-alive runs" "$(IFS=/; echo "${all[*]}")"
+  row "fairness: median req/s, min / median" "$med, $r" ">= 0.8"
+}
+
+# ---------------------------------------------------------------- flood
+
+bench_flood() {
+  section "flood. 6 connections stream one endless header line for ${BENCH_SECONDS}s; one request with 5,000 short headers (bench/flood.py)"
+  restart_nib
+  run_reporting python3 "$REPO/bench/flood.py" "$NIB_PORT" --pid "$NIB_PID" --page "${MIXED[2]}" \
+    --conns 6 --seconds "$BENCH_SECONDS"
+}
+
 # ---------------------------------------------------------------- summary
 
 print_summary() {
   local r figure value target
   section "summary (Markdown)"
   echo
-  echo "nib bench, $(date -u +%Y-%m-%d), $BENCH_POSTS posts, ${BENCH_SECONDS}s wrk runs, $(nproc) CPUs ($CPU)"
+  echo "nib bench, $(date -u +%Y-%m-%d), $BENCH_POSTS posts, ${BENCH_SECONDS}s wrk runs, $(nproc) CPUs ($CPU), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   printf '| %-52s | %-24s | %-10s |\n' figure value target
   printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..54})" "$(printf -- '-%.0s' {1..26})" "$(printf -- '-%.0s' {1..12})"
@@ -952,6 +1147,8 @@ main() {
   CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   need_tools
   echo "nib bench: $BENCH_POSTS posts, ${BENCH_SECONDS}s per wrk run, $(nproc) CPUs ($CPU), parts $BENCH_PARTS"
+  # Other work on the machine moves every figure; say how busy it was.
+  echo "  load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "  $(nginx -v 2>&1), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-3)"
   echo "  temp dir: $WORK"
   build_nib
@@ -965,11 +1162,18 @@ main() {
   n=${#names[@]}
   tag=$(sed -n 's/^tags: \[\([^],]*\).*/\1/p' "$SITE/posts/${names[n - 1]}")
   POST_SLUG=$(slug "${names[n / 2]}")
+  # Then the other feeds, the sitemap, a deep archive page, a tag's second page and three
+  # short links (from part a's 100,000), so every kind of public answer is in the mix.
+  # Keep the first nine in place: parts f and slow take posts from them by index.
   MIXED=(/ /page/2/ "/posts/$(slug "${names[n - 1]}")/" "/posts/$POST_SLUG/" /tags/
     "/posts/$(slug "${names[n * 3 / 4]}")/" "/tags/$tag/" /feed.xml
-    "/posts/$(slug "${names[0]}")/" /static/style.css)
+    "/posts/$(slug "${names[0]}")/" /static/style.css
+    /rss.xml /sitemap.xml /page/50/ "/tags/$tag/page/2/")
 
   bench_cold_start
+  load_links
+  MIXED+=("/$(sed -n 1p "$CODES")" "/$(sed -n "$((LINK_N / 2 + 1))p" "$CODES")"
+    "/$(sed -n "${LINK_N}p" "$CODES")")
   if part b; then bench_memory; fi
   if part c; then
     part b || die "BENCH_PARTS: part c needs part b (its nginx front end)"
@@ -982,6 +1186,10 @@ main() {
     bench_many_links
   fi
   if part f; then bench_process_life; fi
+  if part headroom; then bench_headroom; fi
+  if part slow; then bench_slow; fi
+  if part fairness; then bench_fairness; fi
+  if part flood; then bench_flood; fi
   print_summary
 }
 
