@@ -11,7 +11,7 @@
 //! - Answers go to the writers ([`crate::writer`]); a streamed body is produced here a
 //!   few pieces at a time, as its writer takes them ([`Pump`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -75,7 +75,7 @@ pub struct Flow {
     /// A pump could produce more right away: the loop should not sleep.
     ready: bool,
     /// The sockets in `reading`, shared with the socket watch, which leaves them alone.
-    reading_set: Arc<Mutex<HashSet<u64>>>,
+    reading_set: Arc<Mutex<HashMap<u64, bool>>>,
     /// Connections waiting for a tiny_http thread, as the socket watch last counted them.
     starving: Arc<AtomicUsize>,
 }
@@ -123,7 +123,7 @@ impl Flow {
     }
 
     /// The same sockets, as a set the socket watch shares.
-    pub fn reading_set(&self) -> Arc<Mutex<HashSet<u64>>> {
+    pub fn reading_set(&self) -> Arc<Mutex<HashMap<u64, bool>>> {
         Arc::clone(&self.reading_set)
     }
 
@@ -225,7 +225,7 @@ impl Flow {
         // not take the body for an endless header.
         let sock = peer.and_then(crate::guard::find_by_peer);
         if let Some((_, ino)) = sock {
-            lock(&self.reading_set).insert(ino);
+            lock(&self.reading_set).insert(ino, false);
         }
         let late = Arc::new(AtomicBool::new(false));
         let back = self.bodies_tx.clone();
@@ -311,11 +311,11 @@ impl Flow {
             }
         }
         while let Ok(BodyRead { req, body, late }) = self.bodies.try_recv() {
-            let set = &self.reading_set;
+            let mut sock = None;
             self.reading.retain(|r| {
                 let this = Arc::ptr_eq(&r.late, &late);
-                if this && let Some((_, ino)) = r.sock {
-                    lock(set).remove(&ino);
+                if this {
+                    sock = r.sock;
                 }
                 !this
             });
@@ -331,6 +331,11 @@ impl Flow {
                     let reply = http::error_reply(app, t.as_ref(), e);
                     self.dispatch(app, req, reply, End::AsAsked);
                 }
+            }
+            // The answer is handed over: the socket watch takes the socket off the set
+            // once it sees the answer leave (the body read is not a header), not before.
+            if let Some((_, ino)) = sock {
+                lock(&self.reading_set).insert(ino, true);
             }
         }
         for r in &self.reading {

@@ -374,8 +374,9 @@ struct Mark {
 ///   one client streaming an endless header line grew the process by 25 MB a second. A
 ///   socket with no answer in progress whose client has sent more than a header block may
 ///   hold (plus [`HEADER_SLACK`]) since the last answer is answered 431 and shut, so
-///   tiny_http's read ends and its buffer is freed. Sockets in `skip` (request bodies
-///   being read by nib) are left alone.
+///   tiny_http's read ends and its buffer is freed. Sockets in `skip` (whose request body
+///   nib reads; `true` once nib has answered it) are left alone until that answer goes
+///   out; the watch then takes them off.
 /// - **Starved connections.** tiny_http's thread pool can queue a new connection behind
 ///   threads that each serve a keep-alive connection (its `spawn` counts a thread that was
 ///   just woken as still waiting), and the queued connection then waits until one of them
@@ -391,7 +392,7 @@ struct Mark {
 /// time a look takes (twenty times it), so the watch never costs more than a twentieth of
 /// a core however many sockets are open. It ends when `stop` is set.
 pub fn watch_sockets(
-    skip: Arc<Mutex<HashSet<u64>>>,
+    skip: Arc<Mutex<HashMap<u64, bool>>>,
     starving: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
@@ -429,14 +430,21 @@ pub fn watch_sockets(
                             m.unread_since = None;
                         }
                         if c.bytes_acked != m.acked || c.outq > 0 {
-                            // An answer is going out: what came before it was a request.
+                            // An answer is going out: what came before it was a request
+                            // (and its body, if nib read one and has answered it: the
+                            // socket's mark moves past the body, so it is no longer set
+                            // aside; a `100 Continue` before the body does not count).
                             m.acked = c.bytes_acked;
                             m.read = read;
+                            let mut skip = lock(&skip);
+                            if skip.get(&c.ino) == Some(&true) {
+                                skip.remove(&c.ino);
+                            }
                             continue;
                         }
                         if read > m.read {
                             if read - m.read > MAX_HEADER + HEADER_SLACK
-                                && !lock(&skip).contains(&c.ino)
+                                && !lock(&skip).contains_key(&c.ino)
                                 && refuse_header(fd, c.ino)
                             {
                                 refused += 1;
@@ -453,6 +461,7 @@ pub fn watch_sockets(
                     }
                 }
                 marks.retain(|ino, _| live.contains(ino));
+                lock(&skip).retain(|ino, _| live.contains(ino));
                 starving.store(starved, Ordering::Release);
                 let mut freed = 0;
                 if starved_long

@@ -1281,10 +1281,10 @@ pub enum End {
     Close,
 }
 
-/// How many pieces of a streamed body wait between the loop and its writer: enough that
-/// the writer never waits on the loop for a client that reads fast, few enough that a
-/// slow one costs two pieces of memory.
-const PIPE_PIECES: usize = 2;
+/// How many pieces of a streamed body wait between the loop and its writer: with the one
+/// the writer is sending and the one the loop holds when the pipe is full, a streamed body
+/// costs at most three pieces of memory however slowly its client reads.
+const PIPE_PIECES: usize = 1;
 
 /// The most pieces a streamed body produces in one turn of the loop, so a fast client's
 /// sitemap does not hold the loop for the whole of it.

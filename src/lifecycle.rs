@@ -29,6 +29,13 @@
 //!
 //! From step 2 on nothing new is accepted by this image and the listening socket is
 //! never closed, so no connection is refused or reset; the new image accepts the backlog.
+//!
+//! When answers are still in flight [`HANDOVER_AFTER`] into step 3 (a large download to a
+//! slow reader, which may take up to `drain_seconds`), waiting for them would leave new
+//! connections in the backlog as long. The image then hands over instead, as nginx's
+//! binary upgrade and Unicorn's USR2 do: it starts the binary on disk as a new process
+//! with the socket at fd 3 (`NIB_HANDED_OVER=1`), tells systemd the new main PID
+//! (`MAINPID=`), finishes its answers and exits 0. The successor serves at once.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
@@ -80,6 +87,8 @@ const LISTEN_FD: RawFd = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
     Stop,
+    /// A successor serves the socket; this process exits once its answers are out.
+    HandedOver,
     Hup,
     AcceptDied,
     Memory,
@@ -90,6 +99,7 @@ impl Why {
     fn describe(self) -> &'static str {
         match self {
             Why::Stop => "stopping",
+            Why::HandedOver => "handed over",
             Why::Hup => "restarting in place (SIGHUP)",
             Why::AcceptDied => "restarting in place (tiny_http stopped accepting)",
             Why::Memory => "restarting in place (resident memory above max_rss_kb)",
@@ -220,12 +230,16 @@ fn acquire_listener(
     cfg: &Config,
     env: &HashMap<String, String>,
 ) -> Result<TcpListener, StartupError> {
-    let inherited = listen_fds(
-        env.get("LISTEN_FDS").map(String::as_str),
-        env.get("LISTEN_PID").map(String::as_str),
-        std::process::id(),
-    )
-    .map_err(StartupError::Other)?;
+    let inherited = if env.get(HANDOVER_VAR).is_some_and(|v| v == "1") {
+        Some(LISTEN_FD)
+    } else {
+        listen_fds(
+            env.get("LISTEN_FDS").map(String::as_str),
+            env.get("LISTEN_PID").map(String::as_str),
+            std::process::id(),
+        )
+        .map_err(StartupError::Other)?
+    };
     if let Some(fd) = inherited {
         let ok = guard::is_tcp_listener(fd);
         if !ok {
@@ -315,12 +329,22 @@ fn current_exe(started_as: &std::path::Path) -> PathBuf {
 }
 
 /// Environment variables that belong to one image and are not passed to the next.
-const IMAGE_VARS: [&str; 4] = [
+const IMAGE_VARS: [&str; 5] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "NIB_CHECK_ONLY",
+    HANDOVER_VAR,
 ];
+
+/// Set for a successor started by [`hand_over`]: the listening socket is at fd 3. (A
+/// successor's PID is not known before it starts, so `LISTEN_PID` cannot name it.)
+const HANDOVER_VAR: &str = "NIB_HANDED_OVER";
+
+/// A restart whose answers in flight (a large download, say) are not all out after this
+/// long hands the socket to a new process instead of waiting for them: connections that
+/// arrive meanwhile are then served within this bound, not after the whole drain.
+const HANDOVER_AFTER: Duration = Duration::from_millis(500);
 
 /// Runs the binary on disk with this process's arguments and `NIB_CHECK_ONLY=1`: it loads
 /// the configuration exactly as a new image would and exits. `Err` carries its message.
@@ -419,6 +443,44 @@ fn exec_self(exe: &std::path::Path, listener: RawFd) -> io::Error {
     mask_signals(libc::SIG_UNBLOCK);
     let _ = set_cloexec(LISTEN_FD, true);
     e
+}
+
+/// Starts a successor: the binary on disk, with the same arguments, serving on the same
+/// listening socket (at fd 3) while this process finishes the answers it has in flight,
+/// as nginx's binary upgrade and Unicorn's USR2 do. Returns its PID.
+fn hand_over(exe: &std::path::Path, listener: RawFd) -> io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1));
+    for v in IMAGE_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env(HANDOVER_VAR, "1");
+    // SAFETY: runs in the forked child before exec and calls only async-signal-safe
+    // functions (dup2, fcntl, sigprocmask) on descriptors and a set it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if listener != LISTEN_FD {
+                // dup2 clears close-on-exec on the copy.
+                if libc::dup2(listener, LISTEN_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::fcntl(LISTEN_FD, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // As across exec_self: a signal before the successor's handlers waits for
+            // them instead of killing it.
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in HANDLED {
+                libc::sigaddset(&mut set, sig);
+            }
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(child.id())
 }
 
 /// Whether connections wait in the listening socket's backlog right now.
@@ -570,6 +632,10 @@ pub fn serve(cfg: Config, env: &HashMap<String, String>) -> Result<u8, StartupEr
             eprintln!("nib: stopped");
             return Ok(0);
         }
+        if why == Why::HandedOver {
+            eprintln!("nib: answers in flight finished; the successor serves on");
+            return Ok(0);
+        }
         let exe = current_exe(&p.started_as);
         // The drain freed descriptors and threads, so a check that could not even start
         // before (EMFILE) runs now; a config broken since start-up keeps this image.
@@ -653,6 +719,8 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
     let mut quarantined: HashSet<u64> = HashSet::new();
     let mut accept_dead = false;
     let mut draining: Option<(Why, Instant)> = None;
+    // Whether this drain has tried to hand the socket to a successor.
+    let mut handover_tried = false;
     let mut read_shut: HashSet<u64> = HashSet::new();
     let mut last_rss = Instant::now();
     let mut deaf_since: Option<Instant> = None;
@@ -711,7 +779,9 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         p.notifier.watchdog_tick();
 
         if let Some((why, since)) = draining.as_mut() {
-            if *why != Why::Stop && p.signals.stop.load(Ordering::Relaxed) {
+            if !matches!(*why, Why::Stop | Why::HandedOver)
+                && p.signals.stop.load(Ordering::Relaxed)
+            {
                 *why = Why::Stop;
                 p.notifier.send("STOPPING=1");
                 eprintln!("nib: stop requested during the restart: stopping instead");
@@ -723,6 +793,27 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
             let conns = scanned.as_deref().unwrap_or_default();
             if accept_dead && flow.idle() && scanned.as_ref().is_ok_and(|c| c.is_empty()) {
                 break;
+            }
+            if !matches!(*why, Why::Stop | Why::HandedOver)
+                && !handover_tried
+                && since.elapsed() >= HANDOVER_AFTER
+            {
+                handover_tried = true;
+                match hand_over(&current_exe(&p.started_as), p.listener.as_raw_fd()) {
+                    Ok(pid) => {
+                        eprintln!(
+                            "nib: answers still in flight after {} ms: handed the socket to PID {pid}, which serves new connections; this process exits when they are out",
+                            HANDOVER_AFTER.as_millis()
+                        );
+                        // systemd follows the successor (NotifyAccess=main suffices: this
+                        // is still the main process when it says so).
+                        p.notifier.send(&format!("MAINPID={pid}"));
+                        *why = Why::HandedOver;
+                    }
+                    Err(e) => eprintln!(
+                        "nib: handing the socket over: {e}; restarting in place once the answers are out"
+                    ),
+                }
             }
             if since.elapsed() >= drain_limit {
                 let mut n = 0;

@@ -30,7 +30,7 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 pub const MAX_WRITERS: usize = 256;
 
 /// Threads kept waiting for work however long they are idle.
-const KEEP_IDLE: usize = 2;
+const KEEP_IDLE: usize = 1;
 
 /// An idle thread beyond [`KEEP_IDLE`] ends after this long without work.
 const IDLE_EXIT: Duration = Duration::from_secs(5);
@@ -92,10 +92,9 @@ struct Shared {
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
-    /// Threads waiting for a job. Only ever read and changed under the lock, with `jobs`,
-    /// so a job is never queued for a thread that has already decided to end or that
-    /// another job has claimed.
-    waiting: usize,
+    /// Threads writing a job. Only ever read and changed under the lock, with `jobs` and
+    /// `threads`, so a job is never queued for a thread that has already decided to end.
+    busy: usize,
     threads: usize,
 }
 
@@ -123,17 +122,21 @@ impl Writers {
         self.shared.active.load(Ordering::Acquire)
     }
 
-    /// Hands a job to a waiting thread, or to a new one when none waits.
+    /// Hands a job to a thread that is not writing (waiting, or just done with a job), or
+    /// to a new one when every thread is writing. A page is written in microseconds, so a
+    /// thread or two serve every quick answer; only answers stuck on slow clients add
+    /// threads (each costs some 20 KB of memory while it lives).
     pub fn submit(&self, job: Job) {
         self.shared.active.fetch_add(1, Ordering::AcqRel);
         let mut q = lock(&self.shared.queue);
-        if q.waiting > q.jobs.len() || q.threads >= MAX_WRITERS {
+        if q.threads > q.busy + q.jobs.len() || q.threads >= MAX_WRITERS {
             q.jobs.push_back(job);
             drop(q);
             self.shared.ready.notify_one();
             return;
         }
         q.threads += 1;
+        q.busy += 1;
         drop(q);
         let shared = Arc::clone(&self.shared);
         // The job travels in a slot the thread empties, so a failed spawn gives it back.
@@ -151,6 +154,7 @@ impl Writers {
             eprintln!("nib: starting a writer thread: {e}");
             let mut q = lock(&self.shared.queue);
             q.threads -= 1;
+            q.busy -= 1;
             if let Some(job) = lock(&slot).take() {
                 // Some thread exists (the loop started with one) or will; the job waits.
                 q.jobs.push_back(job);
@@ -167,6 +171,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A writer thread's life: its first job, then whatever the queue gives it.
 fn work(shared: &Shared, mut job: Option<Job>) {
     loop {
+        let wrote = job.is_some();
         if let Some(j) = job.take() {
             let peer = j.peer;
             let wake = Arc::clone(&j.wake);
@@ -184,18 +189,20 @@ fn work(shared: &Shared, mut job: Option<Job>) {
             }
         }
         let mut q = lock(&shared.queue);
+        if wrote {
+            q.busy -= 1;
+        }
         loop {
             if let Some(j) = q.jobs.pop_front() {
+                q.busy += 1;
                 job = Some(j);
                 break;
             }
-            q.waiting += 1;
             let (guard, timeout) = shared
                 .ready
                 .wait_timeout(q, IDLE_EXIT)
                 .unwrap_or_else(|p| p.into_inner());
             q = guard;
-            q.waiting -= 1;
             if timeout.timed_out() && q.jobs.is_empty() && q.threads > KEEP_IDLE {
                 q.threads -= 1;
                 return;

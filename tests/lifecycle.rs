@@ -1018,3 +1018,55 @@ fn five_thousand_short_headers_get_431_like_nginx() {
     assert!(resp.status == 414 || resp.status == 431, "{}", resp.status);
     assert!(quick_get(s.addr, "/") < Duration::from_secs(1));
 }
+
+#[test]
+fn sighup_during_a_download_serves_new_connections_at_once_and_finishes_it() {
+    let site = site();
+    let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(site.path().join("static/big.bin"), &big).unwrap();
+    let mut s = TestServer::start(&site);
+    let old = s.pid();
+    let addr = s.addr;
+    // A reader of about 2 MB/s: the download outlives the restart by seconds.
+    let download = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal("HUP");
+    // New connections are answered within a second of the signal, all through the restart.
+    let started = Instant::now();
+    let mut worst = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(3) {
+        worst = worst.max(quick_get(s.addr, "/"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(worst < Duration::from_secs(1), "a page took {worst:?}");
+    let got = download.join().unwrap();
+    let resp = read_response(&mut BufReader::new(std::io::Cursor::new(got)), false);
+    assert_eq!(resp.status, 200);
+    assert!(resp.body == big, "the whole file arrived");
+    let successors = s.successors();
+    assert_eq!(successors.len(), 1, "{}", s.stderr_text());
+    assert_ne!(successors[0], old);
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        s.stderr_text()
+    );
+    // The successor serves on, from the same socket.
+    assert!(quick_get(s.addr, "/") < Duration::from_secs(1));
+}

@@ -180,10 +180,35 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// The PIDs of successors this server handed its socket to (a restart with answers
+    /// still in flight), in order.
+    pub fn successors(&self) -> Vec<u32> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                let rest = l.split_once("handed the socket to PID ")?.1;
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Successors are not our children: they are stopped by PID.
+        for pid in self.successors() {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", &pid.to_string()])
+                .status();
+        }
     }
 }
 
