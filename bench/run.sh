@@ -185,8 +185,9 @@ need_tools() {
   command -v cargo >/dev/null || die "cargo not found (https://rustup.rs)"
 }
 
-# cargo names the executable in its JSON messages, wherever .cargo/config.toml and
-# CARGO_TARGET_DIR put it (here target/x86_64-unknown-linux-gnu/release/nib).
+# The bench measures the deploy binary, the static one (`cargo static` on x86-64,
+# `cargo static-arm` on aarch64; see .cargo/config.toml). cargo names the executable in
+# its JSON messages, wherever CARGO_TARGET_DIR puts it.
 build_nib() {
   section "build"
   if [[ -n $BENCH_NIB ]]; then
@@ -197,7 +198,9 @@ build_nib() {
     NIB=$WORK/nib
     return
   fi
-  (cd "$REPO" && cargo build --release --message-format=json-render-diagnostics) >"$WORK/build.json"
+  local alias=static
+  [[ $(uname -m) == aarch64 ]] && alias=static-arm
+  (cd "$REPO" && cargo "$alias" --message-format=json-render-diagnostics) >"$WORK/build.json"
   NIB=$(python3 -c '
 import json, sys
 for line in open(sys.argv[1]):
