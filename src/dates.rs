@@ -1,4 +1,4 @@
-//! Calendar arithmetic for post dates: parsing the forms SPEC.md allows and formatting for
+//! Calendar arithmetic for post dates: parsing the forms the contract (docs/contract.md) allows and formatting for
 //! pages (`5 January 2024`), Atom (RFC 3339) and HTTP/RSS headers. Times are Unix seconds in
 //! UTC, the site's time zone; the civil-date conversion is Howard Hinnant's public-domain
 //! algorithm, small enough that a date crate would cost more than it saves.

@@ -455,6 +455,10 @@ fn hand_over(exe: &std::path::Path, listener: RawFd) -> io::Result<u32> {
     for v in IMAGE_VARS {
         cmd.env_remove(v);
     }
+    // systemd names the process it started in WATCHDOG_PID; the successor pings the
+    // watchdog as the new main process, so the name must not stop it (see
+    // `notify::watchdog_interval`).
+    cmd.env_remove("WATCHDOG_PID");
     cmd.env(HANDOVER_VAR, "1");
     // SAFETY: runs in the forked child before exec and calls only async-signal-safe
     // functions (dup2, fcntl, sigprocmask) on descriptors and a set it owns.

@@ -1,4 +1,4 @@
-//! The blog half of SPEC.md, end to end: every route of the real binary over a socket.
+//! The blog half of the public contract (docs/contract.md), end to end: every route of the real binary over a socket.
 
 mod common;
 
