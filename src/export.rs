@@ -10,8 +10,12 @@ use std::time::Instant;
 
 use tiny_http::{Request, TestRequest};
 
+use crate::app::App;
 use crate::error::StartupError;
-use crate::http::{self, App, Body, Target};
+use crate::handlers;
+use crate::http;
+use crate::reply::Body;
+use crate::request::Target;
 
 /// The marker that says a folder is a previous export nib may replace.
 const MARKER: &str = ".nib-build";
@@ -20,7 +24,7 @@ const MARKER: &str = ".nib-build";
 fn fetch(app: &App, path: &str) -> Result<Option<Body>, StartupError> {
     let mut req: Request = TestRequest::new().with_path(path).into();
     let target = Target::of(&req).map_err(|e| StartupError::Other(format!("{path}: {e}")))?;
-    match http::route(app, &mut req, &target) {
+    match handlers::route(app, &mut req, &target) {
         Ok(reply) if reply.status == 200 => Ok(Some(reply.body)),
         Ok(_) | Err(crate::error::Error::NotFound) => Ok(None),
         Err(e) => Err(StartupError::Other(format!("{path}: {e}"))),
@@ -251,7 +255,7 @@ pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
         cursor = Some((date, slug));
     }
     // Static hosts show `404.html` for unknown paths.
-    let not_found = http::not_found_page(app, "/404.html");
+    let not_found = handlers::errors::not_found_page(app, "/404.html");
     let dest = out.join("404.html");
     write_body(app, &dest, not_found.body).map_err(|e| io_err(&dest, e))?;
     let links = write_links(app, out).map_err(|e| io_err(out, e))?;

@@ -2,29 +2,44 @@
 //! the program's entry point, [`run`], which dispatches a parsed command line to the
 //! modules that do the work; see ARCHITECTURE.md for the map.
 
-pub mod admin;
-pub mod auth;
-pub mod cache;
-pub mod config;
-pub mod dates;
-pub mod db;
-pub mod error;
-pub mod export;
-pub mod flow;
-pub mod guard;
-pub mod http;
-pub mod lifecycle;
-pub mod links;
-pub mod memory;
-pub mod notify;
-pub mod posts;
-pub mod render;
-pub mod writer;
+pub use config::Args;
+
+/// What the integration tests reach inside the crate: the cookie format (to forge and
+/// replay cookies), the guard's header deadline and the `/proc` status parser.
+#[doc(hidden)]
+pub mod test_support {
+    pub use crate::auth::{COOKIE_TTL, make_cookie, unhex};
+    pub use crate::guard::HEADER_DEADLINE;
+    pub use crate::memory::parse_status_kb;
+}
+
+mod access_log;
+mod app;
+mod auth;
+mod cache;
+mod config;
+mod dates;
+mod db;
+mod error;
+mod export;
+mod guard;
+mod handlers;
+mod http;
+mod lifecycle;
+mod links;
+mod memory;
+mod notify;
+mod posts;
+mod render;
+mod reply;
+mod request;
+mod secrets;
+mod shortener;
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use config::{Args, Command, Config, USAGE};
+use config::{Command, Config, USAGE};
 use db::Db;
 use error::StartupError;
 
@@ -66,7 +81,7 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
                     cfg.base()
                 );
             }
-            let app = http::App::new(cfg, db)?;
+            let app = app::App::new(cfg, db)?;
             export::build(&app, &out)?;
             Ok(0)
         }
@@ -147,12 +162,12 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
 
 /// Opens the live database for a short-link command, beside a running server (WAL and
 /// the busy timeout make that safe), and makes sure the secrets exist. It never changes
-/// the admin token (see [`admin::ensure_secrets`]): only the server's configuration and
+/// the admin token (see [`secrets::ensure_secrets`]): only the server's configuration and
 /// `nib token --reset` do.
 fn links_db(cfg: &Config) -> Result<Db, StartupError> {
     let db = open_db(cfg)?;
-    if let Some(token) = admin::ensure_secrets(&db, cfg).map_err(StartupError::Db)? {
-        admin::announce_token(&token, cfg.base());
+    if let Some(token) = secrets::ensure_secrets(&db, cfg).map_err(StartupError::Db)? {
+        secrets::announce_token(&token, cfg.base());
     }
     Ok(db)
 }
@@ -161,7 +176,7 @@ fn links_db(cfg: &Config) -> Result<Db, StartupError> {
 /// was shortened before). Exit 1 with the reason on bad input or a taken slug.
 fn shorten(cfg: &Config, url: &str, slug: Option<&str>) -> Result<u8, StartupError> {
     let db = links_db(cfg)?;
-    match admin::create_link(&db, cfg, url, slug, None) {
+    match shortener::create_link(&db, cfg, url, slug, None) {
         Ok((link, _)) => {
             println!("{}/{}", cfg.base(), link.code);
             Ok(0)
@@ -211,10 +226,10 @@ fn token(cfg: &Config, reset: bool) -> Result<u8, StartupError> {
         return Ok(0);
     }
     let db = open_db(cfg)?;
-    let fresh = admin::ensure_secrets(&db, cfg).map_err(StartupError::Db)?;
+    let fresh = secrets::ensure_secrets(&db, cfg).map_err(StartupError::Db)?;
     let token = match (fresh, reset) {
         (Some(t), _) => t,
-        (None, true) => admin::reset_token(&db).map_err(StartupError::Db)?,
+        (None, true) => secrets::reset_token(&db).map_err(StartupError::Db)?,
         (None, false) => {
             eprintln!(
                 "nib: an admin token is set and stored hashed, so it cannot be shown; `nib token --reset` makes a new one and logs every browser out"

@@ -51,11 +51,11 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Request, Response};
 
+use crate::app::App;
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::flow::Flow;
 use crate::guard::{self, Guard};
-use crate::http::{self, App};
+use crate::http::flow::Flow;
 use crate::notify::{self, Notifier};
 
 /// How long the loop waits for a request before doing its housekeeping anyway.
@@ -158,7 +158,7 @@ fn tune_listener(fd: RawFd) {
     // A send that moves no byte for this long fails (EAGAIN), so a client that stops
     // reading frees its writer thread (see `writer`). Linux copies socket options from the
     // listening socket to each accepted one; on the listener itself it changes nothing.
-    let t = crate::writer::SEND_TIMEOUT;
+    let t = crate::http::writer::SEND_TIMEOUT;
     let tv = libc::timeval {
         tv_sec: t.as_secs() as libc::time_t,
         tv_usec: 0,
@@ -534,7 +534,7 @@ fn retire(tiny_fd: RawFd, listener_ino: u64, local: SocketAddr) {
     let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, local.port()), Duration::from_secs(1));
 }
 
-/// Answers a request whose declared body is over [`crate::admin::MAX_BODY`] without ever dropping its
+/// Answers a request whose declared body is over [`crate::request::MAX_BODY`] without ever dropping its
 /// body reader. tiny_http drains an unread body when the request is dropped, allocating
 /// `vec![0; remaining]` first: a Content-Length of a few GB or more aborts the process,
 /// and any unread body blocks the loop until the client has sent it all. No public
@@ -547,19 +547,23 @@ fn refuse_huge_body(app: &App, req: Request, declared: usize) -> Option<u64> {
     let peer = req.remote_addr().copied();
     eprintln!(
         "nib: refused a {declared}-byte body for {} {} from {} (limit {})",
-        http::LogSafe(req.method().as_str()),
-        http::LogSafe(&req.url().chars().take(200).collect::<String>()),
+        crate::access_log::LogSafe(req.method().as_str()),
+        crate::access_log::LogSafe(&req.url().chars().take(200).collect::<String>()),
         peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-        crate::admin::MAX_BODY
+        crate::request::MAX_BODY
     );
     // The same answer the route would give (JSON `{"error": …}` on the API), built by the
     // one error path in http.rs.
-    let target = http::Target::of(&req).ok();
-    let reply = http::error_reply(app, target.as_ref(), crate::error::Error::PayloadTooLarge);
+    let target = crate::request::Target::of(&req).ok();
+    let reply = crate::handlers::errors::error_reply(
+        app,
+        target.as_ref(),
+        crate::error::Error::PayloadTooLarge,
+    );
     let (status, headers, body) = reply.into_parts().unwrap_or((413, Vec::new(), Vec::new()));
     println!(
         "{}",
-        http::access_line(&req, status, Some(body.len() as u64))
+        crate::access_log::access_line(&req, status, Some(body.len() as u64))
     );
     let mut resp = Response::empty(status);
     for (name, value) in [("Server", "nib"), ("X-Content-Type-Options", "nosniff")]
@@ -582,10 +586,13 @@ fn refuse_huge_body(app: &App, req: Request, declared: usize) -> Option<u64> {
 
 /// The declared Content-Length when tiny_http will treat it as the body length.
 fn declared_body(req: &Request) -> Option<usize> {
-    if http::header(req, "Transfer-Encoding").is_some() {
+    if crate::request::header(req, "Transfer-Encoding").is_some() {
         return None;
     }
-    http::header(req, "Content-Length")?.trim().parse().ok()
+    crate::request::header(req, "Content-Length")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Process-wide state that outlives one generation of the loop.
@@ -695,9 +702,9 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
 
     let mut app = App::new(cfg.clone(), db)?;
     app.index = index;
-    match crate::admin::setup_secrets(&app.db, &app.cfg) {
+    match crate::secrets::setup_secrets(&app.db, &app.cfg) {
         // Shown this once: only its hash is kept.
-        Ok(Some(token)) => crate::admin::announce_token(&token, app.cfg.base()),
+        Ok(Some(token)) => crate::secrets::announce_token(&token, app.cfg.base()),
         Ok(None) => {}
         Err(e) => return Err(StartupError::Db(e)),
     }
@@ -751,7 +758,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         }
         match received {
             Ok(Some(req)) => match declared_body(&req) {
-                Some(n) if n > crate::admin::MAX_BODY => {
+                Some(n) if n > crate::request::MAX_BODY => {
                     if let Some(ino) = refuse_huge_body(&app, req, n) {
                         quarantined.insert(ino);
                     }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = match nib::config::Args::parse(std::env::args().skip(1)) {
+    let args = match nib::Args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("nib: {e}");

@@ -340,7 +340,7 @@ fn guard_reaps_idle_and_half_sent_sockets() {
     let t = Instant::now();
     assert_eq!(s.get("/").status, 200);
     assert!(
-        t.elapsed() < nib::guard::HEADER_DEADLINE + Duration::from_secs(2),
+        t.elapsed() < nib::test_support::HEADER_DEADLINE + Duration::from_secs(2),
         "took {:?}\n{}",
         t.elapsed(),
         s.stderr_text()
@@ -668,7 +668,7 @@ impl DeployNginx {
 
 fn vm_kb(pid: u32, key: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    nib::memory::parse_status_kb(&text, key).unwrap_or(0)
+    nib::test_support::parse_status_kb(&text, key).unwrap_or(0)
 }
 
 /// The bound on nib's peak memory in the hostile test. The issue asks for 3.5 MB; the

@@ -634,21 +634,24 @@ fn csrf_and_forged_cookies_are_refused() {
             |r| r.get(0),
         )
         .unwrap();
-    let secret = nib::auth::unhex(&secret).unwrap();
+    let secret = nib::test_support::unhex(&secret).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
     let expired = format!(
         "nib_admin={}",
-        nib::auth::make_cookie(&secret, now - nib::auth::COOKIE_TTL - 5, "abcd")
+        nib::test_support::make_cookie(&secret, now - nib::test_support::COOKIE_TTL - 5, "abcd")
     );
     // A cookie signed with the right secret is still no login unless its nonce is one
     // that a login put on record.
-    let minted = format!("nib_admin={}", nib::auth::make_cookie(&secret, now, "abcd"));
+    let minted = format!(
+        "nib_admin={}",
+        nib::test_support::make_cookie(&secret, now, "abcd")
+    );
     let fresh = format!(
         "nib_admin={}",
-        nib::auth::make_cookie(&secret, now - 5, value.split('.').nth(1).unwrap())
+        nib::test_support::make_cookie(&secret, now - 5, value.split('.').nth(1).unwrap())
     );
     for bad in [
         minted,

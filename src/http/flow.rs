@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use tiny_http::Request;
 
-use crate::admin::MAX_BODY;
 use crate::error::Error;
+use crate::http::writer::{Done, Wake, Writers};
 use crate::http::{self, App, End, Pump, Pumped, Target};
-use crate::writer::{Done, Wake, Writers};
+use crate::request::MAX_BODY;
 
 /// A request body that has not fully arrived this long after the handler asked for it is
 /// answered 408 and its connection closed.

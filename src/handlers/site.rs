@@ -1,0 +1,160 @@
+//! The blog's pages: the front page and its older pages, a post, the tag list and a tag's
+//! pages. Each is built from its own rows, answered under a strong ETag and kept in the
+//! page cache.
+
+use std::sync::Arc;
+
+use askama::Template;
+use tiny_http::Request;
+
+use crate::app::App;
+use crate::error::Error;
+use crate::render::{self, Pager, PostView};
+use crate::reply::{Body, CACHE_PAGE, HTML, Reply, cached};
+
+/// Where page `page` of a listing starts; a page past the end (or a number so large the
+/// offset overflows) is a 404, page 1 always exists.
+pub(crate) fn page_offset(page: u64, per: u32, total: u64) -> Result<u64, Error> {
+    let offset = page
+        .checked_sub(1)
+        .and_then(|p| p.checked_mul(per as u64))
+        .ok_or(Error::NotFound)?;
+    if page > 1 && offset >= total {
+        return Err(Error::NotFound);
+    }
+    Ok(offset)
+}
+
+/// The answer for a page kept in the page cache under its current ETag, if it is kept.
+pub(crate) fn from_cache(app: &App, req: &Request, path: &str) -> Option<Result<Reply, Error>> {
+    let etag = app.page_etag(path);
+    let body = app.pages.borrow_mut().get(path, &etag)?;
+    Some(cached(req, etag, app.site.0, CACHE_PAGE, || {
+        Ok(Reply {
+            status: 200,
+            headers: vec![("Content-Type", HTML.to_string())],
+            body: Body::Shared(body),
+        })
+    }))
+}
+
+/// An HTML page that depends on the whole site (see [`App::page_etag`]), built by `build`,
+/// answered and kept in the page cache. Each page's handler looks in the cache first
+/// ([`from_cache`]), before the queries it needs to know the page exists.
+pub(crate) fn page(
+    app: &App,
+    req: &Request,
+    path: &str,
+    build: impl FnOnce() -> Result<Reply, Error>,
+) -> Result<Reply, Error> {
+    let etag = app.page_etag(path);
+    cached(req, etag.clone(), app.site.0, CACHE_PAGE, || {
+        let mut reply = build()?;
+        if reply.status == 200
+            && matches!(&reply.body, Body::Bytes(b) if b.len() <= crate::cache::MAX_PAGE)
+            && let Body::Bytes(mut b) = std::mem::replace(&mut reply.body, Body::Empty)
+        {
+            // Trimmed in place (glibc shrinks the block without copying): a rendered page
+            // can hold up to twice its length, and the spare bytes would be kept too.
+            b.shrink_to_fit();
+            let body = Arc::new(b);
+            app.pages.borrow_mut().put(path, &etag, Arc::clone(&body));
+            reply.body = Body::Shared(body);
+        }
+        Ok(reply)
+    })
+}
+
+pub(crate) fn index(app: &App, req: &Request, page: u64) -> Result<Reply, Error> {
+    let path = if page == 1 {
+        "/".to_string()
+    } else {
+        format!("/page/{page}/")
+    };
+    if let Some(reply) = from_cache(app, req, &path) {
+        return reply;
+    }
+    let total = app.db.count_public()? as u64;
+    let per = app.cfg.per_page;
+    let offset = page_offset(page, per, total)?;
+    self::page(app, req, &path, || {
+        let posts = app.db.list_posts(None, per, offset)?;
+        let site = app.site_view();
+        let page = render::IndexPage {
+            site: &site,
+            path: &path,
+            posts: posts.into_iter().map(PostView::new).collect(),
+            pager: Pager::new("/", page, total, per),
+        };
+        Ok(Reply::html(page.render()?))
+    })
+}
+
+pub(crate) fn post(app: &App, req: &Request, slug: &str) -> Result<Reply, Error> {
+    // A kept page is looked for first, by the route as asked: only a post's own page is
+    // kept under its route, so a hit needs no query at all.
+    if let Some(reply) = from_cache(app, req, &format!("/posts/{slug}/")) {
+        return reply;
+    }
+    let Some(row) = app.db.post_by_slug(slug)? else {
+        return Err(Error::NotFound);
+    };
+    let path = format!("/posts/{}/", row.slug);
+    page(app, req, &path, || {
+        let (older, newer) = app.db.neighbours(row.date, &row.slug)?;
+        let site = app.site_view();
+        let page = render::PostPage {
+            site: &site,
+            path: &path,
+            post: PostView::new(row),
+            older,
+            newer,
+        };
+        Ok(Reply::html(page.render()?))
+    })
+}
+
+pub(crate) fn tags(app: &App, req: &Request) -> Result<Reply, Error> {
+    if let Some(reply) = from_cache(app, req, "/tags/") {
+        return reply;
+    }
+    page(app, req, "/tags/", || {
+        let site = app.site_view();
+        let page = render::TagsPage {
+            site: &site,
+            path: "/tags/",
+            tags: app.db.tags()?,
+        };
+        Ok(Reply::html(page.render()?))
+    })
+}
+
+pub(crate) fn tag_page(app: &App, req: &Request, tag: &str, page: u64) -> Result<Reply, Error> {
+    let prefix = format!("/tags/{tag}/");
+    let path = if page == 1 {
+        prefix.clone()
+    } else {
+        format!("{prefix}page/{page}/")
+    };
+    if let Some(reply) = from_cache(app, req, &path) {
+        return reply;
+    }
+    let Some((name, count)) = app.db.tag(tag)? else {
+        return Err(Error::NotFound);
+    };
+    let per = app.cfg.per_page;
+    let offset = page_offset(page, per, count as u64)?;
+    self::page(app, req, &path, || {
+        let posts = app.db.list_posts(Some(tag), per, offset)?;
+        let site = app.site_view();
+        let page = render::TagPage {
+            site: &site,
+            path: &path,
+            name,
+            count,
+            posts: posts.into_iter().map(PostView::new).collect(),
+            pager: Pager::new(&prefix, page, count as u64, per),
+        };
+        Ok(Reply::html(page.render()?))
+    })
+}
