@@ -15,17 +15,17 @@ use sha2::{Digest, Sha256};
 type HmacSha256 = Hmac<Sha256>;
 
 /// The login cookie's name.
-pub const COOKIE: &str = "nib_admin";
+pub(crate) const COOKIE: &str = "nib_admin";
 /// How long a browser login lasts.
 pub const COOKIE_TTL: i64 = 30 * 86_400;
 /// Failed attempts allowed per client address within [`THROTTLE_WINDOW`].
-pub const MAX_FAILURES: u32 = 5;
-pub const THROTTLE_WINDOW: i64 = 15 * 60;
+pub(crate) const MAX_FAILURES: u32 = 5;
+pub(crate) const THROTTLE_WINDOW: i64 = 15 * 60;
 /// How many client addresses the throttle remembers (rows in the database); the one whose
 /// window began first is forgotten first.
-pub const THROTTLE_ROWS: u32 = 1000;
+pub(crate) const THROTTLE_ROWS: u32 = 1000;
 /// How many browser logins are remembered at once; a new one beyond that ends the oldest.
-pub const MAX_LOGINS: u32 = 32;
+pub(crate) const MAX_LOGINS: u32 = 32;
 
 /// `n` bytes from the kernel's random source, by the getrandom(2) system call.
 ///
@@ -33,7 +33,7 @@ pub const MAX_LOGINS: u32 = 32;
 /// nothing in nib's static binary, so it fell back to opening `/dev/urandom` and kept that
 /// descriptor for the life of the process (one fd outliving every request). Calling the
 /// system call directly opens nothing.
-pub fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
     let mut b = [0u8; N];
     let mut filled = 0;
     while filled < N {
@@ -51,7 +51,7 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
     Ok(b)
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         s.push_str(&format!("{b:02x}"));
@@ -70,17 +70,17 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// A new admin token: 32 random bytes, hex-encoded (64 characters, 256 bits).
-pub fn new_token() -> Result<String, String> {
+pub(crate) fn new_token() -> Result<String, String> {
     Ok(hex(&random_bytes::<32>()?))
 }
 
 /// What the database keeps of a token.
-pub fn hash_token(token: &str) -> String {
+pub(crate) fn hash_token(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// Equality whose time depends only on the lengths, never on where the inputs differ.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -93,7 +93,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether `token` is the one whose hash is stored.
-pub fn token_matches(token: &str, stored_hash: &str) -> bool {
+pub(crate) fn token_matches(token: &str, stored_hash: &str) -> bool {
     ct_eq(hash_token(token).as_bytes(), stored_hash.as_bytes())
 }
 
@@ -120,7 +120,7 @@ pub fn make_cookie(secret: &[u8], now: i64, nonce: &str) -> String {
 }
 
 /// The nonce of a valid, unexpired cookie; `None` for anything forged, altered or old.
-pub fn verify_cookie(secret: &[u8], value: &str, now: i64) -> Option<String> {
+pub(crate) fn verify_cookie(secret: &[u8], value: &str, now: i64) -> Option<String> {
     let mut parts = value.split('.');
     let (expires, nonce, sig) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || nonce.is_empty() || nonce.len() > 64 {
@@ -140,16 +140,16 @@ pub fn verify_cookie(secret: &[u8], value: &str, now: i64) -> Option<String> {
 /// The CSRF token of a login: forms carry it, and a post is refused unless it matches the
 /// cookie that came with it. A cross-site page can make the browser send the cookie but
 /// cannot read the token.
-pub fn csrf_token(secret: &[u8], nonce: &str) -> String {
+pub(crate) fn csrf_token(secret: &[u8], nonce: &str) -> String {
     sign(secret, &["csrf", nonce])
 }
 
-pub fn csrf_ok(secret: &[u8], nonce: &str, given: &str) -> bool {
+pub(crate) fn csrf_ok(secret: &[u8], nonce: &str, given: &str) -> bool {
     ct_eq(csrf_token(secret, nonce).as_bytes(), given.as_bytes())
 }
 
 /// The value of one cookie in a `Cookie` header.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
         (k == name).then_some(v)
@@ -157,7 +157,7 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// The `scheme://host[:port]` of a URL, as browsers write it in `Origin`.
-pub fn origin_of(url: &str) -> Option<String> {
+pub(crate) fn origin_of(url: &str) -> Option<String> {
     let u = url::Url::parse(url).ok()?;
     let o = u.origin();
     o.is_tuple().then(|| o.ascii_serialization())
@@ -166,7 +166,7 @@ pub fn origin_of(url: &str) -> Option<String> {
 /// Whether a form post comes from this site: its `Origin` (or, when a browser left it out,
 /// its `Referer`) must be the origin of `base_url` or of the `Host` the request was sent
 /// to. A post with neither header is refused: every browser that nib supports sends one.
-pub fn same_origin(
+pub(crate) fn same_origin(
     origin: Option<&str>,
     referer: Option<&str>,
     base: &str,
@@ -199,7 +199,7 @@ pub fn same_origin(
 ///
 /// Regression: a `next` such as `/admin/share?title=café` was passed through as is, the
 /// header was refused when the answer was written, and the login's 303 had no `Location`.
-pub fn safe_next(next: &str) -> Cow<'_, str> {
+pub(crate) fn safe_next(next: &str) -> Cow<'_, str> {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && !next.contains('\\')
@@ -228,14 +228,14 @@ pub fn safe_next(next: &str) -> Cow<'_, str> {
 /// Whether an address is this machine's loopback, the only peer whose `X-Real-IP` nib
 /// believes. An IPv4 address mapped into IPv6 (`::ffff:127.0.0.1`, what a `[::]`
 /// listener sees when nginx connects to 127.0.0.1) is the loopback it maps.
-pub fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
 /// The throttle's key for an address: IPv4 addresses as they are, IPv6 addresses by their
 /// /64 prefix, the smallest block a provider hands out (one host can use every address in
 /// it, so counting single IPv6 addresses would give each attacker 2^64 fresh tries).
-pub fn throttle_key(ip: IpAddr) -> String {
+pub(crate) fn throttle_key(ip: IpAddr) -> String {
     match ip.to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => {
@@ -251,7 +251,7 @@ pub fn throttle_key(ip: IpAddr) -> String {
 /// accepted the connection from; it is believed only from a loopback peer, and only when
 /// it is an address. Any other peer, or a header that is missing or not an address, is
 /// counted as the peer itself: a client could write anything in that header.
-pub fn client_key(peer: Option<IpAddr>, real_ip: Option<&str>) -> String {
+pub(crate) fn client_key(peer: Option<IpAddr>, real_ip: Option<&str>) -> String {
     let Some(peer) = peer else {
         return "-".into();
     };

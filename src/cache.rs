@@ -17,9 +17,9 @@ use std::sync::Arc;
 /// keeps the last few hot pages. Measured with `bench/run.sh` under mixed pages (so the cache is full
 /// and churning), peak RSS rose by about 70 KB at this size and 110 KB at 64 KiB, against
 /// 3.2 MB without it.
-pub const MAX_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_BYTES: usize = 32 * 1024;
 /// A page larger than this is not kept: it would push out every other.
-pub const MAX_PAGE: usize = 16 * 1024;
+pub(crate) const MAX_PAGE: usize = 16 * 1024;
 
 struct Entry {
     path: String,
@@ -35,7 +35,7 @@ impl Entry {
 
 /// The pages, least recently used first.
 #[derive(Default)]
-pub struct PageCache {
+pub(crate) struct PageCache {
     entries: VecDeque<Entry>,
     bytes: usize,
 }

@@ -13,7 +13,7 @@ use crate::error::StartupError;
 
 /// What the user asked nib to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Serve,
     Build { out: PathBuf },
     New { title: String },
@@ -30,14 +30,14 @@ pub enum Command {
 /// The command line as typed, before the environment and `nib.toml` are consulted.
 #[derive(Debug, Default)]
 pub struct Args {
-    pub root: Option<PathBuf>,
-    pub db: Option<PathBuf>,
-    pub listen: Option<String>,
-    pub config: Option<PathBuf>,
-    pub command: Option<Command>,
+    pub(crate) root: Option<PathBuf>,
+    pub(crate) db: Option<PathBuf>,
+    pub(crate) listen: Option<String>,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) command: Option<Command>,
 }
 
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 usage: nib [--root DIR] [--db PATH] [--listen ADDR] [--config FILE] [COMMAND]
 
 commands:
@@ -206,12 +206,11 @@ struct FileConfig {
     admin_token: Option<String>,
 }
 
-pub const DEFAULT_SHARE_URL: &str = "https://twitter.com/intent/tweet?text={text}&url={url}";
+pub(crate) const DEFAULT_SHARE_URL: &str = "https://twitter.com/intent/tweet?text={text}&url={url}";
 
 /// The validated settings of one run. Built once, then passed down by reference.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub root: PathBuf,
+pub(crate) struct Config {
     pub posts_dir: PathBuf,
     pub static_dir: PathBuf,
     pub db_path: PathBuf,
@@ -312,7 +311,6 @@ impl Config {
         Ok(Config {
             posts_dir: root.join("posts"),
             static_dir: root.join("static"),
-            root,
             db_path,
             listen,
             base_url,

@@ -78,7 +78,7 @@ fn parse_hms(s: &str) -> Option<i64> {
 
 /// Parses a post date: RFC 3339, `YYYY-MM-DD`, or `YYYY-MM-DD HH:MM[:SS]` (UTC). Returns Unix
 /// seconds, or `None` when the text is none of these.
-pub fn parse(text: &str) -> Option<i64> {
+pub(crate) fn parse(text: &str) -> Option<i64> {
     let s = text.trim();
     let day = parse_ymd(s)?;
     let rest = &s[10..];
@@ -104,7 +104,7 @@ pub fn parse(text: &str) -> Option<i64> {
 }
 
 /// The leading `YYYY-MM-DD-` of a file stem, as Unix seconds at midnight, and the rest.
-pub fn split_date_prefix(stem: &str) -> Option<(i64, &str)> {
+pub(crate) fn split_date_prefix(stem: &str) -> Option<(i64, &str)> {
     let day = parse_ymd(stem)?;
     let rest = stem.get(10..)?;
     let rest = if rest.is_empty() {
@@ -136,7 +136,7 @@ fn split(ts: i64) -> (i64, u32, u32, i64) {
 }
 
 /// `2024-01-05T10:00:00Z`, for Atom and `<time datetime>`.
-pub fn rfc3339(ts: i64) -> String {
+pub(crate) fn rfc3339(ts: i64) -> String {
     let (y, m, d, s) = split(ts);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
@@ -147,24 +147,24 @@ pub fn rfc3339(ts: i64) -> String {
 }
 
 /// `2024-01-05`, for file names and sitemaps.
-pub fn ymd(ts: i64) -> String {
+pub(crate) fn ymd(ts: i64) -> String {
     let (y, m, d, _) = split(ts);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// `5 January 2024`, for people.
-pub fn human(ts: i64) -> String {
+pub(crate) fn human(ts: i64) -> String {
     let (y, m, d, _) = split(ts);
     format!("{d} {} {y}", MONTHS[m as usize - 1])
 }
 
 /// `Fri, 05 Jan 2024 10:00:00 GMT`: HTTP headers and RSS (RFC 822 allows `GMT`).
-pub fn http(ts: i64) -> String {
+pub(crate) fn http(ts: i64) -> String {
     httpdate::fmt_http_date(to_system(ts))
 }
 
 /// `10/Oct/2000:13:55:36 +0000`, the time field of the Combined Log Format.
-pub fn clf(ts: i64) -> String {
+pub(crate) fn clf(ts: i64) -> String {
     let (y, m, d, s) = split(ts);
     let mon = &MONTHS[m as usize - 1][..3];
     format!(
@@ -176,17 +176,17 @@ pub fn clf(ts: i64) -> String {
 }
 
 /// Parses an HTTP date header such as `If-Modified-Since`.
-pub fn parse_http(text: &str) -> Option<i64> {
+pub(crate) fn parse_http(text: &str) -> Option<i64> {
     let t = httpdate::parse_http_date(text.trim()).ok()?;
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
-pub fn to_system(ts: i64) -> std::time::SystemTime {
+pub(crate) fn to_system(ts: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts.max(0) as u64)
 }
 
 /// Seconds since the epoch, now.
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

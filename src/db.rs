@@ -131,20 +131,20 @@ const TAG_PAGE: &str = concat!(
 );
 const LINK_TARGET: &str = "SELECT id, url FROM links WHERE code = ?1";
 
-pub struct Db {
+pub(crate) struct Db {
     conn: Connection,
 }
 
 /// What the index knows about one file, to decide whether it must be parsed again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
+pub(crate) struct FileStamp {
     pub mtime: i64,
     pub size: i64,
 }
 
 /// A post as listed on index, tag and feed pages.
 #[derive(Debug, Clone)]
-pub struct PostRow {
+pub(crate) struct PostRow {
     pub slug: String,
     pub title: String,
     pub date: i64,
@@ -153,14 +153,12 @@ pub struct PostRow {
     pub tags: Vec<String>,
     pub description: Option<String>,
     pub html: String,
-    pub hash: i64,
-    pub changed_at: i64,
 }
 
 /// A short link as stored. `clicks` is what the database holds; pending in-memory clicks
 /// are added by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkRow {
+pub(crate) struct LinkRow {
     pub id: i64,
     pub code: String,
     pub url: String,
@@ -171,7 +169,7 @@ pub struct LinkRow {
 
 /// What happened when a link was asked for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Created {
+pub(crate) enum Created {
     New(LinkRow),
     Existing(LinkRow),
     /// The requested slug belongs to another link.
@@ -574,8 +572,6 @@ impl Db {
                 .map(|t| t.split(TAG_SEP).map(str::to_string).collect())
                 .unwrap_or_default(),
             description: r.get(6)?,
-            hash: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
-            changed_at: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
             html: if with_html {
                 r.get::<_, Option<String>>(9)?.unwrap_or_default()
             } else {

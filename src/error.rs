@@ -51,7 +51,7 @@ impl From<rusqlite::Error> for StartupError {
 /// A problem answering one request. The message of every variant but `Internal` is shown
 /// to the client, so it must say what was wrong with the request and nothing else.
 #[derive(Debug)]
-pub enum Error {
+pub(crate) enum Error {
     BadRequest(String),
     Unauthorized(String),
     Forbidden(String),

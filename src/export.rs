@@ -195,7 +195,7 @@ fn write_links(app: &App, out: &Path) -> io::Result<usize> {
 }
 
 /// Writes the public site to `out`. Returns the number of pages written.
-pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
+pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     prepare(out)?;
     let started = Instant::now();
     // One read transaction for the whole export: every page sees the same snapshot (a
@@ -208,16 +208,7 @@ pub fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     let tags = app.db.tags()?;
 
     // The route list is produced lazily, a page of posts at a time, so memory stays flat.
-    let mut fixed: Vec<String> = [
-        "/",
-        "/tags/",
-        "/feed.xml",
-        "/rss.xml",
-        "/sitemap.xml",
-        "/robots.txt",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut fixed: Vec<String> = crate::routes::fixed_pages().map(String::from).collect();
     fixed.extend((2..=total_posts.div_ceil(per)).map(|n| format!("/page/{n}/")));
     for (slug, _, count) in &tags {
         fixed.push(format!("/tags/{slug}/"));

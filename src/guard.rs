@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// seconds covers a browser fetching a page's assets and a reader clicking the next link
 /// soon after; each idle connection holds a tiny_http thread (a stack and ~10 KB of RSS),
 /// and nginx in front reconnects in microseconds over loopback, so a short value is cheap.
-pub const IDLE: Duration = Duration::from_secs(5);
+pub(crate) const IDLE: Duration = Duration::from_secs(5);
 
 /// A request whose header (or small body) has not completed this long after its first
 /// byte is cut. A real client sends a header in one packet, nginx always does; ten
@@ -25,14 +25,14 @@ pub const IDLE: Duration = Duration::from_secs(5);
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How often the guard looks at the sockets while serving.
-pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_CLOSE_WAIT: u8 = 8;
 
 /// What the kernel says about one connected TCP socket.
 #[derive(Debug, Clone, Copy)]
-pub struct Conn {
+pub(crate) struct Conn {
     pub fd: i32,
     pub ino: u64,
     pub state: u8,
@@ -84,7 +84,7 @@ fn tcp_info(fd: i32) -> Option<libc::tcp_info> {
 }
 
 /// Inspects one descriptor: `Some` for a TCP socket that is not listening.
-pub fn inspect(fd: i32) -> Option<Conn> {
+pub(crate) fn inspect(fd: i32) -> Option<Conn> {
     let (mode, ino) = fstat_ino(fd)?;
     if mode & libc::S_IFMT != libc::S_IFSOCK {
         return None;
@@ -117,7 +117,7 @@ pub fn inspect(fd: i32) -> Option<Conn> {
 }
 
 /// Whether `fd` is a listening TCP socket (for an inherited `LISTEN_FDS` descriptor).
-pub fn is_tcp_listener(fd: i32) -> bool {
+pub(crate) fn is_tcp_listener(fd: i32) -> bool {
     fstat_ino(fd).is_some_and(|(mode, _)| mode & libc::S_IFMT == libc::S_IFSOCK)
         && matches!(sockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN), Some(d) if d == libc::AF_INET || d == libc::AF_INET6)
         && sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
@@ -133,7 +133,7 @@ fn own_fds() -> std::io::Result<impl Iterator<Item = i32>> {
 }
 
 /// The descriptor and inode of the connection whose peer is `peer`.
-pub fn find_by_peer(peer: std::net::SocketAddr) -> Option<(i32, u64)> {
+pub(crate) fn find_by_peer(peer: std::net::SocketAddr) -> Option<(i32, u64)> {
     use std::os::fd::FromRawFd;
     for fd in own_fds().ok()? {
         let Some(c) = inspect(fd) else { continue };
@@ -149,7 +149,7 @@ pub fn find_by_peer(peer: std::net::SocketAddr) -> Option<(i32, u64)> {
 
 /// Every open TCP connection the process holds, one entry per socket (tiny_http holds two
 /// descriptors for each: a reader and a writer), leaving out the inodes in `skip`.
-pub fn scan(skip: &HashSet<u64>) -> std::io::Result<Vec<Conn>> {
+pub(crate) fn scan(skip: &HashSet<u64>) -> std::io::Result<Vec<Conn>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for fd in own_fds()? {
@@ -168,7 +168,7 @@ pub fn scan(skip: &HashSet<u64>) -> std::io::Result<Vec<Conn>> {
 /// private duplicate, which pins the socket: if tiny_http closed `fd` and the number was
 /// reused meanwhile, the duplicate shows another inode and nothing is touched. Returns
 /// whether the shutdown happened.
-pub fn cut(fd: i32, ino: u64, how: i32) -> bool {
+pub(crate) fn cut(fd: i32, ino: u64, how: i32) -> bool {
     // SAFETY: F_DUPFD_CLOEXEC on any fd number is harmless; failure returns -1.
     let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
@@ -187,7 +187,7 @@ pub fn cut(fd: i32, ino: u64, how: i32) -> bool {
 
 /// Why the guard closes a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     Idle,
     SlowRequest,
     OverLimit,
@@ -196,7 +196,7 @@ pub enum Reason {
 /// The guard's view of one socket for [`decide`]: how long it has been idle and, when
 /// bytes arrived that have not been answered yet, for how long.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct View {
+pub(crate) struct View {
     pub ino: u64,
     pub idle: Duration,
     pub pending: Option<Duration>,
@@ -207,7 +207,7 @@ pub struct View {
 /// itself has seen it pending for [`IDLE`]: after a stall of the loop (when the guard did
 /// not look), requests that arrived meanwhile are complete and about to be answered, and
 /// their sockets' silence since is not idleness.
-pub fn decide(views: &[View], max_connections: usize) -> Vec<(u64, Reason)> {
+pub(crate) fn decide(views: &[View], max_connections: usize) -> Vec<(u64, Reason)> {
     let mut out = Vec::new();
     let mut keep = Vec::new();
     for v in views {
@@ -235,7 +235,7 @@ struct Track {
 }
 
 /// The guard's state across sweeps.
-pub struct Guard {
+pub(crate) struct Guard {
     max_connections: usize,
     tracks: HashMap<u64, Track>,
     last_sweep: Instant,
@@ -332,7 +332,7 @@ impl Guard {
 /// The most a request line and header block may take, as nginx's default
 /// `large_client_header_buffers`: past it a request is answered 431 and its connection
 /// closed.
-pub const MAX_HEADER: u64 = 8 * 1024;
+pub(crate) const MAX_HEADER: u64 = 8 * 1024;
 
 /// What tiny_http may read past a header block before it hands the request over: its
 /// 1 KiB read buffer and a body of up to 1 KiB, which it reads with the header.
@@ -391,7 +391,7 @@ struct Mark {
 /// Each look costs a few system calls per socket; the pause between looks grows with the
 /// time a look takes (twenty times it), so the watch never costs more than a twentieth of
 /// a core however many sockets are open. It ends when `stop` is set.
-pub fn watch_sockets(
+pub(crate) fn watch_sockets(
     skip: Arc<Mutex<HashMap<u64, bool>>>,
     starving: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,

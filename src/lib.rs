@@ -33,6 +33,7 @@ mod posts;
 mod render;
 mod reply;
 mod request;
+mod routes;
 mod secrets;
 mod shortener;
 
@@ -115,7 +116,7 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
 }
 
 /// Opens (creating when needed) and migrates the configured database.
-pub fn open_db(cfg: &Config) -> Result<Db, StartupError> {
+pub(crate) fn open_db(cfg: &Config) -> Result<Db, StartupError> {
     if let Some(parent) = cfg.db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| StartupError::Db(format!("{}: {e}", parent.display())))?;
@@ -124,7 +125,7 @@ pub fn open_db(cfg: &Config) -> Result<Db, StartupError> {
 }
 
 /// Opens the database and brings the post index up to date.
-pub fn open_site(cfg: &Config) -> Result<(Db, posts::Index, posts::Refresh), StartupError> {
+pub(crate) fn open_site(cfg: &Config) -> Result<(Db, posts::Index, posts::Refresh), StartupError> {
     let db = open_db(cfg)?;
     let mut index = posts::Index::new();
     let r = index.refresh(&db, &cfg.posts_dir);

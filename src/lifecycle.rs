@@ -111,7 +111,7 @@ impl Why {
 /// Parses `LISTEN_FDS`/`LISTEN_PID` (sd_listen_fds(3)): `Ok(Some(3))` when exactly one
 /// socket was passed to this process, `Ok(None)` when none was (or it was meant for
 /// another process), `Err` for a number of sockets nib cannot use.
-pub fn listen_fds(
+pub(crate) fn listen_fds(
     fds: Option<&str>,
     pid: Option<&str>,
     my_pid: u32,
@@ -607,7 +607,7 @@ struct Process {
 
 /// `nib serve`: binds (or inherits) the socket and serves until SIGTERM or SIGINT,
 /// restarting in place on SIGHUP.
-pub fn serve(cfg: Config, env: &HashMap<String, String>) -> Result<u8, StartupError> {
+pub(crate) fn serve(cfg: Config, env: &HashMap<String, String>) -> Result<u8, StartupError> {
     if env.get("NIB_CHECK_ONLY").is_some_and(|v| v == "1") {
         // A restarting server asked whether this binary accepts the current config:
         // Config::load has succeeded to get here.

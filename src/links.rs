@@ -10,9 +10,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 /// The largest target nib accepts, in bytes, before and after normalisation.
-pub const MAX_URL: usize = 2048;
-/// The largest custom slug.
-pub const MAX_SLUG: usize = 64;
+pub(crate) const MAX_URL: usize = 2048;
 /// Generated codes are permutations of `[0, 62^6)`, so each fits in six base62 characters.
 const CODE_SPACE: u64 = 62u64.pow(6);
 /// The Feistel network works on 36 bits (two halves of 18), the smallest even width that
@@ -22,50 +20,12 @@ const HALF_BITS: u32 = 18;
 const HALF_MASK: u64 = (1 << HALF_BITS) - 1;
 const ROUNDS: u8 = 8;
 
-/// First path segments the site uses or may use. A custom slug never takes one of them,
-/// compared without regard to case so `/Admin` can never look like the admin page either.
-pub const RESERVED: &[&str] = &[
-    "posts",
-    "post",
-    "tags",
-    "tag",
-    "page",
-    "static",
-    "admin",
-    "api",
-    "feed.xml",
-    "rss.xml",
-    "sitemap.xml",
-    "robots.txt",
-    "healthz",
-    "favicon.ico",
-    "feed",
-    "rss",
-    "atom",
-    "sitemap",
-    "login",
-    "logout",
-    "share",
-    "assets",
-    "well-known",
-    ".well-known",
-    "search",
-    "about",
-    "new",
-    "edit",
-    // Files `nib build` writes at the top of an export (Netlify / Cloudflare Pages).
-    "_redirects",
-    "_headers",
-];
-
-pub fn is_reserved(name: &str) -> bool {
-    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
-}
+pub(crate) use crate::routes::{MAX_SLUG, encode_component, is_code_like, is_reserved};
 
 /// A keyed, reversible scramble of the link counter: the n-th generated link gets
 /// `code(key, n)`. Consecutive counters give unrelated codes, and without the key (random,
 /// kept in the database) the next code cannot be predicted from earlier ones.
-pub struct Codes {
+pub(crate) struct Codes {
     key: [u8; 32],
 }
 
@@ -124,17 +84,8 @@ impl Codes {
     }
 }
 
-/// Whether `s` can be the code of a generated link (also what the redirect route accepts
-/// before asking the database).
-pub fn is_code_like(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_SLUG
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Checks a custom slug: `[0-9A-Za-z_-]{1,64}` and not a reserved name.
-pub fn check_slug(slug: &str) -> Result<(), String> {
+pub(crate) fn check_slug(slug: &str) -> Result<(), String> {
     if slug.is_empty() {
         return Err("slug is empty".into());
     }
@@ -150,17 +101,11 @@ pub fn check_slug(slug: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Paths of this site's own host that may be shortened: the blog's pages and files. Every
-/// other path there is the short-link space (or the admin and API), and a short link to a
-/// short link would be a loop or a way to hide one link behind another.
-const OWN_PATHS_ALLOWED: &[&str] = &["/posts/", "/tags/", "/page/", "/static/"];
-const OWN_FILES_ALLOWED: &[&str] = &["/", "/feed.xml", "/rss.xml", "/sitemap.xml", "/robots.txt"];
-
 /// Checks and normalises a link target. Leading and trailing whitespace is dropped (forms
 /// add it); any control character left is refused. The result is the URL crate's
 /// serialisation: IDN hosts in punycode and the path percent-encoded, so it is ASCII and
 /// safe in a `Location` header. `base` is the site's own base URL.
-pub fn normalize_target(input: &str, base: &str) -> Result<String, String> {
+pub(crate) fn normalize_target(input: &str, base: &str) -> Result<String, String> {
     let s = input.trim_matches(|c: char| c.is_ascii_whitespace());
     if s.is_empty() {
         return Err("url is required".into());
@@ -187,9 +132,10 @@ pub fn normalize_target(input: &str, base: &str) -> Result<String, String> {
         let prefix = own.path().trim_end_matches('/');
         let path = url.path().strip_prefix(prefix).unwrap_or(url.path());
         let path = if path.is_empty() { "/" } else { path };
-        let blog = OWN_FILES_ALLOWED.contains(&path)
-            || OWN_PATHS_ALLOWED.iter().any(|p| path.starts_with(p));
-        if !blog {
+        // Only the blog's pages and files may be shortened: every other path there is the
+        // short-link space (or the admin and API), and a short link to a short link would
+        // be a loop or a way to hide one link behind another.
+        if !crate::routes::is_public(path) {
             return Err("url points into this site's own short links".into());
         }
     }
@@ -212,7 +158,7 @@ fn same_host(a: &str, b: &str) -> bool {
 
 /// Cleans a title: control characters become spaces, runs of space collapse, and it is cut
 /// to 300 characters (titles come from arbitrary pages through the bookmarklet).
-pub fn clean_title(t: &str) -> String {
+pub(crate) fn clean_title(t: &str) -> String {
     let mut out = String::new();
     for word in t
         .split(|c: char| c.is_whitespace() || c.is_control())
@@ -265,7 +211,7 @@ const BOTS: &[&str] = &[
     "spider",
 ];
 
-pub fn is_bot(user_agent: &str) -> bool {
+pub(crate) fn is_bot(user_agent: &str) -> bool {
     let ua = user_agent.to_ascii_lowercase();
     BOTS.iter().any(|b| ua.contains(b))
 }
@@ -273,7 +219,7 @@ pub fn is_bot(user_agent: &str) -> bool {
 /// Clicks counted since the last write, per link id. The request loop adds to it and
 /// drains it into one transaction at most once a second.
 #[derive(Debug, Default)]
-pub struct ClickBatch {
+pub(crate) struct ClickBatch {
     pending: HashMap<i64, u64>,
 }
 
@@ -325,15 +271,15 @@ impl ClickBatch {
 }
 
 /// The day number (days since 1970-01-01, UTC) of a Unix time.
-pub fn day_of(ts: i64) -> i64 {
+pub(crate) fn day_of(ts: i64) -> i64 {
     ts.div_euclid(86_400)
 }
 
-pub const SPARK_DAYS: i64 = 30;
+pub(crate) const SPARK_DAYS: i64 = 30;
 
 /// A 30-day sparkline as an inline SVG polyline (no script, no style attribute, so the
 /// admin page's CSP allows it). `days` are (day number, clicks); `today` is the last day.
-pub fn sparkline(days: &[(i64, i64)], today: i64) -> String {
+pub(crate) fn sparkline(days: &[(i64, i64)], today: i64) -> String {
     let first = today - SPARK_DAYS + 1;
     let mut counts = [0i64; SPARK_DAYS as usize];
     for (d, n) in days {
@@ -360,23 +306,8 @@ pub fn sparkline(days: &[(i64, i64)], today: i64) -> String {
     )
 }
 
-/// Percent-encodes everything but unreserved characters, so the result fits a query value
-/// or a path segment (space as `%20`, which share intents of X, Mastodon and Bluesky and
-/// every `Location` reader accept).
-pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Fills `{text}` and `{url}` of the configured `share_url`, both encoded.
-pub fn share_target(template: &str, text: &str, url: &str) -> String {
+pub(crate) fn share_target(template: &str, text: &str, url: &str) -> String {
     template
         .replace("{text}", &encode_component(text))
         .replace("{url}", &encode_component(url))

@@ -10,7 +10,7 @@ const TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0:gli
 /// glibc reads its tunables once, at start-up, from the environment; so `nib serve`
 /// re-executes itself once with them set, before any thread exists. The PID stays the same
 /// (systemd and the tests see one process). A user's own malloc tunables are respected.
-pub fn ensure_allocator_tunables() {
+pub(crate) fn ensure_allocator_tunables() {
     let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
     if current.contains("glibc.malloc.") {
         return;
@@ -41,7 +41,7 @@ pub fn ensure_allocator_tunables() {
 /// without this nearly the whole 3.4 MB text segment stays resident. Code pages are
 /// never written (the binary has no text relocations), so the kernel reads them back from
 /// the file when they run again.
-pub fn drop_startup_code() {
+pub(crate) fn drop_startup_code() {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;
     };
@@ -86,7 +86,7 @@ pub fn drop_startup_code() {
 /// releases those pages too. (Dropping the binary's own text pages was tried as well: on
 /// the measured kernel they are reported dirty after a static PIE's self-relocation, and
 /// dropping them crashed, so they stay.)
-pub fn return_free_heap() {
+pub(crate) fn return_free_heap() {
     // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
     unsafe {
         libc::malloc_trim(0);
@@ -94,7 +94,7 @@ pub fn return_free_heap() {
 }
 
 /// Resident memory (`VmRSS`) or peak (`VmHWM`) of this process in KB.
-pub fn status_kb(key: &str) -> Option<u64> {
+pub(crate) fn status_kb(key: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/status").ok()?;
     parse_status_kb(&text, key)
 }

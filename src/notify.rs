@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// Where `$NOTIFY_SOCKET` points.
 #[derive(Debug, PartialEq, Eq)]
-pub enum NotifyAddr {
+pub(crate) enum NotifyAddr {
     /// `@name`: Linux's abstract namespace (no file on disk).
     Abstract(Vec<u8>),
     /// An ordinary socket file.
@@ -20,7 +20,7 @@ pub enum NotifyAddr {
 
 /// Parses `$NOTIFY_SOCKET`. systemd only ever sets an absolute path or `@name`; anything
 /// else is ignored rather than guessed at.
-pub fn parse_notify_addr(value: &str) -> Option<NotifyAddr> {
+pub(crate) fn parse_notify_addr(value: &str) -> Option<NotifyAddr> {
     if let Some(name) = value.strip_prefix('@') {
         (!name.is_empty()).then(|| NotifyAddr::Abstract(name.as_bytes().to_vec()))
     } else if value.starts_with('/') {
@@ -32,7 +32,11 @@ pub fn parse_notify_addr(value: &str) -> Option<NotifyAddr> {
 
 /// The watchdog ping interval: half of `$WATCHDOG_USEC`, as sd_watchdog_enabled(3)
 /// advises, and only when `$WATCHDOG_PID` is unset or names this process.
-pub fn watchdog_interval(usec: Option<&str>, wpid: Option<&str>, pid: u32) -> Option<Duration> {
+pub(crate) fn watchdog_interval(
+    usec: Option<&str>,
+    wpid: Option<&str>,
+    pid: u32,
+) -> Option<Duration> {
     if let Some(p) = wpid
         && p.trim().parse::<u32>().ok() != Some(pid)
     {
@@ -44,12 +48,12 @@ pub fn watchdog_interval(usec: Option<&str>, wpid: Option<&str>, pid: u32) -> Op
 
 /// The message announcing a reload, with the timestamp systemd uses to match it with
 /// the `READY=1` that ends it.
-pub fn reloading_message(monotonic_usec: u64) -> String {
+pub(crate) fn reloading_message(monotonic_usec: u64) -> String {
     format!("RELOADING=1\nMONOTONIC_USEC={monotonic_usec}\nSTATUS=restarting in place")
 }
 
 /// `CLOCK_MONOTONIC` in microseconds, the clock systemd's `MONOTONIC_USEC` uses.
-pub fn monotonic_usec() -> u64 {
+pub(crate) fn monotonic_usec() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -60,7 +64,7 @@ pub fn monotonic_usec() -> u64 {
 }
 
 /// The process's link to systemd (or to nothing).
-pub struct Notifier {
+pub(crate) struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
     watchdog: Option<Duration>,
     last_ping: Instant,

@@ -18,7 +18,7 @@ use crate::render::{self, Fnv};
 
 /// A post ready to store: everything a page needs, rendered once when the file changes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Post {
+pub(crate) struct Post {
     pub slug: String,
     pub title: String,
     pub date: i64,
@@ -85,13 +85,13 @@ impl<'de> Deserialize<'de> for DateValue {
 
 /// Whether a file in `posts/` is a post: `.md`, not hidden, not an editor's leftover
 /// (`.#x.md` lock files, `x.md~` backups, `.x.md.swp` swap files are all caught here).
-pub fn is_post_file(name: &str) -> bool {
+pub(crate) fn is_post_file(name: &str) -> bool {
     !name.starts_with('.') && !name.starts_with('#') && name.ends_with(".md") && name.len() > 3
 }
 
 /// Lowercase, ASCII-alphanumeric words joined by `-`: the form of slugs and tag URLs.
 /// Other letters (é, ß, 日) are kept as they are, lowercased.
-pub fn slugify(text: &str) -> String {
+pub(crate) fn slugify(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars().flat_map(char::to_lowercase) {
         if c.is_alphanumeric() || c == '_' {
@@ -146,7 +146,7 @@ fn parse_front_matter(text: &str, is_toml: bool) -> Result<FrontMatter, String> 
 
 /// Makes a post from one file's name, text and modification time (Unix seconds). The error
 /// is one line saying what is wrong, for the log and `nib check`.
-pub fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
+pub(crate) fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
     let (fm, body) = split_front_matter(text)?;
     let fm = match fm {
         Some((t, is_toml)) => parse_front_matter(t, is_toml)?,
@@ -269,7 +269,7 @@ fn stamp_of(meta: &fs::Metadata) -> FileStamp {
 
 /// Keeps the database's post index in step with the files. Holds only a fingerprint of the
 /// last scan, never the file list, so its memory does not grow with the site.
-pub struct Index {
+pub(crate) struct Index {
     fingerprint: Option<u64>,
     last_check: Option<Instant>,
     /// The watch on `posts/` that lets a check skip the scan; set up by the first
@@ -293,7 +293,7 @@ pub struct Index {
 
 /// What a refresh did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Refresh {
+pub(crate) struct Refresh {
     pub parsed: usize,
     pub removed: usize,
     pub broken: usize,
@@ -305,7 +305,7 @@ pub struct Refresh {
 /// A check that scans stats every post file (about 20 ms for 10,000 posts on the bench
 /// machine); without a watch every check scans, and this interval keeps that under 1.5%
 /// of a busy loop's time.
-pub const CHECK_EVERY: Duration = Duration::from_millis(1500);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(1500);
 
 /// The longest a watched directory goes without a scan: a change the kernel does not
 /// report (a write through a hard link in another directory, say) still shows within a
@@ -736,7 +736,11 @@ fn index_file(
 
 /// `nib new "Title"`: writes `posts/YYYY-MM-DD-slug.md` and returns its path. Refuses to
 /// overwrite an existing file.
-pub fn new_post(posts_dir: &Path, title: &str, now: i64) -> Result<std::path::PathBuf, String> {
+pub(crate) fn new_post(
+    posts_dir: &Path,
+    title: &str,
+    now: i64,
+) -> Result<std::path::PathBuf, String> {
     let slug = slugify(title);
     if slug.is_empty() {
         return Err(format!(

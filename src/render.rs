@@ -10,7 +10,7 @@ use crate::dates;
 use crate::db::PostRow;
 
 /// 64-bit FNV-1a: a small, stable hash for ETags and change detection (not for secrets).
-pub struct Fnv(u64);
+pub(crate) struct Fnv(u64);
 
 impl Default for Fnv {
     fn default() -> Self {
@@ -39,7 +39,7 @@ impl Fnv {
 }
 
 /// Escapes text for HTML and XML bodies and attributes.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -55,7 +55,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// The output of rendering one post body.
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub html: String,
     /// The HTML of what stands before `<!-- more -->`, when the marker is there.
     pub summary: Option<String>,
@@ -148,7 +148,7 @@ fn with_footnote_prefix(events: &mut [Event<'_>]) {
 
 /// Renders a post body: CommonMark plus tables, footnotes, strikethrough, task lists,
 /// heading ids and smart punctuation. Raw HTML is the author's and is kept.
-pub fn markdown(body: &str) -> Rendered {
+pub(crate) fn markdown(body: &str) -> Rendered {
     let mut events = with_heading_ids(Parser::new_ext(body, options()).collect());
     with_footnote_prefix(&mut events);
     let html = to_html(&events);
@@ -188,7 +188,7 @@ pub fn markdown(body: &str) -> Rendered {
 }
 
 /// Site-wide values every page shows.
-pub struct Site<'a> {
+pub(crate) struct Site<'a> {
     pub title: &'a str,
     pub description: &'a str,
     pub author: &'a str,
@@ -197,7 +197,7 @@ pub struct Site<'a> {
 }
 
 /// A post as templates see it.
-pub struct PostView {
+pub(crate) struct PostView {
     pub slug: String,
     pub title: String,
     pub date_iso: String,
@@ -245,7 +245,7 @@ impl PostView {
 ///
 /// One pass that stops as soon as the text is known to be cut: it runs on every view of a
 /// post without a description, and reading a whole long post took 7% of the request.
-pub fn plain_text(html: &str, max: usize) -> String {
+pub(crate) fn plain_text(html: &str, max: usize) -> String {
     const ENTITIES: [(&str, char); 6] = [
         ("&amp;", '&'),
         ("&lt;", '<'),
@@ -299,7 +299,7 @@ pub fn plain_text(html: &str, max: usize) -> String {
 }
 
 /// Links between pages of a listing.
-pub struct Pager {
+pub(crate) struct Pager {
     pub newer: Option<String>,
     pub older: Option<String>,
     pub page: u64,
@@ -329,7 +329,7 @@ impl Pager {
 
 #[derive(Template)]
 #[template(path = "index.html")]
-pub struct IndexPage<'a> {
+pub(crate) struct IndexPage<'a> {
     pub site: &'a Site<'a>,
     pub path: &'a str,
     pub posts: Vec<PostView>,
@@ -338,7 +338,7 @@ pub struct IndexPage<'a> {
 
 #[derive(Template)]
 #[template(path = "post.html")]
-pub struct PostPage<'a> {
+pub(crate) struct PostPage<'a> {
     pub site: &'a Site<'a>,
     pub path: &'a str,
     pub post: PostView,
@@ -349,7 +349,7 @@ pub struct PostPage<'a> {
 
 #[derive(Template)]
 #[template(path = "tags.html")]
-pub struct TagsPage<'a> {
+pub(crate) struct TagsPage<'a> {
     pub site: &'a Site<'a>,
     pub path: &'a str,
     /// (slug, name, count)
@@ -358,7 +358,7 @@ pub struct TagsPage<'a> {
 
 #[derive(Template)]
 #[template(path = "tag.html")]
-pub struct TagPage<'a> {
+pub(crate) struct TagPage<'a> {
     pub site: &'a Site<'a>,
     pub path: &'a str,
     pub name: String,
@@ -369,7 +369,7 @@ pub struct TagPage<'a> {
 
 #[derive(Template)]
 #[template(path = "404.html")]
-pub struct NotFoundPage<'a> {
+pub(crate) struct NotFoundPage<'a> {
     pub site: &'a Site<'a>,
     pub path: &'a str,
 }
@@ -377,7 +377,7 @@ pub struct NotFoundPage<'a> {
 /// The Atom feed up to its first entry; the entries follow one at a time.
 #[derive(Template)]
 #[template(path = "atom_head.xml")]
-pub struct AtomHead<'a> {
+pub(crate) struct AtomHead<'a> {
     pub site: &'a Site<'a>,
     pub updated: String,
     pub author: &'a str,
@@ -385,55 +385,48 @@ pub struct AtomHead<'a> {
 
 #[derive(Template)]
 #[template(path = "atom_entry.xml")]
-pub struct AtomEntry<'a> {
+pub(crate) struct AtomEntry<'a> {
     pub site: &'a Site<'a>,
     pub post: PostView,
 }
 
-pub const ATOM_TAIL: &str = "</feed>\n";
+pub(crate) const ATOM_TAIL: &str = "</feed>\n";
 
 /// The RSS feed up to its first item; the items follow one at a time.
 #[derive(Template)]
 #[template(path = "rss_head.xml")]
-pub struct RssHead<'a> {
+pub(crate) struct RssHead<'a> {
     pub site: &'a Site<'a>,
     pub updated: String,
 }
 
 #[derive(Template)]
 #[template(path = "rss_entry.xml")]
-pub struct RssEntry<'a> {
+pub(crate) struct RssEntry<'a> {
     pub site: &'a Site<'a>,
     pub author: &'a str,
     pub post: PostView,
 }
 
-pub const RSS_TAIL: &str = "</channel>\n</rss>\n";
+pub(crate) const RSS_TAIL: &str = "</channel>\n</rss>\n";
 
 /// How many entries the feeds carry.
-pub const FEED_ENTRIES: u32 = 20;
+pub(crate) const FEED_ENTRIES: u32 = 20;
 
 /// The feed's own `updated`: the newest entry's date, so it moves only with content.
 /// `entries` are (date, updated) pairs.
-pub fn feed_updated(entries: impl Iterator<Item = (i64, Option<i64>)>) -> i64 {
+pub(crate) fn feed_updated(entries: impl Iterator<Item = (i64, Option<i64>)>) -> i64 {
     entries
         .map(|(date, updated)| updated.unwrap_or(date).max(date))
         .max()
         .unwrap_or(0)
 }
 
-/// `robots.txt` when the site has none of its own in `static/`.
-pub fn robots(base: &str) -> String {
-    format!(
-        "User-agent: *\nAllow: /\nDisallow: /admin/\nDisallow: /api/\n\nSitemap: {base}/sitemap.xml\n"
-    )
-}
-
-pub const SITEMAP_HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n";
-pub const SITEMAP_TAIL: &str = "</urlset>\n";
+pub(crate) const SITEMAP_HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n";
+pub(crate) const SITEMAP_TAIL: &str = "</urlset>\n";
 
 /// One `<url>` entry of the sitemap.
-pub fn sitemap_url(out: &mut Vec<u8>, base: &str, path: &str, lastmod: Option<i64>) {
+pub(crate) fn sitemap_url(out: &mut Vec<u8>, base: &str, path: &str, lastmod: Option<i64>) {
     out.extend_from_slice(b"  <url><loc>");
     // The sitemap protocol wants URLs escaped: slugs may hold letters like `é`.
     let path: Vec<String> = path

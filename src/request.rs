@@ -34,10 +34,6 @@ impl Target {
             query: query.to_string(),
         })
     }
-
-    pub fn is_read(&self) -> bool {
-        matches!(self.method, Method::Get | Method::Head)
-    }
 }
 
 /// Decodes `%XX` escapes; `None` for a bad escape, invalid UTF-8 or a NUL byte.

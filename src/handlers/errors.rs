@@ -6,11 +6,11 @@ use askama::Template;
 use crate::access_log::LogSafe;
 use crate::app::App;
 use crate::error::Error;
-use crate::handlers::allowed;
 use crate::handlers::owner;
 use crate::render;
 use crate::reply::{HTML, Reply};
 use crate::request::Target;
+use crate::routes::Route;
 
 /// The HTML 404 page (or a short text for non-HTML clients of the API).
 pub(crate) fn not_found_page(app: &App, path: &str) -> Reply {
@@ -53,7 +53,7 @@ pub(crate) fn error_reply(app: &App, t: Option<&Target>, e: Error) -> Reply {
         }
     };
     if status == 405 {
-        reply = reply.header("Allow", allowed(path));
+        reply = reply.header("Allow", Route::parse(path).methods().allow());
     }
     reply
 }

@@ -109,8 +109,9 @@ pub(crate) fn sitemap_reply(app: &App) -> Result<Reply, Error> {
         if !started {
             started = true;
             buf.extend_from_slice(render::SITEMAP_HEAD.as_bytes());
-            render::sitemap_url(buf, base, "/", at);
-            render::sitemap_url(buf, base, "/tags/", at);
+            for page in crate::routes::sitemap_pages() {
+                render::sitemap_url(buf, base, page, at);
+            }
             for n in 2..=(app.db.count_public()? as u64).div_ceil(per) {
                 render::sitemap_url(buf, base, &format!("/page/{n}/"), at);
             }
@@ -158,6 +159,30 @@ pub(crate) fn robots(app: &App, req: &Request) -> Result<Reply, Error> {
         app.page_etag("/robots.txt"),
         app.site.0,
         CACHE_PAGE,
-        || Ok(Reply::new(200, TEXT, render::robots(app.cfg.base()))),
+        || Ok(Reply::new(200, TEXT, robots_txt(app.cfg.base()))),
     )
+}
+
+/// The generated `robots.txt`: everything may be crawled but the owner's folders (from the
+/// route table), and the sitemap is named.
+fn robots_txt(base: &str) -> String {
+    let mut out = String::from("User-agent: *\nAllow: /\n");
+    for name in crate::routes::disallowed() {
+        out.push_str(&format!("Disallow: /{name}/\n"));
+    }
+    out.push_str(&format!("\nSitemap: {base}/sitemap.xml\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robots_keeps_crawlers_out_of_the_owners_folders() {
+        assert_eq!(
+            robots_txt("https://example.org"),
+            "User-agent: *\nAllow: /\nDisallow: /admin/\nDisallow: /api/\n\nSitemap: https://example.org/sitemap.xml\n"
+        );
+    }
 }

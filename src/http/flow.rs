@@ -28,7 +28,7 @@ use crate::request::MAX_BODY;
 
 /// A request body that has not fully arrived this long after the handler asked for it is
 /// answered 408 and its connection closed.
-pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Requests one connection may have waiting behind its answer in flight; past that the
 /// connection is closed (nginx never pipelines to nib; a browser does not pipeline).
@@ -63,7 +63,7 @@ struct BodyRead {
 }
 
 /// The flow's state; owned by the loop.
-pub struct Flow {
+pub(crate) struct Flow {
     writers: Writers,
     done: Receiver<Done>,
     bodies_tx: Sender<BodyRead>,

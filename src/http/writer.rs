@@ -22,12 +22,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// A client that takes no byte of its answer for this long is cut.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The most writer threads at once. Each is one slow reader at worst (50 of them hold
 /// about 50 threads), and a page answered while they wait gets a thread of its own. Past
 /// this, answers queue for the next free thread.
-pub const MAX_WRITERS: usize = 256;
+pub(crate) const MAX_WRITERS: usize = 256;
 
 /// Threads kept waiting for work however long they are idle.
 const KEEP_IDLE: usize = 1;
@@ -39,7 +39,7 @@ const IDLE_EXIT: Duration = Duration::from_secs(5);
 const STACK: usize = 64 * 1024;
 
 /// What follows the head of an answer.
-pub enum Out {
+pub(crate) enum Out {
     /// Nothing more: the head carries the whole answer (an in-memory page is appended to
     /// it, so head and page leave in one write).
     None,
@@ -57,7 +57,7 @@ pub enum Out {
 }
 
 /// One answer to write.
-pub struct Job {
+pub(crate) struct Job {
     /// tiny_http's writer for this request; dropping it lets tiny_http go on with the
     /// connection (the next request, or closing it).
     pub to: Box<dyn Write + Send>,
@@ -73,12 +73,12 @@ pub struct Job {
 }
 
 /// A writer's report to the loop: this client's answer is out (or broken off).
-pub struct Done {
+pub(crate) struct Done {
     pub peer: Option<SocketAddr>,
 }
 
 /// How a writer wakes the loop (tiny_http's `Server::unblock`).
-pub type Wake = Arc<dyn Fn() + Send + Sync>;
+pub(crate) type Wake = Arc<dyn Fn() + Send + Sync>;
 
 struct Shared {
     queue: Mutex<Queue>,
@@ -99,7 +99,7 @@ struct Queue {
 }
 
 /// The pool. Owned by the loop.
-pub struct Writers {
+pub(crate) struct Writers {
     shared: Arc<Shared>,
 }
 
