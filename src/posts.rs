@@ -169,6 +169,21 @@ pub fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
     };
     let date = parse_date("date", &fm.date)?.or(name_date).unwrap_or(mtime);
     let updated = parse_date("updated", &fm.updated)?;
+    // Pages, feeds and HTTP headers show four-digit years; a date outside them is a typo.
+    let out_of_range = |field: &str, shown: Option<&DateValue>, ts: i64| {
+        let what = match shown {
+            Some(DateValue(s)) => format!("{s:?}"),
+            None if Some(ts) == name_date => "the file name's date".to_string(),
+            None => "the file's modification time".to_string(),
+        };
+        format!("{field}: {what} is outside the years 1 to 9998")
+    };
+    if !dates::in_range(date) {
+        return Err(out_of_range("date", fm.date.as_ref(), date));
+    }
+    if let Some(u) = updated.filter(|u| !dates::in_range(*u)) {
+        return Err(out_of_range("updated", fm.updated.as_ref(), u));
+    }
 
     // A leading `# Heading` becomes the title when front matter has none, and leaves the
     // body so the page does not show it twice.
@@ -870,6 +885,44 @@ mod tests {
             let err = parse("x.md", text, 0).expect_err(text);
             assert!(err.contains(needle), "{text:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err:?}");
+        }
+    }
+
+    /// Regression: `nib check` accepted a post dated `9999-12-31T20:00:00-05:00`, and then
+    /// `/` answered 500 and the feed killed the server.
+    #[test]
+    fn a_post_dated_past_year_9998_is_refused() {
+        // (file name, text, mtime, problem or None when accepted)
+        let cases: &[(&str, &str, i64, Option<&str>)] = &[
+            (
+                "x.md",
+                "---\ndate: 9999-12-31T20:00:00-05:00\n---\nx",
+                0,
+                Some("date: \"9999-12-31T20:00:00-05:00\" is outside the years 1 to 9998"),
+            ),
+            (
+                "x.md",
+                "+++\ndate = 0000-06-01\n+++\nx",
+                0,
+                Some("date: \"0000-06-01\""),
+            ),
+            (
+                "x.md",
+                "---\nupdated: 9999-01-01\n---\nx",
+                0,
+                Some("updated: \"9999-01-01\""),
+            ),
+            ("9999-01-01-x.md", "x", 0, Some("the file name's date")),
+            ("x.md", "x", 300_000_000_000, Some("modification time")),
+            ("x.md", "---\ndate: 9998-12-31\n---\nx", 0, None),
+            ("x.md", "---\ndate: 0001-01-01\n---\nx", 0, None),
+        ];
+        for (name, text, mtime, want) in cases {
+            match (parse(name, text, *mtime), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(needle)) => assert!(e.contains(needle), "{text:?}: {e}"),
+                (got, _) => panic!("{name} {text:?}: {got:?}"),
+            }
         }
     }
 

@@ -586,3 +586,39 @@ fn an_edit_indexed_first_by_another_nib_still_shows() {
         "the old page is still served"
     );
 }
+
+/// Regression: `nib check` accepted a post dated `9999-12-31T20:00:00-05:00` (year 10000 in
+/// UTC); `/` then answered 500 and `/feed.xml` panicked in httpdate and killed the server.
+#[test]
+fn a_post_dated_year_9999_does_not_crash_the_feed() {
+    let site = example_site();
+    site.post(
+        "far.md",
+        "---\ntitle: Far future\ndate: 9999-12-31T20:00:00-05:00\n---\nlater\n",
+    );
+    let (code, out, _) = nib(&site, &["check"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("far.md") && l.contains("outside the years 1 to 9998")),
+        "{out}"
+    );
+    let mut s = TestServer::start(&site);
+    for path in [
+        "/",
+        "/feed.xml",
+        "/rss.xml",
+        "/sitemap.xml",
+        "/posts/hello/",
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(!r.text().contains("Far future"), "{path} shows the post");
+    }
+    assert_eq!(s.get("/posts/far/").status, 404);
+    assert_eq!(s.wait_exit(Duration::from_millis(100)), None, "nib died");
+    let log = s.stderr_text();
+    let lines: Vec<_> = log.lines().filter(|l| l.contains("far.md")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("outside the years"), "{log}");
+}
