@@ -3,6 +3,10 @@
 //! here is a pure function of its arguments, so `nib serve` and `nib build` produce the
 //! same bytes for the same content.
 
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+
 use askama::Template;
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
@@ -74,111 +78,218 @@ fn options() -> Options {
         | Options::ENABLE_HEADING_ATTRIBUTES
 }
 
-/// Gives every heading without an explicit `{#id}` an id made from its text (`## Why
-/// SQLite?` → `why-sqlite`), made unique within the page, so sections can be linked.
-fn with_heading_ids(events: Vec<Event<'_>>) -> Vec<Event<'_>> {
-    let mut used = std::collections::HashSet::new();
-    for e in &events {
-        if let Event::Start(Tag::Heading { id: Some(id), .. }) = e {
-            used.insert(id.to_string());
+/// The most events read ahead to name one heading, and the most of its text an id is made
+/// from. A heading's events wait in a buffer until its id is known, so a setext heading a
+/// megabyte long would otherwise be held as a megabyte of events; real headings stay far
+/// below both limits and keep the ids they always had.
+const HEADING_LOOKAHEAD: usize = 1024;
+const HEADING_TEXT_MAX: usize = 4096;
+
+/// The ids a page's headings use, and for each base id the next suffix to try.
+///
+/// Without the counter, `n` headings with the same text tried `base`, `base-1`, ...
+/// from the start each time: 20,000 empty `#` lines held the loop for 32 s. The suffixes
+/// skipped are all taken already and stay taken, so resuming gives the same ids.
+#[derive(Default)]
+struct HeadingIds {
+    used: HashSet<String>,
+    next: HashMap<String, usize>,
+}
+
+impl HeadingIds {
+    /// The explicit `{#id}`s of `body`, which generated ids must not take. Only a body with
+    /// a `}` can have one, so most posts are parsed once.
+    fn new(body: &str) -> HeadingIds {
+        let mut ids = HeadingIds::default();
+        if body.contains('}') {
+            for e in Parser::new_ext(body, options()) {
+                if let Event::Start(Tag::Heading { id: Some(id), .. }) = e {
+                    ids.used.insert(id.to_string());
+                }
+            }
+        }
+        ids
+    }
+
+    /// A unique id for a heading with this text (`## Why SQLite?` → `why-sqlite`).
+    fn make(&mut self, text: &str) -> String {
+        let base = match crate::posts::slugify(text) {
+            s if s.is_empty() => "section".to_string(),
+            s => s,
+        };
+        if self.used.insert(base.clone()) {
+            return base;
+        }
+        let n = self.next.entry(base.clone()).or_insert(1);
+        loop {
+            let id = format!("{base}-{n}");
+            *n += 1;
+            if self.used.insert(id.clone()) {
+                return id;
+            }
         }
     }
-    let mut out = Vec::with_capacity(events.len());
-    let mut i = 0;
-    while i < events.len() {
-        if let Event::Start(Tag::Heading {
+}
+
+/// A `fmt::Write` into the page's one `String` that publishes its length, so the event
+/// stream below knows where in the HTML each event begins.
+struct Counted<'a> {
+    out: &'a mut String,
+    len: &'a Cell<usize>,
+}
+
+impl fmt::Write for Counted<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.out.push_str(s);
+        self.len.set(self.out.len());
+        Ok(())
+    }
+}
+
+/// The parser's events on their way to the HTML writer: headings get ids, footnote labels
+/// their prefix, and the positions of the first paragraph and of `<!-- more -->` in the
+/// output are noted as they pass. The writer asks for an event only once it has written
+/// the one before, so `len` is then where the next one begins.
+struct Stream<'a, 'l, I: Iterator<Item = Event<'a>>> {
+    events: I,
+    /// A heading's events, read ahead to make its id.
+    ahead: VecDeque<Event<'a>>,
+    ids: HeadingIds,
+    len: &'l Cell<usize>,
+    /// Where the first paragraph begins, and where it ends once known.
+    paragraph: Option<(usize, Option<usize>)>,
+    /// The first paragraph's end was just handed over: it ends where the next event begins.
+    paragraph_closing: bool,
+    /// Where the last event began, when it opened an HTML block.
+    html_block_at: Option<usize>,
+    /// Where the summary ends: before the first `<!-- more -->` HTML block.
+    more_at: Option<usize>,
+}
+
+impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
+    /// Reads a heading's events ahead, up to [`HEADING_LOOKAHEAD`], and gives it an id.
+    fn name_heading(&mut self, start: Event<'a>) -> Event<'a> {
+        let Event::Start(Tag::Heading {
             level,
             id: None,
             classes,
             attrs,
-        }) = &events[i]
-        {
-            let mut text = String::new();
-            for e in &events[i + 1..] {
-                match e {
-                    Event::End(TagEnd::Heading(_)) => break,
-                    Event::Text(t) | Event::Code(t) => text.push_str(t),
-                    _ => {}
-                }
+        }) = start
+        else {
+            return start;
+        };
+        let mut text = String::new();
+        while self.ahead.len() < HEADING_LOOKAHEAD {
+            let Some(e) = self.events.next() else { break };
+            let end = matches!(e, Event::End(TagEnd::Heading(_)));
+            if let Event::Text(t) | Event::Code(t) = &e
+                && text.len() < HEADING_TEXT_MAX
+            {
+                text.push_str(t);
             }
-            let base = match crate::posts::slugify(&text) {
-                s if s.is_empty() => "section".to_string(),
-                s => s,
-            };
-            let mut id = base.clone();
-            let mut n = 1;
-            while !used.insert(id.clone()) {
-                id = format!("{base}-{n}");
-                n += 1;
+            self.ahead.push_back(e);
+            if end {
+                break;
             }
-            out.push(Event::Start(Tag::Heading {
-                level: *level,
-                id: Some(CowStr::from(id)),
-                classes: classes.clone(),
-                attrs: attrs.clone(),
-            }));
-        } else {
-            out.push(events[i].clone());
         }
-        i += 1;
+        if text.len() > HEADING_TEXT_MAX {
+            let mut cut = HEADING_TEXT_MAX;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        Event::Start(Tag::Heading {
+            level,
+            id: Some(CowStr::from(self.ids.make(&text))),
+            classes,
+            attrs,
+        })
     }
-    out
 }
 
-fn to_html(events: &[Event<'_>]) -> String {
-    let mut s = String::new();
-    html::push_html(&mut s, events.iter().cloned());
-    s
-}
+impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
+    type Item = Event<'a>;
 
-/// Prefixes footnote labels, so a footnote called `intro` cannot take the id of a heading
-/// `# Intro`. (Listing pages show summaries, which rarely carry footnotes; two posts'
-/// `[^1]` on one listing page would still share an id.)
-fn with_footnote_prefix(events: &mut [Event<'_>]) {
-    for e in events.iter_mut() {
-        match e {
-            Event::FootnoteReference(name) => *name = CowStr::from(format!("fn-{name}")),
-            Event::Start(Tag::FootnoteDefinition(name)) => {
+    fn next(&mut self) -> Option<Event<'a>> {
+        let at = self.len.get();
+        if std::mem::take(&mut self.paragraph_closing)
+            && let Some((_, end)) = &mut self.paragraph
+        {
+            *end = Some(at);
+        }
+        let mut e = match self.ahead.pop_front() {
+            Some(e) => e,
+            None => match self.events.next()? {
+                e @ Event::Start(Tag::Heading { id: None, .. }) => self.name_heading(e),
+                e => e,
+            },
+        };
+        // Prefixed, so a footnote called `intro` cannot take the id of a heading `# Intro`.
+        // (Listing pages show summaries, which rarely carry footnotes; two posts' `[^1]` on
+        // one listing page would still share an id.)
+        match &mut e {
+            Event::FootnoteReference(name) | Event::Start(Tag::FootnoteDefinition(name)) => {
                 *name = CowStr::from(format!("fn-{name}"))
+            }
+            Event::Start(Tag::Paragraph) if self.paragraph.is_none() => {
+                self.paragraph = Some((at, None))
+            }
+            Event::End(TagEnd::Paragraph) if matches!(self.paragraph, Some((_, None))) => {
+                self.paragraph_closing = true
+            }
+            // The marker counts only as an HTML block of its own (a line by itself, outside
+            // code), as Zola and Hugo read it; the parser already knows what is code.
+            Event::Html(t) if self.more_at.is_none() && t.trim() == MORE => {
+                self.more_at = Some(self.html_block_at.unwrap_or(at))
             }
             _ => {}
         }
+        self.html_block_at = matches!(e, Event::Start(Tag::HtmlBlock)).then_some(at);
+        Some(e)
     }
 }
 
 /// Renders a post body: CommonMark plus tables, footnotes, strikethrough, task lists,
 /// heading ids and smart punctuation. Raw HTML is the author's and is kept.
+///
+/// One pass from the parser into one `String`: the summary and first paragraph are cut
+/// from it, never rendered again, and no list of events is kept. Rendering a 1.3 MB post
+/// through a list of its events and three renders peaked at 48 times its size.
 pub fn markdown(body: &str) -> Rendered {
-    let mut events = with_heading_ids(Parser::new_ext(body, options()).collect());
-    with_footnote_prefix(&mut events);
-    let html = to_html(&events);
-    let first_paragraph = match events
-        .iter()
-        .position(|e| matches!(e, Event::Start(Tag::Paragraph)))
-    {
-        Some(start) => {
-            let end = events[start..]
-                .iter()
-                .position(|e| matches!(e, Event::End(TagEnd::Paragraph)))
-                .map(|p| start + p + 1)
-                .unwrap_or(events.len());
-            to_html(&events[start..end])
+    let len = Cell::new(0);
+    // Prose grows by about a tenth as HTML: reserved once, the page is not copied as it
+    // grows.
+    let mut html = String::with_capacity(body.len() + body.len() / 8);
+    let mut stream = Stream {
+        events: Parser::new_ext(body, options()),
+        ahead: VecDeque::new(),
+        ids: HeadingIds::new(body),
+        len: &len,
+        paragraph: None,
+        paragraph_closing: false,
+        html_block_at: None,
+        more_at: None,
+    };
+    let written = html::write_html_fmt(
+        Counted {
+            out: &mut html,
+            len: &len,
+        },
+        &mut stream,
+    );
+    debug_assert!(written.is_ok(), "writing into a String cannot fail");
+    let first_paragraph = match stream.paragraph {
+        // Standing first, the paragraph has no newline before it.
+        Some((start, end)) => {
+            let p = &html[start..end.unwrap_or(html.len())];
+            p.strip_prefix('\n').unwrap_or(p).to_string()
         }
         None => String::new(),
     };
-    // The marker counts only as an HTML block of its own (a line by itself, outside code),
-    // as Zola and Hugo read it; the parser already knows what is code.
-    let summary = events
-        .iter()
-        .position(|e| matches!(e, Event::Html(t) if t.trim() == MORE))
-        .map(|at| {
-            let start = if at > 0 && matches!(events[at - 1], Event::Start(Tag::HtmlBlock)) {
-                at - 1
-            } else {
-                at
-            };
-            to_html(&events[..start])
-        })
+    let summary = stream
+        .more_at
+        .map(|at| html[..at].to_string())
         .filter(|s| !s.trim().is_empty());
     Rendered {
         html,
@@ -478,6 +589,31 @@ mod tests {
         let html = markdown("## Notes\n\n## Notes\n\n## Notes").html;
         for id in ["notes", "notes-1", "notes-2"] {
             assert!(html.contains(&format!("id=\"{id}\"")), "{html}");
+        }
+    }
+
+    /// Regression: heading ids were found by trying `base`, `base-1`, ... from the start
+    /// for every heading, so 20,000 empty `#` lines blocked serving for 32 s and 30,000
+    /// `## a` lines for 69 s.
+    #[test]
+    fn twenty_thousand_like_headings_render_in_linear_time() {
+        // A release build takes a few tens of milliseconds, an unoptimised one half a
+        // second; the quadratic version took tens of seconds either way.
+        let limit =
+            std::time::Duration::from_millis(if cfg!(debug_assertions) { 3000 } else { 300 });
+        for (md, last) in [
+            (format!("# t\n{}", "#\n".repeat(20_000)), "section-19999"),
+            ("## a\n".repeat(30_000), "a-29999"),
+        ] {
+            let started = std::time::Instant::now();
+            let html = markdown(&md).html;
+            assert!(started.elapsed() < limit, "{:?}", started.elapsed());
+            assert!(html.contains(&format!("id=\"{last}\"")), "{last}");
+        }
+        // Explicit ids are kept clear of, wherever they stand.
+        let html = markdown("## a\n\n## a\n\n## b {#a-1}\n\n## a").html;
+        for id in ["\"a\"", "\"a-2\"", "\"a-1\"", "\"a-3\""] {
+            assert!(html.contains(&format!("id={id}")), "{id}: {html}");
         }
     }
 
