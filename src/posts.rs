@@ -4,6 +4,7 @@
 //! asks an inotify descriptor, without blocking, whether anything in `posts/` changed; only
 //! then does [`Index::refresh`] stat the directory's files and re-read those that changed.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -39,18 +40,57 @@ struct FrontMatter {
     date: Option<DateValue>,
     updated: Option<DateValue>,
     slug: Option<String>,
-    #[serde(default)]
     tags: Option<Tags>,
     draft: Option<bool>,
     description: Option<String>,
 }
 
-/// Tags as a list, or as one comma-separated string.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Tags {
-    List(Vec<String>),
-    One(String),
+/// Tags as a list, or as one comma-separated string: trimmed, without empty ones, the
+/// first of each slug kept.
+///
+/// Read element by element rather than as an untagged enum, which buffers the whole value
+/// first: YAML aliases expand as they are read, and 21 KB of `tags: *b`, with `b` a list of
+/// 3,000 aliases to a list of 3,000 strings, took 33 s and 300 MB before it was refused.
+/// Now an alias to a list stops the read at its first element, and repeats of one string
+/// are dropped as they come.
+#[derive(Debug, Default)]
+struct Tags(Vec<String>);
+
+impl Tags {
+    fn add(&mut self, seen: &mut HashSet<String>, tag: &str) {
+        let tag = tag.trim();
+        let slug = slugify(tag);
+        if !slug.is_empty() && seen.insert(slug) {
+            self.0.push(tag.to_string());
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Tags;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of tags or one comma-separated string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Tags, E> {
+                let (mut tags, mut seen) = (Tags::default(), HashSet::new());
+                for t in v.split(',') {
+                    tags.add(&mut seen, t);
+                }
+                Ok(tags)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Tags, A::Error> {
+                let (mut tags, mut seen) = (Tags::default(), HashSet::new());
+                while let Some(t) = seq.next_element::<String>()? {
+                    tags.add(&mut seen, &t);
+                }
+                Ok(tags)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A date as text; TOML's native datetimes (`date = 2024-01-05`) arrive as a one-entry map,
@@ -133,9 +173,88 @@ fn split_front_matter(text: &str) -> Result<(Option<(&str, bool)>, &str), String
     Ok((None, text))
 }
 
+/// How deep front matter may nest. Real front matter nests two or three levels; YAML
+/// nested 100,000 levels deep (200 KB of `[`) took the parser 58 s before it was accepted.
+const MAX_FRONT_MATTER_DEPTH: usize = 64;
+
+/// An upper bound on how deep `text` nests, found in one pass before any parser sees it,
+/// and given up on as soon as it passes [`MAX_FRONT_MATTER_DEPTH`].
+///
+/// Every `[` and `{` counts as a level, in strings too, so a bound too high is possible
+/// (65 unclosed brackets in a title) but one too low is not. So do, in YAML, each deeper
+/// indentation and each `- ` or `? ` that opens a line (`- - - x` nests three sequences),
+/// and in TOML each part of a dotted key or table name (`[a.b.c]` nests three tables).
+fn nesting_depth(text: &str, is_toml: bool) -> usize {
+    let mut flow: usize = 0;
+    let mut indents: Vec<usize> = Vec::new();
+    let mut table: usize = 0;
+    let mut deepest: usize = 0;
+    for line in text.lines() {
+        let body = line.trim_start_matches([' ', '\t']);
+        let mut rest = body;
+        let mut block = 0;
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        } else if is_toml {
+            if flow == 0 && body.starts_with('[') {
+                // A table header: its name's parts are levels, its brackets are not.
+                let name = body.trim_start_matches('[');
+                let name = &name[..name.find(']').unwrap_or(name.len())];
+                table = name.matches('.').count() + 1;
+                block = table;
+                rest = "";
+            } else if flow == 0
+                && let Some(eq) = body.find('=')
+            {
+                block = table + body[..eq].matches('.').count() + 1;
+                rest = &body[eq + 1..];
+            }
+        } else {
+            if flow == 0 {
+                let indent = line.len() - body.len();
+                while indents.last().is_some_and(|&i| i > indent) {
+                    indents.pop();
+                }
+                if indents.last().is_none_or(|&i| i < indent) {
+                    indents.push(indent);
+                }
+            }
+            block = indents.len();
+            while let Some(r) = rest
+                .strip_prefix(['-', '?'])
+                .filter(|r| r.is_empty() || r.starts_with([' ', '\t']))
+            {
+                block += 1;
+                rest = r.trim_start_matches([' ', '\t']);
+            }
+        }
+        let mut line_deepest = flow;
+        for b in rest.bytes() {
+            match b {
+                b'[' | b'{' => {
+                    flow += 1;
+                    line_deepest = line_deepest.max(flow);
+                }
+                b']' | b'}' => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+        deepest = deepest.max(block + line_deepest);
+        if deepest > MAX_FRONT_MATTER_DEPTH {
+            break;
+        }
+    }
+    deepest
+}
+
 fn parse_front_matter(text: &str, is_toml: bool) -> Result<FrontMatter, String> {
     if text.trim().is_empty() {
         return Ok(FrontMatter::default());
+    }
+    if nesting_depth(text, is_toml) > MAX_FRONT_MATTER_DEPTH {
+        return Err(format!(
+            "front matter nests deeper than {MAX_FRONT_MATTER_DEPTH} levels"
+        ));
     }
     if is_toml {
         toml::from_str(text).map_err(|e| format!("TOML front matter: {}", e.message().trim()))
@@ -208,17 +327,7 @@ pub fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
         .filter(|t| !t.is_empty())
         .or(heading_title.filter(|t| !t.is_empty()))
         .unwrap_or_else(|| slug.clone());
-    let tags: Vec<String> = match fm.tags {
-        None => Vec::new(),
-        Some(Tags::List(l)) => l,
-        Some(Tags::One(s)) => s.split(',').map(str::to_string).collect(),
-    };
-    let mut seen = std::collections::HashSet::new();
-    let tags = tags
-        .into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !slugify(t).is_empty() && seen.insert(slugify(t)))
-        .collect();
+    let tags = fm.tags.unwrap_or_default().0;
     let description = fm
         .description
         .map(|d| d.trim().to_string())
@@ -924,6 +1033,80 @@ mod tests {
                 (got, _) => panic!("{name} {text:?}: {got:?}"),
             }
         }
+    }
+
+    /// Regression: YAML front matter nested 100,000 deep (200 KB) took 58 s to parse, and
+    /// was accepted.
+    #[test]
+    fn front_matter_nested_deeper_than_64_is_refused_at_once() {
+        let deep = |open: &str, close: &str, n: usize| open.repeat(n) + "x" + &close.repeat(n);
+        let indented = |n: usize| {
+            (0..n)
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+                .collect::<String>()
+        };
+        // (front matter, TOML?, depth refused)
+        let cases: &[(String, bool, bool)] = &[
+            ("title: a\ntags: [a, b]\n".into(), false, false),
+            ("extra:\n  a:\n    b: [1, {c: 2}]\n".into(), false, false),
+            (format!("x: {}\n", deep("[", "]", 60)), false, false),
+            (format!("x: {}\n", deep("[", "]", 65)), false, true),
+            (format!("x: {}\n", deep("[", "]", 100_000)), false, true),
+            (format!("x: {}\n", deep("{a: ", "}", 100_000)), false, true),
+            (format!("x:\n{}y\n", "- ".repeat(100_000)), false, true),
+            (indented(60), false, false),
+            (indented(70), false, true),
+            (
+                "title = 'a'\n[extra]\nb.c = [1, {d = 2}]\n".into(),
+                true,
+                false,
+            ),
+            (format!("x = {}\n", deep("[", "]", 100_000)), true, true),
+            (format!("x = {}\n", deep("{a = ", "}", 100_000)), true, true),
+            (format!("[{}]\n", vec!["a"; 100].join(".")), true, true),
+            (format!("{} = 1\n", vec!["a"; 100].join(".")), true, true),
+        ];
+        for (text, is_toml, refused) in cases {
+            let started = Instant::now();
+            let got = parse_front_matter(text, *is_toml);
+            let short = &text[..text.len().min(40)];
+            assert!(started.elapsed() < Duration::from_secs(1), "{short:?}");
+            match got {
+                Err(e) if e.contains("nests deeper than 64") => assert!(*refused, "{short:?}"),
+                _ => assert!(!*refused, "{short:?}: {:?}", got.err()),
+            }
+        }
+        let err = parse(
+            "x.md",
+            &format!("---\nx: {}\n---\nbody", deep("[", "]", 100_000)),
+            0,
+        );
+        assert_eq!(
+            err.err().as_deref(),
+            Some("front matter nests deeper than 64 levels")
+        );
+    }
+
+    /// Regression: 21 KB of YAML aliases in `tags` (3,000 aliases to a list of 3,000)
+    /// took 33 s and 300 MB while the untagged enum buffered their expansion.
+    #[test]
+    fn aliases_in_tags_are_not_expanded_into_memory() {
+        let list = |item: &str| format!("[{}]", vec![item; 3000].join(", "));
+        let started = Instant::now();
+        let text = format!(
+            "---\na: &a {}\nb: &b {}\ntags: *b\n---\nx",
+            list("x"),
+            list("*a")
+        );
+        let err = parse("x.md", &text, 0).expect_err("a list of lists is no list of tags");
+        assert!(err.contains("YAML"), "{err}");
+        let text = format!("---\na: &a rust\ntags: {}\n---\nx", list("*a"));
+        assert_eq!(parse("x.md", &text, 0).unwrap().tags, vec!["rust"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

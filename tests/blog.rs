@@ -622,3 +622,35 @@ fn a_post_dated_year_9999_does_not_crash_the_feed() {
     assert_eq!(lines.len(), 1, "{log}");
     assert!(lines[0].contains("outside the years"), "{log}");
 }
+
+/// Regression: YAML front matter nested 100,000 deep (200 KB) held the loop for 58 s and
+/// was accepted. It is refused before any parser sees it, with one log line.
+#[test]
+fn front_matter_nested_100k_deep_is_skipped_with_a_log_line() {
+    let site = example_site();
+    let deep = format!(
+        "---\ntitle: Deep\nx: {}1{}\n---\ndeep body\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    site.post("deep.md", &deep);
+    let s = TestServer::start(&site);
+    assert_eq!(s.get("/posts/deep/").status, 404);
+    assert_eq!(s.get("/posts/hello/").status, 200);
+    let log = s.stderr_text();
+    let lines: Vec<_> = log.lines().filter(|l| l.contains("deep.md")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("nests deeper than 64"), "{log}");
+    // Written while serving, it is skipped as quickly (posts are checked before requests).
+    site.post("deep2.md", &deep);
+    assert!(
+        eventually(Duration::from_millis(2500), || {
+            s.get("/");
+            s.stderr_text()
+                .contains("deep2.md: front matter nests deeper than 64")
+        }),
+        "{}",
+        s.stderr_text()
+    );
+    assert_eq!(s.get("/").status, 200);
+}
