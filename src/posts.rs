@@ -1070,7 +1070,7 @@ mod tests {
             let started = Instant::now();
             let got = parse_front_matter(text, *is_toml);
             let short = &text[..text.len().min(40)];
-            assert!(started.elapsed() < Duration::from_secs(1), "{short:?}");
+            assert!(started.elapsed() < Duration::from_secs(5), "{short:?}");
             match got {
                 Err(e) if e.contains("nests deeper than 64") => assert!(*refused, "{short:?}"),
                 _ => assert!(!*refused, "{short:?}: {:?}", got.err()),
@@ -1103,7 +1103,7 @@ mod tests {
         let text = format!("---\na: &a rust\ntags: {}\n---\nx", list("*a"));
         assert_eq!(parse("x.md", &text, 0).unwrap().tags, vec!["rust"]);
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(5),
             "{:?}",
             started.elapsed()
         );
