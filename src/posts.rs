@@ -413,9 +413,18 @@ pub struct Index {
     pub last_scan: Duration,
     /// Do not log broken files (`nib check` reports them itself).
     pub quiet: bool,
+    /// The largest post file read, in bytes (`max_post_kb`); a larger one is broken.
+    pub max_post_bytes: u64,
+    /// Set while a pass over changed files is under way: the step that ran out of its
+    /// [`STEP_BUDGET`] left files for the next, so the next check comes at once.
+    pending: bool,
+    /// Whether a step of the pass under way has changed the public site.
+    pass_changed: bool,
+    /// [`STEP_BUDGET`], but for tests.
+    step_budget: Duration,
 }
 
-/// What a refresh did.
+/// What a refresh, or one step of one, did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Refresh {
     pub parsed: usize,
@@ -423,6 +432,15 @@ pub struct Refresh {
     pub broken: usize,
     pub site_changed: bool,
 }
+
+/// How long one step of a refresh goes on reading changed files before it leaves the rest
+/// for the next: the loop serves between steps, so a thousand changed posts (or one slow
+/// one among them) never hold a request for more than about this long. A step always
+/// reads at least one file, and `max_post_kb` bounds how long that takes.
+pub const STEP_BUDGET: Duration = Duration::from_millis(50);
+
+/// `max_post_kb`'s default, in bytes.
+pub const DEFAULT_MAX_POST_BYTES: u64 = 1024 * 1024;
 
 /// How often the request loop looks at `posts/`. A change is seen by the first check after
 /// it, so any request made 1.5 s after a change sees it: inside the 2 s SPEC.md promises.
@@ -454,12 +472,17 @@ impl Index {
             last_scan_at: None,
             last_scan: Duration::ZERO,
             quiet: false,
+            max_post_bytes: DEFAULT_MAX_POST_BYTES,
+            pending: false,
+            pass_changed: false,
+            step_budget: STEP_BUDGET,
         }
     }
 
-    /// Whether the request loop's next call to [`Index::refresh_if_due`] checks.
+    /// Whether the request loop's next call to [`Index::refresh_if_due`] checks: always
+    /// while a refresh has steps left.
     pub fn is_due(&self) -> bool {
-        self.last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY)
+        self.pending || self.last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY)
     }
 
     /// The request loop's check, at most every [`CHECK_EVERY`]: scans `posts/` when its
@@ -467,10 +490,15 @@ impl Index {
     ///
     /// A scan of 10,000 posts stalled the loop for 20 ms every check, which every request
     /// queued behind it waited out; with the watch, a check with nothing to find is one
-    /// `read` that returns at once.
+    /// `read` that returns at once. A check that finds changes reads them a step of
+    /// [`STEP_BUDGET`] at a time, one step per call.
     pub fn refresh_if_due(&mut self, db: &Db, dir: &Path) -> Refresh {
         if !self.is_due() {
             return Refresh::default();
+        }
+        if self.pending {
+            // Events that came meanwhile wait in the watch for the check after the pass.
+            return self.step(db, dir);
         }
         let quiet = match self.watch.as_ref().map(|w| w.changed(dir)) {
             Some(Ok(changed)) => {
@@ -499,7 +527,7 @@ impl Index {
         if self.watch.is_none() {
             self.watch(dir);
         }
-        self.refresh(db, dir)
+        self.step(db, dir)
     }
 
     /// Sets up the watch on `dir` that lets [`Index::refresh_if_due`] skip scans. Called
@@ -523,42 +551,71 @@ impl Index {
         }
     }
 
-    /// Stats every post file; when the combined fingerprint of names, mtimes and sizes
-    /// differs from the last scan, re-reads what changed and drops what is gone. Problems
-    /// are logged, one line per file, and never stop the scan.
+    /// Brings the index fully up to date, however many steps that takes: for start-up
+    /// and `nib check`, which must know every post before they serve or report.
     pub fn refresh(&mut self, db: &Db, dir: &Path) -> Refresh {
+        let mut total = self.step(db, dir);
+        while self.pending {
+            let r = self.step(db, dir);
+            total.parsed += r.parsed;
+            total.removed += r.removed;
+            total.broken = r.broken;
+            total.site_changed |= r.site_changed;
+        }
+        total
+    }
+
+    /// One step of a refresh. Stats every post file; when the combined fingerprint of
+    /// names, mtimes and sizes differs from the last scan, re-reads what changed, for up to
+    /// [`STEP_BUDGET`], and once nothing is left drops what is gone. Problems are logged,
+    /// one line per file, and never stop the scan.
+    ///
+    /// The pass keeps no list of what is left: each step walks the directory again and
+    /// skips the files whose stamps the index already holds, the ones read by the steps
+    /// before it among them.
+    fn step(&mut self, db: &Db, dir: &Path) -> Refresh {
         let started = Instant::now();
         self.last_check = Some(started);
         self.last_scan_at = Some(started);
         // Cleared again below once the index is known to match the directory.
         self.must_scan = true;
-        let fingerprint = match scan_fingerprint(dir) {
-            Ok((f, symlinks)) => {
-                self.symlinks = symlinks;
-                f
+        if !self.pending {
+            let fingerprint = match scan_fingerprint(dir) {
+                Ok((f, symlinks)) => {
+                    self.symlinks = symlinks;
+                    f
+                }
+                // No directory, no posts: the update below removes them all.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                Err(e) => {
+                    eprintln!("nib: {}: {e}", dir.display());
+                    // A directory that cannot be read for now (no descriptor to spare,
+                    // say) says nothing about the posts: the index stays until a scan
+                    // works.
+                    return Refresh::default();
+                }
+            };
+            if self.fingerprint.is_none() {
+                // A fresh process starts from the last scan's fingerprint, so a warm start
+                // with nothing changed re-reads nothing (and allocates nothing per file).
+                self.fingerprint = stored_fingerprint(db);
             }
-            // No directory, no posts: the update below removes them all.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => {
-                eprintln!("nib: {}: {e}", dir.display());
-                // A directory that cannot be read for now (no descriptor to spare, say)
-                // says nothing about the posts: the index stays until a scan works.
+            if self.fingerprint == Some(fingerprint) {
+                self.last_scan = started.elapsed();
+                self.must_scan = false;
                 return Refresh::default();
             }
+            self.pass_changed = false;
+        }
+        let limits = Limits {
+            quiet: self.quiet,
+            max_bytes: self.max_post_bytes,
+            until: started + self.step_budget,
         };
-        if self.fingerprint.is_none() {
-            // A fresh process starts from the last scan's fingerprint, so a warm start with
-            // nothing changed re-reads nothing (and allocates nothing per file).
-            self.fingerprint = stored_fingerprint(db);
-        }
-        if self.fingerprint == Some(fingerprint) {
-            self.last_scan = started.elapsed();
-            self.must_scan = false;
-            return Refresh::default();
-        }
-        match reconcile(db, dir, self.quiet) {
-            Ok(r) => {
+        match reconcile(db, dir, &limits, self.pass_changed) {
+            Ok((r, Some(fingerprint))) => {
                 self.fingerprint = Some(fingerprint);
+                self.pending = false;
                 self.must_scan = false;
                 if let Err(e) =
                     db.meta_set(FINGERPRINT_KEY, &format!("{INDEX_VERSION} {fingerprint}"))
@@ -567,9 +624,15 @@ impl Index {
                 }
                 r
             }
+            Ok((r, None)) => {
+                self.pending = true;
+                self.pass_changed |= r.site_changed;
+                r
+            }
             Err(e) => {
                 // The fingerprint is left as it was, so the next check tries again.
                 eprintln!("nib: indexing {}: {e}", dir.display());
+                self.pending = false;
                 Refresh::default()
             }
         }
@@ -599,7 +662,7 @@ fn stored_fingerprint(db: &Db) -> Option<u64> {
 /// An order-independent hash of every post file's name, mtime and size, and whether any of
 /// them is a symlink.
 fn scan_fingerprint(dir: &Path) -> std::io::Result<(u64, bool)> {
-    let mut sum: u64 = 0x9e37_79b9;
+    let mut sum: u64 = FINGERPRINT_SEED;
     let mut symlinks = false;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -621,14 +684,20 @@ fn scan_fingerprint(dir: &Path) -> std::io::Result<(u64, bool)> {
         if !meta.is_file() {
             continue;
         }
-        let s = stamp_of(&meta);
-        let mut h = Fnv::new();
-        h.write(name.as_bytes());
-        h.write(&s.mtime.to_le_bytes());
-        h.write(&s.size.to_le_bytes());
-        sum = sum.wrapping_add(h.finish());
+        sum = sum.wrapping_add(file_hash(name, stamp_of(&meta)));
     }
     Ok((sum, symlinks))
+}
+
+const FINGERPRINT_SEED: u64 = 0x9e37_79b9;
+
+/// One file's part of the fingerprint: a sum of these is the same in any order.
+fn file_hash(name: &str, s: FileStamp) -> u64 {
+    let mut h = Fnv::new();
+    h.write(name.as_bytes());
+    h.write(&s.mtime.to_le_bytes());
+    h.write(&s.size.to_le_bytes());
+    h.finish()
 }
 
 /// An inotify watch on the posts directory, asked without blocking whether anything in it
@@ -752,10 +821,31 @@ impl Watch {
     }
 }
 
-fn reconcile(db: &Db, dir: &Path, quiet: bool) -> rusqlite::Result<Refresh> {
+/// What one step of a refresh may do.
+struct Limits {
+    /// Whether to keep quiet about broken files.
+    quiet: bool,
+    /// The largest post file to read, in bytes.
+    max_bytes: u64,
+    /// When the step stops reading changed files.
+    until: Instant,
+}
+
+/// One step: reads the files whose stamps differ from the index until `limits.until`,
+/// then stops at the next one. When none was left, it also drops the files that are
+/// gone, and returns the directory's fingerprint to remember. `changed_before` says
+/// whether earlier steps of this pass changed the site.
+fn reconcile(
+    db: &Db,
+    dir: &Path,
+    limits: &Limits,
+    changed_before: bool,
+) -> rusqlite::Result<(Refresh, Option<u64>)> {
     let mut out = Refresh::default();
     let now = dates::now();
     db.write_transaction(|| {
+        let mut left = false;
+        let mut fingerprint = FINGERPRINT_SEED;
         // The directory is walked as it comes, never collected: a sorted list of 10,000
         // names cost 400 KB at every change. Which of two files claiming one slug wins is
         // settled by name in `index_file`, so the walk's order does not matter.
@@ -772,36 +862,73 @@ fn reconcile(db: &Db, dir: &Path, quiet: bool) -> rusqlite::Result<Refresh> {
                 continue;
             }
             let stamp = stamp_of(&meta);
+            fingerprint = fingerprint.wrapping_add(file_hash(name, stamp));
             if db.post_stamp(name)? == Some(stamp) {
                 continue;
             }
+            if out.parsed > 0 && Instant::now() >= limits.until {
+                left = true;
+                break;
+            }
             out.parsed += 1;
-            if index_file(db, dir, name, stamp, now, quiet)? {
+            if index_file(db, dir, name, stamp, now, limits)? {
                 out.site_changed = true;
             }
         }
-        let mut gone = Vec::new();
-        db.each_post_path(|p| {
-            if !is_post_file(p) || !dir.join(p).is_file() {
-                gone.push(p.to_string());
+        if !left {
+            let mut gone = Vec::new();
+            db.each_post_path(|p| {
+                if !is_post_file(p) || !dir.join(p).is_file() {
+                    gone.push(p.to_string());
+                }
+            })?;
+            for p in gone {
+                out.removed += 1;
+                out.site_changed |= db.delete_post(&p)?;
             }
-        })?;
-        for p in gone {
-            out.removed += 1;
-            out.site_changed |= db.delete_post(&p)?;
-        }
-        if out.site_changed {
-            // A file that lost its slug to another may be free to use it now.
-            for p in db.duplicate_paths()? {
-                if let Ok(meta) = fs::metadata(dir.join(&p)) {
-                    index_file(db, dir, &p, stamp_of(&meta), now, quiet)?;
+            if out.site_changed || changed_before {
+                // A file that lost its slug to another may be free to use it now.
+                for p in db.duplicate_paths()? {
+                    if let Ok(meta) = fs::metadata(dir.join(&p)) {
+                        out.site_changed |= index_file(db, dir, &p, stamp_of(&meta), now, limits)?;
+                    }
                 }
             }
+        }
+        if out.site_changed {
+            // Each step that changed the site moves its version, so no page kept from
+            // before the step is served as current.
             db.bump_site_version(now)?;
         }
         out.broken = db.count_broken()? as usize;
-        Ok(out)
+        Ok((out, (!left).then_some(fingerprint)))
     })
+}
+
+/// A post file's text, unless it is over `max_bytes` (by its stamp, before reading it, or
+/// by what reading finds, should it have grown since) or not UTF-8.
+fn read_post(path: &Path, stamp: FileStamp, max_bytes: u64) -> Result<String, String> {
+    use std::io::Read;
+    let too_big = |bytes: u64| {
+        format!(
+            "{} KB is over max_post_kb = {}",
+            bytes.div_ceil(1024),
+            max_bytes / 1024
+        )
+    };
+    if stamp.size as u64 > max_bytes {
+        return Err(too_big(stamp.size as u64));
+    }
+    let file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    // Sized from the stamp, so the text is not copied as it grows.
+    let mut bytes = Vec::with_capacity(stamp.size.max(0) as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())
 }
 
 /// Reads, parses and stores one file. Returns whether the public site changed.
@@ -811,16 +938,13 @@ fn index_file(
     name: &str,
     stamp: FileStamp,
     now: i64,
-    quiet: bool,
+    limits: &Limits,
 ) -> rusqlite::Result<bool> {
     let path = dir.join(name);
-    let parsed = match fs::read(&path) {
-        Err(e) => Err(format!("cannot read: {e}")),
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Err(_) => Err("not valid UTF-8".to_string()),
-            Ok(text) => parse(name, &text, stamp.mtime.div_euclid(1_000_000_000)),
-        },
-    };
+    let quiet = limits.quiet;
+    // The text is dropped as soon as the post is made from it, before the post is stored.
+    let parsed = read_post(&path, stamp, limits.max_bytes)
+        .and_then(|text| parse(name, &text, stamp.mtime.div_euclid(1_000_000_000)));
     // Of two files claiming one slug, the first by name keeps it, whichever was seen first.
     let mut site_changed = false;
     let post = match parsed {
@@ -1182,6 +1306,67 @@ mod tests {
         // A fresh index over the same database finds nothing to do.
         let mut again = Index::new();
         assert_eq!(again.refresh(&db, &dir), Refresh::default());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Regression: a refresh read every changed file in one call on the request loop, so
+    /// a thousand changed posts held every request behind them. Each check now reads
+    /// files for at most a step's budget (here none: one file a step), and the next check
+    /// is due at once until the pass is over.
+    #[test]
+    fn a_refresh_reads_changed_files_a_step_at_a_time() {
+        let dir = fresh_dir("nib-steps");
+        let db = Db::memory();
+        let mut idx = Index::new();
+        idx.step_budget = Duration::ZERO;
+        for i in 0..5 {
+            fs::write(dir.join(format!("p{i}.md")), format!("# P{i}\n\nbody")).unwrap();
+        }
+        let mut steps = Vec::new();
+        while steps.is_empty() || idx.pending {
+            assert!(idx.is_due(), "a pass with files left is due at once");
+            let r = idx.refresh_if_due(&db, &dir);
+            steps.push((r.parsed, r.site_changed));
+            assert_eq!(db.count_public().unwrap() as usize, steps.len());
+            assert!(steps.len() <= 5, "{steps:?}");
+        }
+        assert_eq!(steps, vec![(1, true); 5]);
+        assert!(!idx.is_due(), "the pass is over");
+        // The pass ended with the fingerprint of what it read: nothing more to do.
+        assert_eq!(idx.refresh(&db, &dir), Refresh::default());
+        // A removal waits for the pass's last step; start-up's refresh does every step.
+        fs::remove_file(dir.join("p0.md")).unwrap();
+        fs::write(dir.join("p1.md"), "# P1\n\nedited").unwrap();
+        fs::write(dir.join("p2.md"), "# P2\n\nedited").unwrap();
+        let r = idx.refresh(&db, &dir);
+        assert_eq!((r.parsed, r.removed, r.site_changed), (2, 1, true));
+        assert!(!idx.pending);
+        assert_eq!(db.count_public().unwrap(), 4);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Regression: a 1.3 MB post peaked at 48 times its size while indexed (a 50 MB one at
+    /// 2.4 GB). A file over `max_post_kb` is skipped before it is read.
+    #[test]
+    fn a_post_over_max_post_kb_is_skipped_unread() {
+        let dir = fresh_dir("nib-big");
+        let db = Db::memory();
+        let mut idx = Index::new();
+        idx.quiet = true;
+        idx.max_post_bytes = 4 * 1024;
+        fs::write(dir.join("big.md"), "x".repeat(4 * 1024 + 1)).unwrap();
+        fs::write(dir.join("fits.md"), "x".repeat(4 * 1024)).unwrap();
+        let r = idx.refresh(&db, &dir);
+        assert_eq!((r.parsed, r.broken), (2, 1));
+        let broken = db.broken_posts().unwrap();
+        assert_eq!(
+            broken,
+            vec![(
+                "big.md".to_string(),
+                "5 KB is over max_post_kb = 4".to_string()
+            )]
+        );
+        assert!(db.post_by_slug("fits").unwrap().is_some());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -654,3 +654,28 @@ fn front_matter_nested_100k_deep_is_skipped_with_a_log_line() {
     );
     assert_eq!(s.get("/").status, 200);
 }
+
+/// Regression: a 1.3 MB post peaked at 48 times its size in memory while indexed, and
+/// nothing stopped a larger one. A post over `max_post_kb` is skipped, unread, with one
+/// log line naming it.
+#[test]
+fn a_post_over_max_post_kb_is_skipped_with_a_log_line() {
+    let site = example_site();
+    site.write("nib.toml", "max_post_kb = 8\n");
+    site.post("big.md", &format!("# Big\n\n{}\n", "word ".repeat(2000)));
+    site.post("fits.md", &format!("# Fits\n\n{}\n", "word ".repeat(1500)));
+    let (code, out, _) = nib(&site, &["check"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("big.md: 10 KB is over max_post_kb = 8")),
+        "{out}"
+    );
+    let s = TestServer::start(&site);
+    assert_eq!(s.get("/posts/big/").status, 404);
+    assert_eq!(s.get("/posts/fits/").status, 200);
+    let log = s.stderr_text();
+    let lines: Vec<_> = log.lines().filter(|l| l.contains("big.md")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("over max_post_kb = 8"), "{log}");
+}
