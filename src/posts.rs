@@ -971,7 +971,7 @@ fn index_file(
         Err(problem) => Err(problem),
     };
     let changed = match post {
-        Ok(post) => db.upsert_post(name, stamp, &post, now)?,
+        Ok(post) => db.upsert_post(name, stamp, post, now)?,
         Err(problem) => {
             if !quiet {
                 eprintln!("nib: skipping {}: {problem}", path.display());
