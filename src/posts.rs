@@ -266,6 +266,24 @@ fn parse_front_matter(text: &str, is_toml: bool) -> Result<FrontMatter, String> 
 /// Makes a post from one file's name, text and modification time (Unix seconds). The error
 /// is one line saying what is wrong, for the log and `nib check`.
 pub fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
+    let (post, rendered) = parse_parts(file_name, text, mtime)?;
+    Ok(finish(post, rendered))
+}
+
+/// [`parse`] for a file's text, which is dropped as soon as it is rendered: a large post
+/// is then never held as text, page and summary at once.
+fn parse_file(file_name: &str, text: String, mtime: i64) -> Result<Post, String> {
+    let (post, rendered) = parse_parts(file_name, &text, mtime)?;
+    drop(text);
+    Ok(finish(post, rendered))
+}
+
+/// Everything of a post but its summary, HTML and hash, and its rendered body.
+fn parse_parts(
+    file_name: &str,
+    text: &str,
+    mtime: i64,
+) -> Result<(Post, render::Rendered), String> {
     let (fm, body) = split_front_matter(text)?;
     let fm = match fm {
         Some((t, is_toml)) => parse_front_matter(t, is_toml)?,
@@ -332,13 +350,7 @@ pub fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
         .description
         .map(|d| d.trim().to_string())
         .filter(|d| !d.is_empty());
-    let rendered = render::markdown(body);
-    let summary = match (rendered.summary, &description) {
-        (Some(s), _) => s,
-        (None, Some(d)) => format!("<p>{}</p>", render::escape(d)),
-        (None, None) => rendered.first_paragraph,
-    };
-    let mut post = Post {
+    let post = Post {
         slug,
         title,
         date,
@@ -346,12 +358,25 @@ pub fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
         tags,
         draft: fm.draft.unwrap_or(false),
         description,
-        summary,
-        html: rendered.html,
+        summary: String::new(),
+        html: String::new(),
         hash: 0,
     };
+    Ok((post, render::markdown(body)))
+}
+
+/// Completes a post from its rendered body: the summary is what stands before
+/// `<!-- more -->`, else the description, else the first paragraph.
+fn finish(mut post: Post, rendered: render::Rendered) -> Post {
+    let summary = rendered.summary().map(str::to_string);
+    post.summary = match (summary, &post.description) {
+        (Some(s), _) => s,
+        (None, Some(d)) => format!("<p>{}</p>", render::escape(d)),
+        (None, None) => rendered.first_paragraph,
+    };
+    post.html = rendered.html;
     post.hash = post_hash(&post);
-    Ok(post)
+    post
 }
 
 fn post_hash(p: &Post) -> u64 {
@@ -942,9 +967,8 @@ fn index_file(
 ) -> rusqlite::Result<bool> {
     let path = dir.join(name);
     let quiet = limits.quiet;
-    // The text is dropped as soon as the post is made from it, before the post is stored.
     let parsed = read_post(&path, stamp, limits.max_bytes)
-        .and_then(|text| parse(name, &text, stamp.mtime.div_euclid(1_000_000_000)));
+        .and_then(|text| parse_file(name, text, stamp.mtime.div_euclid(1_000_000_000)));
     // Of two files claiming one slug, the first by name keeps it, whichever was seen first.
     let mut site_changed = false;
     let post = match parsed {

@@ -61,10 +61,21 @@ pub fn escape(s: &str) -> String {
 /// The output of rendering one post body.
 pub struct Rendered {
     pub html: String,
-    /// The HTML of what stands before `<!-- more -->`, when the marker is there.
-    pub summary: Option<String>,
+    /// Where `<!-- more -->` begins in `html`, when the marker is there.
+    more_at: Option<usize>,
     /// The HTML of the first paragraph (empty when there is none).
     pub first_paragraph: String,
+}
+
+impl Rendered {
+    /// The HTML of what stands before `<!-- more -->`, when the marker is there. Cut from
+    /// the page rather than kept beside it, so the caller decides when to copy it (a post
+    /// drops its source text first).
+    pub fn summary(&self) -> Option<&str> {
+        self.more_at
+            .map(|at| &self.html[..at])
+            .filter(|s| !s.trim().is_empty())
+    }
 }
 
 const MORE: &str = "<!-- more -->";
@@ -419,13 +430,9 @@ fn render_in_pieces(body: &str, at_least: usize) -> Rendered {
         }
         None => String::new(),
     };
-    let summary = stream
-        .more_at
-        .map(|at| html[..at].to_string())
-        .filter(|s| !s.trim().is_empty());
     Rendered {
         html,
-        summary,
+        more_at: stream.more_at,
         first_paragraph,
     }
 }
@@ -834,7 +841,7 @@ mod tests {
                 render_in_pieces(body, 1),
             );
             assert_eq!(whole.html, parts.html, "{body:?}");
-            assert_eq!(whole.summary, parts.summary, "{body:?}");
+            assert_eq!(whole.summary(), parts.summary(), "{body:?}");
             assert_eq!(whole.first_paragraph, parts.first_paragraph, "{body:?}");
         }
         assert!(cut > 1000, "only {cut} cuts were tried");
@@ -843,14 +850,14 @@ mod tests {
     #[test]
     fn more_marker_only_on_its_own_line() {
         assert_eq!(
-            markdown("a\n\n<!-- more -->\n\nb").summary.as_deref(),
+            markdown("a\n\n<!-- more -->\n\nb").summary(),
             Some("<p>a</p>\n")
         );
-        assert!(markdown("a <!-- more --> b").summary.is_none());
+        assert!(markdown("a <!-- more --> b").summary().is_none());
         // Regression: a marker shown inside a code block cut the summary mid-`<pre>`.
         assert!(
             markdown("a\n\n```\n<!-- more -->\n```\n\nb")
-                .summary
+                .summary()
                 .is_none()
         );
     }
