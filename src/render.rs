@@ -847,6 +847,20 @@ mod tests {
         assert!(cut > 1000, "only {cut} cuts were tried");
     }
 
+    /// A heading waits in a buffer until its id is known; a setext heading of 5,000 lines
+    /// would hold them all. The id comes from what the look-ahead saw, and every line is
+    /// still shown.
+    #[test]
+    fn a_huge_heading_is_named_from_its_start() {
+        let md = format!("{}===\n", "word\n".repeat(5000));
+        let html = markdown(&md).html;
+        assert!(html.starts_with("<h1 id=\"wordwordword"), "{}", &html[..60]);
+        assert_eq!(html.matches("word").count(), 5000 + HEADING_LOOKAHEAD / 2);
+        let md = format!("# {}\n", "x".repeat(100_000));
+        let html = markdown(&md).html;
+        assert!(html.contains(&format!("id=\"{}\"", "x".repeat(HEADING_TEXT_MAX))));
+    }
+
     #[test]
     fn more_marker_only_on_its_own_line() {
         assert_eq!(
