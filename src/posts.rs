@@ -2,7 +2,9 @@
 //! title, summary, rendered HTML), and keeping the SQLite index in step with `posts/`.
 //! There is no watcher thread: before a request, at most every [`CHECK_EVERY`], the loop
 //! asks an inotify descriptor, without blocking, whether anything in `posts/` changed; only
-//! then does [`Index::refresh`] stat the directory's files and re-read those that changed.
+//! then does [`Index::refresh_if_due`] stat the directory's files and re-read those that
+//! changed, a [`STEP_BUDGET`] at a time, so the loop serves between steps. Start-up and
+//! `nib check` use [`Index::refresh`], which takes every step at once.
 
 use std::collections::HashSet;
 use std::fs;
