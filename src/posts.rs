@@ -872,11 +872,17 @@ fn reconcile(
     let now = dates::now();
     db.write_transaction(|| {
         let mut left = false;
-        let mut fingerprint = FINGERPRINT_SEED;
+        let entries = fs::read_dir(dir).ok();
+        // A missing directory has the fingerprint a scan gives it.
+        let mut fingerprint = if entries.is_some() {
+            FINGERPRINT_SEED
+        } else {
+            0
+        };
         // The directory is walked as it comes, never collected: a sorted list of 10,000
         // names cost 400 KB at every change. Which of two files claiming one slug wins is
         // settled by name in `index_file`, so the walk's order does not matter.
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        for entry in entries.into_iter().flatten().flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if !is_post_file(name) {
@@ -1368,7 +1374,15 @@ mod tests {
         assert_eq!((r.parsed, r.removed, r.site_changed), (2, 1, true));
         assert!(!idx.pending);
         assert_eq!(db.count_public().unwrap(), 4);
+        // A folder that goes away empties the index once, and then stays quiet.
         fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(idx.refresh(&db, &dir).removed, 4);
+        assert_eq!(idx.refresh(&db, &dir), Refresh::default());
+        assert_eq!(
+            stored_fingerprint(&db),
+            Some(0),
+            "what a scan of no folder gives"
+        );
     }
 
     /// Regression: a 1.3 MB post peaked at 48 times its size while indexed (a 50 MB one at
