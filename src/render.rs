@@ -108,18 +108,11 @@ struct HeadingIds {
 }
 
 impl HeadingIds {
-    /// The explicit `{#id}`s of a body's pieces, which generated ids must not take. Only
-    /// a piece with a `}` can have one, so most posts are parsed once.
-    fn new(pieces: &[&str]) -> HeadingIds {
-        let mut ids = HeadingIds::default();
-        for piece in pieces.iter().filter(|p| p.contains('}')) {
-            for e in Parser::new_ext(piece, options()) {
-                if let Event::Start(Tag::Heading { id: Some(id), .. }) = e {
-                    ids.used.insert(id.to_string());
-                }
-            }
+    /// Adds a piece's explicit `{#id}`s, which generated ids must not take.
+    fn take_explicit(&mut self, e: &Event<'_>) {
+        if let Event::Start(Tag::Heading { id: Some(id), .. }) = e {
+            self.used.insert(id.to_string());
         }
-        ids
     }
 
     /// A unique id for a heading with this text (`## Why SQLite?` → `why-sqlite`).
@@ -304,12 +297,14 @@ fn html_end(t: &str) -> Option<&'static [&'static str]> {
 /// of a line, or before a line that starts with a letter after a blank line (which ends
 /// every paragraph, list, quote, table and HTML block of the kinds that end at a blank
 /// line), outside fenced code and HTML blocks that run past blank lines. A body with a
-/// link reference or footnote definition (which reach the whole body), or with a fence or
-/// such an HTML block indented one to three spaces (maybe in a list item, maybe not), is
-/// one piece.
-fn pieces(body: &str, at_least: usize) -> Vec<&str> {
-    if body.len() <= at_least || body.contains("]:") {
-        return vec![body];
+/// fence or such an HTML block indented one to three spaces (maybe in a list item, maybe
+/// not) is one piece. Link reference and footnote definitions reach the whole body: see
+/// [`with_definitions`].
+///
+/// Also says whether the body ends inside a fence or an HTML block.
+fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
+    if body.len() <= at_least {
+        return (vec![body], false);
     }
     enum In {
         /// Outside fences and HTML blocks that run past blank lines; in what may be an
@@ -323,6 +318,8 @@ fn pieces(body: &str, at_least: usize) -> Vec<&str> {
     }
     let mut out = Vec::new();
     let (mut start, mut at, mut after_blank) = (0, 0, false);
+    // Whether a table may be open: it runs on to a blank line, through a heading too.
+    let mut table = false;
     let mut state = In::Text { html: false };
     for line in body.split_inclusive('\n') {
         let text = line.trim_end_matches(['\n', '\r']);
@@ -344,25 +341,31 @@ fn pieces(body: &str, at_least: usize) -> Vec<&str> {
                 }
             }
             // A fence seen inside what was taken for an HTML block: not worth telling apart.
-            In::Html(_) if fence.is_some() => return vec![body],
+            In::Html(_) if fence.is_some() => return (vec![body], false),
             In::Html(ends) if ends.iter().any(|e| text.to_ascii_lowercase().contains(e)) => {
                 In::Text { html: false }
             }
             In::Html(ends) => In::Html(ends),
             In::Text { html } => {
                 let html = html && !blank;
+                table = !blank
+                    && (table
+                        || (t.contains(['|'])
+                            && t.contains('-')
+                            && t.trim_end().bytes().all(|b| b"|-: \t".contains(&b))));
                 let starts_block = !html
                     && indent == 0
-                    && (heading || (after_blank && t.starts_with(|c: char| c.is_alphabetic())));
+                    && ((heading && !table)
+                        || (after_blank && t.starts_with(|c: char| c.is_alphabetic())));
                 if starts_block && at - start >= at_least {
                     out.push(&body[start..at]);
                     start = at;
                 }
                 match fence {
-                    Some(_) if indent > 0 || html => return vec![body],
+                    Some(_) if indent > 0 || html => return (vec![body], false),
                     Some((c, n)) => In::Fence(c, n),
                     None if t.starts_with('<') && indent <= 3 => match html_end(t) {
-                        Some(_) if indent > 0 => return vec![body],
+                        Some(_) if indent > 0 => return (vec![body], false),
                         Some(ends)
                             if ends.iter().any(|e| text.to_ascii_lowercase().contains(e)) =>
                         {
@@ -379,7 +382,136 @@ fn pieces(body: &str, at_least: usize) -> Vec<&str> {
         at += line.len();
     }
     out.push(&body[start..]);
-    out
+    (out, !matches!(state, In::Text { .. }))
+}
+
+/// Where a piece is parsed from: the body, or the copy of it followed by the definitions
+/// of the other pieces; how much of that is the piece; and how long it is.
+struct Span {
+    copy: bool,
+    start: usize,
+    keep: usize,
+    len: usize,
+}
+
+/// The most text of link reference and footnote definitions copied after each piece.
+const DEFINITIONS_MAX: usize = 16 * 1024;
+
+/// The pieces to parse, each with how much of it is the piece itself: a piece is followed
+/// by the link reference and footnote definitions of the other pieces, so its links and
+/// footnote references resolve as in the whole body, and the events of those copies (the
+/// part past the piece) are dropped. Only the explicit heading ids are kept from the
+/// survey of the pieces that finds the definitions.
+///
+/// One piece (the whole body) when the copies would be large, a label is defined twice
+/// (the first definition wins in the whole body, which copies cannot follow), or the body
+/// ends inside a fence or HTML block (which would swallow the copies).
+fn with_definitions(
+    body: &str,
+    pieces: Vec<&str>,
+    open_at_end: bool,
+    ids: &mut HeadingIds,
+) -> (String, Vec<Span>) {
+    let whole = |ids: &mut HeadingIds| {
+        if body.contains('}') {
+            for e in Parser::new_ext(body, options()) {
+                ids.take_explicit(&e);
+            }
+        }
+        let all = Span {
+            copy: false,
+            start: 0,
+            keep: body.len(),
+            len: body.len(),
+        };
+        (String::new(), vec![all])
+    };
+    let has_definitions = body.contains("]:");
+    if pieces.len() == 1 || (has_definitions && open_at_end) {
+        return whole(ids);
+    }
+    // Each piece's definitions, as text.
+    let mut found: Vec<Vec<&str>> = Vec::with_capacity(pieces.len());
+    let mut labels = HashSet::new();
+    let mut total = 0;
+    for piece in &pieces {
+        let mut defs = Vec::new();
+        if piece.contains('}') || (has_definitions && piece.contains("]:")) {
+            let mut parser = Parser::new_ext(piece, options()).into_offset_iter();
+            // Where the outermost footnote definition open began, and how many are open.
+            let (mut footnote_at, mut depth) = (0, 0);
+            for (e, range) in &mut parser {
+                ids.take_explicit(&e);
+                match e {
+                    Event::Start(Tag::FootnoteDefinition(label)) => {
+                        if !labels.insert(format!("^{}", label.to_lowercase())) {
+                            return whole(ids);
+                        }
+                        if depth == 0 {
+                            footnote_at = range.start;
+                        }
+                        depth += 1;
+                    }
+                    Event::End(TagEnd::FootnoteDefinition) => {
+                        depth -= 1;
+                        if depth == 0 {
+                            defs.push(&piece[footnote_at..range.end]);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for (label, def) in parser.reference_definitions().iter() {
+                if !labels.insert(label.to_lowercase()) {
+                    return whole(ids);
+                }
+                defs.push(&piece[def.span.clone()]);
+            }
+        }
+        total += defs.iter().map(|d| d.len() + 2).sum::<usize>();
+        if total > DEFINITIONS_MAX {
+            return whole(ids);
+        }
+        found.push(defs);
+    }
+    // A piece without a `[` refers to nothing, and is read from the body itself.
+    let copies = |i: usize| total > 0 && pieces[i].contains('[');
+    let copied_len: usize = (0..pieces.len())
+        .filter(|i| copies(*i))
+        .map(|i| pieces[i].len() + total + 2)
+        .sum();
+    let mut text = String::with_capacity(copied_len);
+    let mut spans = Vec::with_capacity(pieces.len());
+    for (i, piece) in pieces.iter().enumerate() {
+        if !copies(i) {
+            spans.push(Span {
+                copy: false,
+                start: piece.as_ptr() as usize - body.as_ptr() as usize,
+                keep: piece.len(),
+                len: piece.len(),
+            });
+            continue;
+        }
+        let start = text.len();
+        text.push_str(piece);
+        text.push_str("\n\n");
+        for def in found
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .flat_map(|(_, d)| d)
+        {
+            text.push_str(def);
+            text.push_str("\n\n");
+        }
+        spans.push(Span {
+            copy: true,
+            start,
+            keep: piece.len(),
+            len: text.len() - start,
+        });
+    }
+    (text, spans)
 }
 
 /// Renders a post body: CommonMark plus tables, footnotes, strikethrough, task lists,
@@ -397,15 +529,21 @@ fn render_in_pieces(body: &str, at_least: usize) -> Rendered {
     // Prose grows by about a tenth as HTML: reserved once, the page is not copied as it
     // grows.
     let mut html = String::with_capacity(body.len() + body.len() / 8);
-    let pieces = pieces(body, at_least);
+    let (pieces, open_at_end) = pieces(body, at_least);
     // Before any parser that renders: each holds its tree, and one at a time is enough.
-    let ids = HeadingIds::new(&pieces);
+    let mut ids = HeadingIds::default();
+    let (copied, spans) = with_definitions(body, pieces, open_at_end, &mut ids);
+    let copied = copied.as_str();
     // One writer over every piece's events: its state (footnote numbers, the newline
     // before a block) runs on from piece to piece as through one document.
     let mut stream = Stream {
-        events: pieces
-            .into_iter()
-            .flat_map(|p| Parser::new_ext(p, options())),
+        events: spans.into_iter().flat_map(|span| {
+            let source = if span.copy { copied } else { body };
+            Parser::new_ext(&source[span.start..span.start + span.len], options())
+                .into_offset_iter()
+                .filter(move |(_, range)| range.start < span.keep)
+                .map(|(e, _)| e)
+        }),
         ahead: VecDeque::new(),
         ids,
         len: &len,
@@ -793,7 +931,15 @@ mod tests {
             "text[^n] with a note\n",
             "[^n]: the note\n",
             "[ref]: https://example.org\n",
-            "A [ref] link\n",
+            "A [ref] link and [REF][] and [text][ref]\n",
+            "> [q]: /quoted 'Q'\n",
+            "[m]:\n  /multi\n  'title'\n",
+            "- [l]: /in-list\n",
+            "Refs [q], [m], [l] and notes[^long][^x]\n",
+            "[^long]: first\n\n    second para\n",
+            "[^x]: note x with [ref]\n",
+            "[ref]: /duplicate\n",
+            "![img][ref] and [^missing]\n",
             "---\n",
             "***\n",
             "- [x] task\n",
@@ -835,7 +981,7 @@ mod tests {
         }
         let mut cut = 0;
         for body in &bodies {
-            cut += pieces(body, 1).len() - 1;
+            cut += pieces(body, 1).0.len() - 1;
             let (whole, parts) = (
                 render_in_pieces(body, usize::MAX),
                 render_in_pieces(body, 1),
@@ -845,6 +991,20 @@ mod tests {
             assert_eq!(whole.first_paragraph, parts.first_paragraph, "{body:?}");
         }
         assert!(cut > 1000, "only {cut} cuts were tried");
+        // And the copies of definitions were made and used, not only given up on.
+        let copied = bodies
+            .iter()
+            .filter(|b| {
+                let (pieces, open) = pieces(b, 1);
+                !with_definitions(b, pieces, open, &mut HeadingIds::default())
+                    .0
+                    .is_empty()
+            })
+            .count();
+        assert!(
+            copied > 300,
+            "definitions were copied for only {copied} bodies"
+        );
     }
 
     /// A heading waits in a buffer until its id is known; a setext heading of 5,000 lines
