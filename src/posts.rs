@@ -668,8 +668,10 @@ impl Index {
 
 /// Where the last scan's fingerprint is kept, with the version of the code that rendered
 /// the index: a new nib renders differently, so its first start re-renders every post.
+/// (`render-2`: posts dated outside the years 1 to 9998, or with front matter nested
+/// deeper than 64, that an older nib stored are refused now.)
 const FINGERPRINT_KEY: &str = "posts_fingerprint";
-const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-1");
+const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-2");
 
 /// The fingerprint the index was last brought up to date with, when it was by this
 /// version of nib. A different version forgets every file's stamp, so each is parsed again.
