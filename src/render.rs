@@ -296,12 +296,11 @@ fn html_end(t: &str) -> Option<&'static [&'static str]> {
 /// A piece ends only where nothing before can go on: before an ATX heading at the start
 /// of a line (unless a table may be open: a table runs on to a blank line, and the parser
 /// lays out its last row by what follows), or before a line that starts with a letter
-/// after a blank line (which ends
-/// every paragraph, list, quote, table and HTML block of the kinds that end at a blank
-/// line), outside fenced code and HTML blocks that run past blank lines. A body with a
-/// fence or such an HTML block indented one to three spaces (maybe in a list item, maybe
-/// not) is one piece. Link reference and footnote definitions reach the whole body: see
-/// [`with_definitions`].
+/// after a blank line (which ends every paragraph, list, quote, table and HTML block of
+/// the kinds that end at a blank line), outside fenced code and HTML blocks that run past
+/// blank lines. A body with a fence or such an HTML block indented one to three spaces
+/// (maybe in a list item, maybe not) is one piece. Link reference and footnote
+/// definitions reach the whole body: see [`with_definitions`].
 ///
 /// Also says whether the body ends inside a fence or an HTML block.
 fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
