@@ -578,9 +578,11 @@ impl Index {
         }
     }
 
-    /// Brings the index fully up to date, however many steps that takes: for start-up
-    /// and `nib check`, which must know every post before they serve or report.
+    /// Brings the index fully up to date: for start-up and `nib check`, which must know
+    /// every post before they serve or report. Its steps have no budget (a pass in steps
+    /// walks the directory again at each), and it finishes a pass the loop began.
     pub fn refresh(&mut self, db: &Db, dir: &Path) -> Refresh {
+        let budget = std::mem::replace(&mut self.step_budget, Duration::MAX);
         let mut total = self.step(db, dir);
         while self.pending {
             let r = self.step(db, dir);
@@ -589,6 +591,7 @@ impl Index {
             total.broken = r.broken;
             total.site_changed |= r.site_changed;
         }
+        self.step_budget = budget;
         total
     }
 
@@ -637,7 +640,7 @@ impl Index {
         let limits = Limits {
             quiet: self.quiet,
             max_bytes: self.max_post_bytes,
-            until: started + self.step_budget,
+            until: started.checked_add(self.step_budget),
         };
         match reconcile(db, dir, &limits, self.pass_changed) {
             Ok((r, Some(fingerprint))) => {
@@ -856,8 +859,8 @@ struct Limits {
     quiet: bool,
     /// The largest post file to read, in bytes.
     max_bytes: u64,
-    /// When the step stops reading changed files.
-    until: Instant,
+    /// When the step stops reading changed files (never, when `None`).
+    until: Option<Instant>,
 }
 
 /// One step: reads the files whose stamps differ from the index until `limits.until`,
@@ -901,7 +904,7 @@ fn reconcile(
             if db.post_stamp(name)? == Some(stamp) {
                 continue;
             }
-            if out.parsed > 0 && Instant::now() >= limits.until {
+            if out.parsed > 0 && limits.until.is_some_and(|t| Instant::now() >= t) {
                 left = true;
                 break;
             }
@@ -1368,10 +1371,15 @@ mod tests {
         assert!(!idx.is_due(), "the pass is over");
         // The pass ended with the fingerprint of what it read: nothing more to do.
         assert_eq!(idx.refresh(&db, &dir), Refresh::default());
-        // A removal waits for the pass's last step; start-up's refresh does every step.
+        // A removal waits for the pass's last step; start-up's refresh finishes a pass the
+        // loop began, in one go.
         fs::remove_file(dir.join("p0.md")).unwrap();
-        fs::write(dir.join("p1.md"), "# P1\n\nedited").unwrap();
-        fs::write(dir.join("p2.md"), "# P2\n\nedited").unwrap();
+        for i in 1..4 {
+            fs::write(dir.join(format!("p{i}.md")), "# P\n\nedited, longer").unwrap();
+        }
+        idx.last_check = None;
+        let r = idx.refresh_if_due(&db, &dir);
+        assert_eq!((r.parsed, r.removed, idx.pending), (1, 0, true));
         let r = idx.refresh(&db, &dir);
         assert_eq!((r.parsed, r.removed, r.site_changed), (2, 1, true));
         assert!(!idx.pending);
