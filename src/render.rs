@@ -349,11 +349,14 @@ fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
             In::Html(ends) => In::Html(ends),
             In::Text { html } => {
                 let html = html && !blank;
+                // A delimiter row: only `|`, `-`, `:` and blanks (most lines fail at once).
                 table = !blank
                     && (table
-                        || (t.contains(['|'])
-                            && t.contains('-')
-                            && t.trim_end().bytes().all(|b| b"|-: \t".contains(&b))));
+                        || (t
+                            .bytes()
+                            .all(|b| matches!(b, b'|' | b'-' | b':' | b' ' | b'\t'))
+                            && t.contains('|')
+                            && t.contains('-')));
                 let starts_block = !html
                     && indent == 0
                     && ((heading && !table)
@@ -386,6 +389,16 @@ fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
     (out, !matches!(state, In::Text { .. }))
 }
 
+/// Whether `text` may hold a heading with an explicit id: a line that ends in an
+/// attribute block with a `#` in it (`## Title {#id}`). Only then is it parsed once more,
+/// before rendering, to learn the ids generated ones must keep clear of.
+fn may_name_ids(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_end();
+        l.ends_with('}') && l.rfind('{').is_some_and(|at| l[at..].contains('#'))
+    })
+}
+
 /// Where a piece is parsed from: the body, or the copy of it followed by the definitions
 /// of the other pieces; how much of that is the piece; and how long it is.
 struct Span {
@@ -414,7 +427,7 @@ fn with_definitions(
     ids: &mut HeadingIds,
 ) -> (String, Vec<Span>) {
     let whole = |ids: &mut HeadingIds| {
-        if body.contains('}') {
+        if may_name_ids(body) {
             for e in Parser::new_ext(body, options()) {
                 ids.take_explicit(&e);
             }
@@ -437,7 +450,7 @@ fn with_definitions(
     let mut total = 0;
     for piece in &pieces {
         let mut defs = Vec::new();
-        if piece.contains('}') || (has_definitions && piece.contains("]:")) {
+        if may_name_ids(piece) || (has_definitions && piece.contains("]:")) {
             let mut parser = Parser::new_ext(piece, options()).into_offset_iter();
             // Where the outermost footnote definition open began, and how many are open.
             let (mut footnote_at, mut depth) = (0, 0);
@@ -890,8 +903,8 @@ mod tests {
             assert!(html.contains(&format!("id=\"{last}\"")), "{last}");
         }
         // Explicit ids are kept clear of, wherever they stand.
-        let html = markdown("## a\n\n## a\n\n## b {#a-1}\n\n## a").html;
-        for id in ["\"a\"", "\"a-2\"", "\"a-1\"", "\"a-3\""] {
+        let html = markdown("## a\n\n## a\n\n## b {#a-1}\n\n## a\n\n## c {.x #a-3}").html;
+        for id in ["\"a\"", "\"a-2\"", "\"a-1\"", "\"a-4\"", "\"a-3\""] {
             assert!(html.contains(&format!("id={id}")), "{id}: {html}");
         }
     }
