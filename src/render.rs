@@ -399,52 +399,37 @@ fn may_name_ids(text: &str) -> bool {
     })
 }
 
-/// Where a piece is parsed from: the body, or the copy of it followed by the definitions
-/// of the other pieces; how much of that is the piece; and how long it is.
-struct Span {
-    copy: bool,
-    start: usize,
-    keep: usize,
-    len: usize,
-}
-
 /// The most text of link reference and footnote definitions copied after each piece.
 const DEFINITIONS_MAX: usize = 16 * 1024;
 
-/// The pieces to parse, each with how much of it is the piece itself: a piece is followed
-/// by the link reference and footnote definitions of the other pieces, so its links and
-/// footnote references resolve as in the whole body, and the events of those copies (the
-/// part past the piece) are dropped. Only the explicit heading ids are kept from the
-/// survey of the pieces that finds the definitions.
+/// The link reference and footnote definitions of each piece, as text, found in one more
+/// pass over the pieces that may hold one, which also notes their explicit heading ids.
+/// A piece is parsed followed by the other pieces' definitions, so its links and footnote
+/// references resolve as in the whole body (see [`piece_events`]).
 ///
-/// One piece (the whole body) when the copies would be large, a label is defined twice
-/// (the first definition wins in the whole body, which copies cannot follow), or the body
-/// ends inside a fence or HTML block (which would swallow the copies).
-fn with_definitions(
-    body: &str,
-    pieces: Vec<&str>,
+/// The pieces become one (the whole body) when the copies would be large, when a label is
+/// defined twice (the first definition wins in the whole body, which copies cannot
+/// follow), or when the body ends inside a fence or HTML block (which would swallow the
+/// copies).
+#[allow(clippy::type_complexity)] // A one-off shape; an alias would hide what it holds.
+fn with_definitions<'a>(
+    body: &'a str,
+    pieces: Vec<&'a str>,
     open_at_end: bool,
     ids: &mut HeadingIds,
-) -> (String, Vec<Span>) {
+) -> (Vec<&'a str>, Vec<Vec<&'a str>>) {
     let whole = |ids: &mut HeadingIds| {
         if may_name_ids(body) {
             for e in Parser::new_ext(body, options()) {
                 ids.take_explicit(&e);
             }
         }
-        let all = Span {
-            copy: false,
-            start: 0,
-            keep: body.len(),
-            len: body.len(),
-        };
-        (String::new(), vec![all])
+        (vec![body], vec![Vec::new()])
     };
     let has_definitions = body.contains("]:");
     if pieces.len() == 1 || (has_definitions && open_at_end) {
         return whole(ids);
     }
-    // Each piece's definitions, as text.
     let mut found: Vec<Vec<&str>> = Vec::with_capacity(pieces.len());
     let mut labels = HashSet::new();
     let mut total = 0;
@@ -488,44 +473,41 @@ fn with_definitions(
         }
         found.push(defs);
     }
-    // A piece without a `[` refers to nothing, and is read from the body itself.
-    let copies = |i: usize| total > 0 && pieces[i].contains('[');
-    let copied_len: usize = (0..pieces.len())
-        .filter(|i| copies(*i))
-        .map(|i| pieces[i].len() + total + 2)
-        .sum();
-    let mut text = String::with_capacity(copied_len);
-    let mut spans = Vec::with_capacity(pieces.len());
-    for (i, piece) in pieces.iter().enumerate() {
-        if !copies(i) {
-            spans.push(Span {
-                copy: false,
-                start: piece.as_ptr() as usize - body.as_ptr() as usize,
-                keep: piece.len(),
-                len: piece.len(),
-            });
-            continue;
-        }
-        let start = text.len();
-        text.push_str(piece);
-        text.push_str("\n\n");
-        for def in found
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .flat_map(|(_, d)| d)
-        {
-            text.push_str(def);
-            text.push_str("\n\n");
-        }
-        spans.push(Span {
-            copy: true,
-            start,
-            keep: piece.len(),
-            len: text.len() - start,
-        });
+    (pieces, found)
+}
+
+/// The events of piece `i`. A piece that may refer to a definition elsewhere (it has a
+/// `[`) is parsed from a copy followed by the other pieces' definitions, and the events of
+/// those (what starts past the piece) are dropped; its events are copied out of that text,
+/// which lives only as long as this piece is parsed.
+fn piece_events<'a>(
+    i: usize,
+    piece: &'a str,
+    defs: &[Vec<&str>],
+) -> Box<dyn Iterator<Item = Event<'a>> + 'a> {
+    let others = defs
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .flat_map(|(_, d)| d);
+    if !piece.contains('[') || others.clone().next().is_none() {
+        return Box::new(Parser::new_ext(piece, options()));
     }
-    (text, spans)
+    let mut text = String::with_capacity(piece.len() + 2 + DEFINITIONS_MAX);
+    text.push_str(piece);
+    for def in others {
+        text.push_str("\n\n");
+        text.push_str(def);
+    }
+    text.push('\n');
+    let events: Vec<Event<'a>> = Parser::new_ext(&text, options())
+        .into_offset_iter()
+        // The definitions start two bytes past the piece; an event the parser makes up at
+        // the piece's very end (the empty cell that fills a table's last row) is its own.
+        .filter(|(_, range)| range.start <= piece.len())
+        .map(|(e, _)| e.into_static())
+        .collect();
+    Box::new(events.into_iter())
 }
 
 /// Renders a post body: CommonMark plus tables, footnotes, strikethrough, task lists,
@@ -546,18 +528,14 @@ fn render_in_pieces(body: &str, at_least: usize) -> Rendered {
     let (pieces, open_at_end) = pieces(body, at_least);
     // Before any parser that renders: each holds its tree, and one at a time is enough.
     let mut ids = HeadingIds::default();
-    let (copied, spans) = with_definitions(body, pieces, open_at_end, &mut ids);
-    let copied = copied.as_str();
+    let (pieces, defs) = with_definitions(body, pieces, open_at_end, &mut ids);
     // One writer over every piece's events: its state (footnote numbers, the newline
     // before a block) runs on from piece to piece as through one document.
     let mut stream = Stream {
-        events: spans.into_iter().flat_map(|span| {
-            let source = if span.copy { copied } else { body };
-            Parser::new_ext(&source[span.start..span.start + span.len], options())
-                .into_offset_iter()
-                .filter(move |(_, range)| range.start < span.keep)
-                .map(|(e, _)| e)
-        }),
+        events: pieces
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, piece)| piece_events(i, piece, &defs)),
         ahead: VecDeque::new(),
         ids,
         len: &len,
@@ -1010,9 +988,8 @@ mod tests {
             .iter()
             .filter(|b| {
                 let (pieces, open) = pieces(b, 1);
-                !with_definitions(b, pieces, open, &mut HeadingIds::default())
-                    .0
-                    .is_empty()
+                let (pieces, defs) = with_definitions(b, pieces, open, &mut HeadingIds::default());
+                pieces.len() > 1 && defs.iter().any(|d| !d.is_empty())
             })
             .count();
         assert!(
