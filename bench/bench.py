@@ -74,8 +74,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import parts as P
-from harness import Bench, BenchError, section, slug
+sys.dont_write_bytecode = True   # no __pycache__ in the work tree for the modules below
+import parts as P  # noqa: E402
+from harness import Bench, BenchError, section, slug  # noqa: E402
 
 NAMED = ["headroom", "slow", "fairness", "flood", "builds"]
 ALL_PARTS = "abcdef " + " ".join(NAMED)
@@ -91,7 +92,10 @@ class Config:
             if arg == "--quick":
                 self.quick = True
             elif arg in ("-h", "--help"):
-                print(__doc__.strip())
+                try:
+                    print(__doc__.strip())
+                except BrokenPipeError:   # `--help | head`
+                    pass
                 sys.exit(0)
             elif arg.startswith("-"):
                 sys.exit("bench.py: unknown option %s (see --help)" % arg)

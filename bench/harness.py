@@ -32,7 +32,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
-    """A failure that ends the run with a one-line message (run.sh's `die`)."""
+    """A failure that ends the run with a one-line message."""
 
 
 def die(msg):
@@ -61,7 +61,7 @@ def verdict(r, target):
 
 
 def median(values):
-    """The middle value (the lower middle for an even count), as run.sh took it."""
+    """The middle value (the lower middle for an even count)."""
     v = sorted(values)
     return v[(len(v) + 1) // 2 - 1]
 
@@ -226,7 +226,7 @@ class Wrk:
         return self.lat.get("99%", "")
 
     def errors_note(self):
-        """wrk's own error lines, joined, as run.sh printed them after a run."""
+        """wrk's own error lines, joined, to print after a run."""
         lines = [re.sub(r"\s+", " ", l) for l in self.text.splitlines()
                  if "Socket errors" in l or "Non-2xx" in l]
         return ";".join(lines)

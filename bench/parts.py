@@ -535,7 +535,7 @@ def hostile_via_nginx(b):
     b.row("f2 nib VmRSS before / max during / after", mb3(rss0, s.rss, rss))
     b.row("f2 nib threads before / max during / after", "%d / %d / %d" % (thr0, s.threads, threads))
     b.row("f2 nib fds before / max during / after", "%d / %d / %d" % (fds0, s.fds, fds))
-    b.row("f2 nginx 4xx logged", ",".join("%s x%d" % kv for kv in sorted(statuses.items())
+    b.row("f2 nginx 4xx logged", ", ".join("%s x%d" % kv for kv in sorted(statuses.items())
                                           if kv[0].startswith("4")))
 
 
@@ -681,8 +681,9 @@ def flood(b):
 
 def builds(b):
     """The static deploy binary against the dynamic `cargo build --release` one: size,
-    idle VmRSS after start, and VmHWM under a short mixed load (wrk -t2 -c8,
-    Connection: close, on a fresh nib each). The static build is there for its memory
+    idle VmRSS a second after start, and VmHWM under a short mixed load (wrk -t2 -c8,
+    Connection: close, at most 5 s; the largest reading during or after the run), on a
+    fresh nib each, on the same database. The static build is there for its memory
     (.cargo/config.toml); this is the figure that shows whether it still pays."""
     seconds = min(b.cfg.seconds, 5)
     section("builds. static (deploy) and dynamic release binaries: size, idle VmRSS, VmHWM under "
