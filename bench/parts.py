@@ -691,6 +691,7 @@ def builds(b):
     figures = {}
     for kind in ("static", "dynamic"):
         path = b.build(kind)
+        print("  %s: %s" % (kind, path))
         size = os.stat(path).st_size
         _, link = linkage(path)
         b.stop_nib()
