@@ -106,7 +106,8 @@ impl App {
     }
 
     /// Housekeeping the loop runs after every request and at least every tick while idle
-    /// (a quarter second): deferred writes that must not wait for the next request.
+    /// (a quarter second): the rest of a check of posts/ and deferred writes that must not
+    /// wait for the next request.
     pub fn tick(&mut self) {
         // A check of posts/ that left files for a later step goes on while no request
         // comes, too.
