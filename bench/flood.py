@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Header floods against nib, for bench/run.sh part `flood` (stdlib only, 127.0.0.1
+"""Header floods against nib, for bench/bench.py part `flood` (stdlib only, 127.0.0.1
 only, bounded in time and bytes).
 
     flood.py PORT --pid NIB_PID --page PATH [--conns 6] [--seconds 10]
@@ -16,7 +16,7 @@ only, bounded in time and bytes).
    bytes in all); prints the status of the answer (or what happened instead).
 3. Afterwards: does nib still answer GET PATH with 200, under the same PID?
 
-Prints lines for a person; lines starting with "ROW|" are summary rows for run.sh.
+Prints lines for a person; lines starting with "ROW|" are summary rows for bench.py.
 """
 import argparse
 import select

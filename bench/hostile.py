@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile clients for bench/run.sh part f (stdlib only, bounded in time and count).
+"""Hostile clients for bench/bench.py part f (stdlib only, bounded in time and count).
 
     hostile.py HOST PORT --idle N --half N [--big-header N] [--big-body N]
                --hold SECONDS [--ready FILE] [--until-closed]

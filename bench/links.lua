@@ -1,6 +1,6 @@
 -- wrk script: short-link visitors, each request a random code from a list.
 --   wrk ... -s bench/links.lua http://127.0.0.1:PORT -- CODES_FILE
--- CODES_FILE holds one code a line (run.sh writes every code it loaded, so the
+-- CODES_FILE holds one code a line (bench.py writes every code it loaded, so the
 -- requests spread over the whole table). Each wrk thread has its own Lua state and
 -- reads the file in init; the seed differs per thread so the threads do not walk the
 -- same sequence. Headers given with -H (e.g. "Connection: close") are kept by wrk.format.

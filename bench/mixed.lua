@@ -1,6 +1,6 @@
 -- wrk script: cycle through a mix of pages, like readers browsing a blog.
 --   wrk ... -s bench/mixed.lua http://127.0.0.1:PORT -- /path1 /path2 ...
--- The paths come after "--" so run.sh can pick real slugs and tags from the generated
+-- The paths come after "--" so bench.py can pick real slugs and tags from the generated
 -- site. Headers given to wrk with -H (e.g. "Connection: close") are kept by wrk.format.
 
 local paths = {}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Slow readers and half-sent bodies against nib, for bench/run.sh part `slow`
+"""Slow readers and half-sent bodies against nib, for bench/bench.py part `slow`
 (stdlib only, 127.0.0.1 only, bounded in time and count).
 
     slow.py PORT --pid NIB_PID --big PATH --page PATH [--page PATH ...]
@@ -23,7 +23,7 @@ What a visitor who is not one of the attackers sees while attackers hold connect
 nib's VmHWM, and its largest VmRSS, threads and fds seen, are sampled every 0.2 s
 throughout. PORT is nib's, or that of an nginx in front of it (the figures are still
 nib's). Prints lines for a person; lines starting with "ROW|" are summary rows for
-run.sh ("ROW|figure|value|target").
+bench.py ("ROW|figure|value|target").
 """
 import argparse
 import math

@@ -96,8 +96,12 @@ impl App {
     }
 
     /// Housekeeping the loop runs after every request and at least every tick while idle
-    /// (a quarter second): deferred writes that must not wait for the next request.
+    /// (a quarter second): the rest of a check of posts/ and deferred writes that must not
+    /// wait for the next request.
     pub fn tick(&mut self) {
+        // A check of posts/ that left files for a later step goes on while no request
+        // comes, too.
+        self.refresh_posts();
         // Clicks spread over many links are written early too: measured with random codes
         // over 100,000 links, a second's batch held 11,000 entries (470 KB with its sorted
         // copy), more than the rest of the heap together.

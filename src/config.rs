@@ -203,6 +203,7 @@ struct FileConfig {
     max_connections: Option<i64>,
     max_rss_kb: Option<i64>,
     drain_seconds: Option<i64>,
+    max_post_kb: Option<i64>,
     admin_token: Option<String>,
 }
 
@@ -228,6 +229,8 @@ pub(crate) struct Config {
     pub max_rss_kb: Option<u64>,
     /// How long a stop or restart lets answers in flight (downloads) finish.
     pub drain_seconds: u64,
+    /// The largest post file indexed, in KiB; a larger one is skipped as broken.
+    pub max_post_kb: u64,
     pub admin_token: Option<String>,
 }
 
@@ -292,6 +295,7 @@ impl Config {
             None => None,
             Some(v) => Some(in_range("max_rss_kb", Some(v), 0, 1024, 64 * 1024 * 1024)? as u64),
         };
+        let max_post_kb = in_range("max_post_kb", file.max_post_kb, 1024, 1, 64 * 1024)? as u64;
         let admin_token = env
             .get("NIB_ADMIN_TOKEN")
             .filter(|v| !v.is_empty())
@@ -323,6 +327,7 @@ impl Config {
             max_connections,
             max_rss_kb,
             drain_seconds,
+            max_post_kb,
             admin_token,
         })
     }
@@ -522,6 +527,9 @@ mod tests {
             ("listen = 'nowhere'", "listen"),
             ("share_url = 'https://x/'", "share_url"),
             ("max_rss_kb = 5", "max_rss_kb"),
+            ("max_post_kb = 0", "max_post_kb"),
+            ("max_post_kb = 100000", "max_post_kb"),
+            ("max_post_kb = '1 MB'", "max_post_kb"),
         ];
         for (text, key) in cases {
             let err = load_with(text, &[]).expect_err(text).to_string();
@@ -548,5 +556,7 @@ mod tests {
         assert_eq!(c.listen.port(), 8080);
         assert_eq!(c.per_page, 10);
         assert_eq!(c.redirect_status, 302);
+        assert_eq!(c.max_post_kb, 1024);
+        assert_eq!(load_with("max_post_kb = 64", &[]).unwrap().max_post_kb, 64);
     }
 }

@@ -130,7 +130,25 @@ const MONTHS: [&str; 12] = [
     "December",
 ];
 
+/// The first second of year 1 and the first of year 9999: a post's date must fall between
+/// them. A year-9999 date in one time zone is year 10000 in UTC, which no HTTP date, RSS
+/// date or four-digit year can show, so the last year allowed is 9998.
+pub(crate) const FIRST_TS: i64 = -62_135_596_800;
+pub(crate) const END_TS: i64 = 253_370_764_800;
+
+/// The last second every formatter below can show: 9999-12-31T23:59:59Z.
+const LAST_SHOWN: i64 = 253_402_300_799;
+
+/// Whether `ts` lies in the years a post may be dated: 1 to 9998, in UTC.
+pub(crate) fn in_range(ts: i64) -> bool {
+    (FIRST_TS..END_TS).contains(&ts)
+}
+
+/// Splits `ts` into (year, month, day, second of the day), clamped into years 1 to 9999:
+/// every formatter goes through here, so none can be handed a time it cannot show, and a
+/// value stored before the range was checked still makes a page rather than a panic.
 fn split(ts: i64) -> (i64, u32, u32, i64) {
+    let ts = ts.clamp(FIRST_TS, LAST_SHOWN);
     let (y, m, d) = civil_from_days(ts.div_euclid(86_400));
     (y, m, d, ts.rem_euclid(86_400))
 }
@@ -158,9 +176,23 @@ pub(crate) fn human(ts: i64) -> String {
     format!("{d} {} {y}", MONTHS[m as usize - 1])
 }
 
-/// `Fri, 05 Jan 2024 10:00:00 GMT`: HTTP headers and RSS (RFC 822 allows `GMT`).
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+
+/// `Fri, 05 Jan 2024 10:00:00 GMT`: HTTP headers and RSS (RFC 822 allows `GMT`). Written
+/// here rather than by httpdate, which panics past year 9999 and cannot show a time before
+/// 1970.
 pub(crate) fn http(ts: i64) -> String {
-    httpdate::fmt_http_date(to_system(ts))
+    let (y, m, d, s) = split(ts);
+    let ts = ts.clamp(FIRST_TS, LAST_SHOWN);
+    // 1970-01-01 was a Thursday.
+    let weekday = WEEKDAYS[ts.div_euclid(86_400).rem_euclid(7) as usize];
+    let mon = &MONTHS[m as usize - 1][..3];
+    format!(
+        "{weekday}, {d:02} {mon} {y:04} {:02}:{:02}:{:02} GMT",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// `10/Oct/2000:13:55:36 +0000`, the time field of the Combined Log Format.
@@ -181,8 +213,11 @@ pub(crate) fn parse_http(text: &str) -> Option<i64> {
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
-pub(crate) fn to_system(ts: i64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts.max(0) as u64)
+/// `ts` as a `SystemTime`, clamped into 1970 to 9999 like the formatters' range (the tests
+/// compare [`http`] with httpdate's through it).
+#[cfg(test)]
+fn to_system(ts: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts.clamp(0, LAST_SHOWN) as u64)
 }
 
 /// Seconds since the epoch, now.
@@ -230,6 +265,71 @@ mod tests {
         }
         assert_eq!(human(1_704_448_800), "5 January 2024");
         assert_eq!(ymd(1_709_164_800), "2024-02-29");
+    }
+
+    #[test]
+    fn the_range_is_years_1_to_9998_in_utc() {
+        assert_eq!(FIRST_TS, days_from_civil(1, 1, 1) * 86_400);
+        assert_eq!(END_TS, days_from_civil(9999, 1, 1) * 86_400);
+        assert_eq!(LAST_SHOWN, days_from_civil(10_000, 1, 1) * 86_400 - 1);
+        let cases = [
+            ("0001-01-01", true),
+            ("0001-01-01T00:00:00+01:00", false),
+            ("0000-12-31", false),
+            ("1970-01-01", true),
+            ("9998-12-31T23:59:59Z", true),
+            ("9998-12-31T20:00:00-05:00", false),
+            ("9999-01-01", false),
+            ("9999-12-31T20:00:00-05:00", false),
+        ];
+        for (text, want) in cases {
+            assert_eq!(in_range(parse(text).unwrap()), want, "{text}");
+        }
+    }
+
+    /// Regression: a post dated `9999-12-31T20:00:00-05:00` made httpdate panic in the
+    /// feed, which killed the server. Every formatter now answers for every i64.
+    #[test]
+    fn a_date_past_year_9999_formats_without_a_panic() {
+        let cases: &[(i64, &str, &str)] = &[
+            (
+                i64::MIN,
+                "0001-01-01T00:00:00Z",
+                "Mon, 01 Jan 0001 00:00:00 GMT",
+            ),
+            (
+                FIRST_TS - 1,
+                "0001-01-01T00:00:00Z",
+                "Mon, 01 Jan 0001 00:00:00 GMT",
+            ),
+            (-1, "1969-12-31T23:59:59Z", "Wed, 31 Dec 1969 23:59:59 GMT"),
+            (0, "1970-01-01T00:00:00Z", "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (
+                1_704_448_800,
+                "2024-01-05T10:00:00Z",
+                "Fri, 05 Jan 2024 10:00:00 GMT",
+            ),
+            (
+                parse("9999-12-31T20:00:00-05:00").unwrap(),
+                "9999-12-31T23:59:59Z",
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+            ),
+            (
+                i64::MAX,
+                "9999-12-31T23:59:59Z",
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+            ),
+        ];
+        for (ts, iso, http_date) in cases {
+            assert_eq!(rfc3339(*ts), *iso, "{ts}");
+            assert_eq!(http(*ts), *http_date, "{ts}");
+            // The rest only has to answer.
+            let _ = (ymd(*ts), human(*ts), clf(*ts), to_system(*ts));
+        }
+        // httpdate agrees with the hand-written form wherever it can show the time.
+        for ts in [0, 86_399, 951_782_400, 1_704_448_830, 4_102_444_800] {
+            assert_eq!(http(ts), httpdate::fmt_http_date(to_system(ts)), "{ts}");
+        }
     }
 
     #[test]

@@ -380,11 +380,15 @@ impl Db {
 
     /// Stores a parsed post. Returns whether anything a reader sees changed (the rendered
     /// content hash, draft state or date), so the site's change time only moves then.
+    ///
+    /// Takes the post, so its summary and HTML are dropped as soon as SQLite holds its own
+    /// copy, before the row is built from that copy: with the post's copy alive too, a
+    /// large post was held three times over at that moment.
     pub fn upsert_post(
         &self,
         path: &str,
         stamp: FileStamp,
-        post: &Post,
+        mut post: Post,
         now: i64,
     ) -> rusqlite::Result<bool> {
         let old: Option<(i64, Option<i64>, Option<String>, i64)> = self
@@ -406,41 +410,51 @@ impl Db {
             _ => now,
         };
         let tags = post.tags.join(&TAG_SEP.to_string());
-        self.conn
-            .prepare_cached(
-                "INSERT INTO posts(path, mtime, size, error, slug, title, date, updated, draft,
-                                   description, tags, summary, hash, changed_at)
-                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT(path) DO UPDATE SET
-                   mtime = excluded.mtime, size = excluded.size, error = NULL,
-                   slug = excluded.slug, title = excluded.title, date = excluded.date,
-                   updated = excluded.updated, draft = excluded.draft,
-                   description = excluded.description, tags = excluded.tags,
-                   summary = excluded.summary, hash = excluded.hash,
-                   changed_at = excluded.changed_at",
-            )?
-            .execute(params![
-                path,
-                stamp.mtime,
-                stamp.size,
-                post.slug,
-                post.title,
-                post.date,
-                post.updated,
-                post.draft,
-                post.description,
-                tags,
-                post.summary,
-                hash,
-                changed_at,
-            ])?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO posts(path, mtime, size, error, slug, title, date, updated, draft,
+                               description, tags, summary, hash, changed_at)
+             VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT(path) DO UPDATE SET
+               mtime = excluded.mtime, size = excluded.size, error = NULL,
+               slug = excluded.slug, title = excluded.title, date = excluded.date,
+               updated = excluded.updated, draft = excluded.draft,
+               description = excluded.description, tags = excluded.tags,
+               summary = excluded.summary, hash = excluded.hash,
+               changed_at = excluded.changed_at",
+        )?;
+        let values: [&dyn rusqlite::ToSql; 13] = [
+            &path,
+            &stamp.mtime,
+            &stamp.size,
+            &post.slug,
+            &post.title,
+            &post.date,
+            &post.updated,
+            &post.draft,
+            &post.description,
+            &tags,
+            &post.summary,
+            &hash,
+            &changed_at,
+        ];
+        for (i, v) in values.into_iter().enumerate() {
+            insert.raw_bind_parameter(i + 1, v)?;
+        }
+        post.summary = String::new();
+        insert.raw_execute()?;
+        drop(insert);
         let id: i64 = self
             .conn
             .prepare_cached("SELECT id FROM posts WHERE path = ?1")?
             .query_row([path], |r| r.get(0))?;
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO post_bodies(post_id, html) VALUES (?1, ?2)")?
-            .execute(params![id, post.html])?;
+        let mut insert = self
+            .conn
+            .prepare_cached("INSERT OR REPLACE INTO post_bodies(post_id, html) VALUES (?1, ?2)")?;
+        insert.raw_bind_parameter(1, id)?;
+        insert.raw_bind_parameter(2, &post.html)?;
+        post.html = String::new();
+        insert.raw_execute()?;
+        drop(insert);
         self.conn
             .prepare_cached("DELETE FROM post_tags WHERE post_id = ?1")?
             .execute([id])?;

@@ -128,6 +128,7 @@ pub(crate) fn open_db(cfg: &Config) -> Result<Db, StartupError> {
 pub(crate) fn open_site(cfg: &Config) -> Result<(Db, posts::Index, posts::Refresh), StartupError> {
     let db = open_db(cfg)?;
     let mut index = posts::Index::new();
+    index.max_post_bytes = cfg.max_post_kb * 1024;
     let r = index.refresh(&db, &cfg.posts_dir);
     Ok((db, index, r))
 }
@@ -145,6 +146,7 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
     let db = Db::open(std::path::Path::new(""))?;
     let mut index = posts::Index::new();
     index.quiet = true;
+    index.max_post_bytes = cfg.max_post_kb * 1024;
     let started = Instant::now();
     let r = index.refresh(&db, &cfg.posts_dir);
     let broken = db.broken_posts()?;

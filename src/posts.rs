@@ -2,8 +2,11 @@
 //! title, summary, rendered HTML), and keeping the SQLite index in step with `posts/`.
 //! There is no watcher thread: before a request, at most every [`CHECK_EVERY`], the loop
 //! asks an inotify descriptor, without blocking, whether anything in `posts/` changed; only
-//! then does [`Index::refresh`] stat the directory's files and re-read those that changed.
+//! then does [`Index::refresh_if_due`] stat the directory's files and re-read those that
+//! changed, a [`STEP_BUDGET`] at a time, so the loop serves between steps. Start-up and
+//! `nib check` use [`Index::refresh`], which takes every step at once.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -39,18 +42,57 @@ struct FrontMatter {
     date: Option<DateValue>,
     updated: Option<DateValue>,
     slug: Option<String>,
-    #[serde(default)]
     tags: Option<Tags>,
     draft: Option<bool>,
     description: Option<String>,
 }
 
-/// Tags as a list, or as one comma-separated string.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Tags {
-    List(Vec<String>),
-    One(String),
+/// Tags as a list, or as one comma-separated string: trimmed, without empty ones, the
+/// first of each slug kept.
+///
+/// Read element by element rather than as an untagged enum, which buffers the whole value
+/// first: YAML aliases expand as they are read, and 21 KB of `tags: *b`, with `b` a list of
+/// 3,000 aliases to a list of 3,000 strings, took 33 s and 300 MB before it was refused.
+/// Now an alias to a list stops the read at its first element, and repeats of one string
+/// are dropped as they come.
+#[derive(Debug, Default)]
+struct Tags(Vec<String>);
+
+impl Tags {
+    fn add(&mut self, seen: &mut HashSet<String>, tag: &str) {
+        let tag = tag.trim();
+        let slug = slugify(tag);
+        if !slug.is_empty() && seen.insert(slug) {
+            self.0.push(tag.to_string());
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Tags;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of tags or one comma-separated string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Tags, E> {
+                let (mut tags, mut seen) = (Tags::default(), HashSet::new());
+                for t in v.split(',') {
+                    tags.add(&mut seen, t);
+                }
+                Ok(tags)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Tags, A::Error> {
+                let (mut tags, mut seen) = (Tags::default(), HashSet::new());
+                while let Some(t) = seq.next_element::<String>()? {
+                    tags.add(&mut seen, &t);
+                }
+                Ok(tags)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A date as text; TOML's native datetimes (`date = 2024-01-05`) arrive as a one-entry map,
@@ -133,9 +175,88 @@ fn split_front_matter(text: &str) -> Result<(Option<(&str, bool)>, &str), String
     Ok((None, text))
 }
 
+/// How deep front matter may nest. Real front matter nests two or three levels; YAML
+/// nested 100,000 levels deep (200 KB of `[`) took the parser 58 s before it was accepted.
+const MAX_FRONT_MATTER_DEPTH: usize = 64;
+
+/// An upper bound on how deep `text` nests, found in one pass before any parser sees it,
+/// and given up on as soon as it passes [`MAX_FRONT_MATTER_DEPTH`].
+///
+/// Every `[` and `{` counts as a level, in strings too, so a bound too high is possible
+/// (65 unclosed brackets in a title) but one too low is not. So do, in YAML, each deeper
+/// indentation and each `- ` or `? ` that opens a line (`- - - x` nests three sequences),
+/// and in TOML each part of a dotted key or table name (`[a.b.c]` nests three tables).
+fn nesting_depth(text: &str, is_toml: bool) -> usize {
+    let mut flow: usize = 0;
+    let mut indents: Vec<usize> = Vec::new();
+    let mut table: usize = 0;
+    let mut deepest: usize = 0;
+    for line in text.lines() {
+        let body = line.trim_start_matches([' ', '\t']);
+        let mut rest = body;
+        let mut block = 0;
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        } else if is_toml {
+            if flow == 0 && body.starts_with('[') {
+                // A table header: its name's parts are levels, its brackets are not.
+                let name = body.trim_start_matches('[');
+                let name = &name[..name.find(']').unwrap_or(name.len())];
+                table = name.matches('.').count() + 1;
+                block = table;
+                rest = "";
+            } else if flow == 0
+                && let Some(eq) = body.find('=')
+            {
+                block = table + body[..eq].matches('.').count() + 1;
+                rest = &body[eq + 1..];
+            }
+        } else {
+            if flow == 0 {
+                let indent = line.len() - body.len();
+                while indents.last().is_some_and(|&i| i > indent) {
+                    indents.pop();
+                }
+                if indents.last().is_none_or(|&i| i < indent) {
+                    indents.push(indent);
+                }
+            }
+            block = indents.len();
+            while let Some(r) = rest
+                .strip_prefix(['-', '?'])
+                .filter(|r| r.is_empty() || r.starts_with([' ', '\t']))
+            {
+                block += 1;
+                rest = r.trim_start_matches([' ', '\t']);
+            }
+        }
+        let mut line_deepest = flow;
+        for b in rest.bytes() {
+            match b {
+                b'[' | b'{' => {
+                    flow += 1;
+                    line_deepest = line_deepest.max(flow);
+                }
+                b']' | b'}' => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+        deepest = deepest.max(block + line_deepest);
+        if deepest > MAX_FRONT_MATTER_DEPTH {
+            break;
+        }
+    }
+    deepest
+}
+
 fn parse_front_matter(text: &str, is_toml: bool) -> Result<FrontMatter, String> {
     if text.trim().is_empty() {
         return Ok(FrontMatter::default());
+    }
+    if nesting_depth(text, is_toml) > MAX_FRONT_MATTER_DEPTH {
+        return Err(format!(
+            "front matter nests deeper than {MAX_FRONT_MATTER_DEPTH} levels"
+        ));
     }
     if is_toml {
         toml::from_str(text).map_err(|e| format!("TOML front matter: {}", e.message().trim()))
@@ -145,8 +266,28 @@ fn parse_front_matter(text: &str, is_toml: bool) -> Result<FrontMatter, String> 
 }
 
 /// Makes a post from one file's name, text and modification time (Unix seconds). The error
-/// is one line saying what is wrong, for the log and `nib check`.
+/// is one line saying what is wrong, for the log and `nib check`. (The index reads files a
+/// piece at a time through `parse_parts`; the tests take the whole post.)
+#[cfg(test)]
 pub(crate) fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
+    let (post, rendered) = parse_parts(file_name, text, mtime)?;
+    Ok(finish(post, rendered))
+}
+
+/// [`parse`] for a file's text, which is dropped as soon as it is rendered: a large post
+/// is then never held as text, page and summary at once.
+fn parse_file(file_name: &str, text: String, mtime: i64) -> Result<Post, String> {
+    let (post, rendered) = parse_parts(file_name, &text, mtime)?;
+    drop(text);
+    Ok(finish(post, rendered))
+}
+
+/// Everything of a post but its summary, HTML and hash, and its rendered body.
+fn parse_parts(
+    file_name: &str,
+    text: &str,
+    mtime: i64,
+) -> Result<(Post, render::Rendered), String> {
     let (fm, body) = split_front_matter(text)?;
     let fm = match fm {
         Some((t, is_toml)) => parse_front_matter(t, is_toml)?,
@@ -169,6 +310,21 @@ pub(crate) fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, Str
     };
     let date = parse_date("date", &fm.date)?.or(name_date).unwrap_or(mtime);
     let updated = parse_date("updated", &fm.updated)?;
+    // Pages, feeds and HTTP headers show four-digit years; a date outside them is a typo.
+    let out_of_range = |field: &str, shown: Option<&DateValue>, ts: i64| {
+        let what = match shown {
+            Some(DateValue(s)) => format!("{s:?}"),
+            None if Some(ts) == name_date => "the file name's date".to_string(),
+            None => "the file's modification time".to_string(),
+        };
+        format!("{field}: {what} is outside the years 1 to 9998")
+    };
+    if !dates::in_range(date) {
+        return Err(out_of_range("date", fm.date.as_ref(), date));
+    }
+    if let Some(u) = updated.filter(|u| !dates::in_range(*u)) {
+        return Err(out_of_range("updated", fm.updated.as_ref(), u));
+    }
 
     // A leading `# Heading` becomes the title when front matter has none, and leaves the
     // body so the page does not show it twice.
@@ -193,28 +349,12 @@ pub(crate) fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, Str
         .filter(|t| !t.is_empty())
         .or(heading_title.filter(|t| !t.is_empty()))
         .unwrap_or_else(|| slug.clone());
-    let tags: Vec<String> = match fm.tags {
-        None => Vec::new(),
-        Some(Tags::List(l)) => l,
-        Some(Tags::One(s)) => s.split(',').map(str::to_string).collect(),
-    };
-    let mut seen = std::collections::HashSet::new();
-    let tags = tags
-        .into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !slugify(t).is_empty() && seen.insert(slugify(t)))
-        .collect();
+    let tags = fm.tags.unwrap_or_default().0;
     let description = fm
         .description
         .map(|d| d.trim().to_string())
         .filter(|d| !d.is_empty());
-    let rendered = render::markdown(body);
-    let summary = match (rendered.summary, &description) {
-        (Some(s), _) => s,
-        (None, Some(d)) => format!("<p>{}</p>", render::escape(d)),
-        (None, None) => rendered.first_paragraph,
-    };
-    let mut post = Post {
+    let post = Post {
         slug,
         title,
         date,
@@ -222,12 +362,25 @@ pub(crate) fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, Str
         tags,
         draft: fm.draft.unwrap_or(false),
         description,
-        summary,
-        html: rendered.html,
+        summary: String::new(),
+        html: String::new(),
         hash: 0,
     };
+    Ok((post, render::markdown(body)))
+}
+
+/// Completes a post from its rendered body: the summary is what stands before
+/// `<!-- more -->`, else the description, else the first paragraph.
+fn finish(mut post: Post, rendered: render::Rendered) -> Post {
+    let summary = rendered.summary().map(str::to_string);
+    post.summary = match (summary, &post.description) {
+        (Some(s), _) => s,
+        (None, Some(d)) => format!("<p>{}</p>", render::escape(d)),
+        (None, None) => rendered.first_paragraph,
+    };
+    post.html = rendered.html;
     post.hash = post_hash(&post);
-    Ok(post)
+    post
 }
 
 fn post_hash(p: &Post) -> u64 {
@@ -289,9 +442,18 @@ pub(crate) struct Index {
     pub last_scan: Duration,
     /// Do not log broken files (`nib check` reports them itself).
     pub quiet: bool,
+    /// The largest post file read, in bytes (`max_post_kb`); a larger one is broken.
+    pub max_post_bytes: u64,
+    /// Set while a pass over changed files is under way: the step that ran out of its
+    /// [`STEP_BUDGET`] left files for the next, so the next check comes at once.
+    pending: bool,
+    /// Whether a step of the pass under way has changed the public site.
+    pass_changed: bool,
+    /// [`STEP_BUDGET`], but for tests.
+    step_budget: Duration,
 }
 
-/// What a refresh did.
+/// What a refresh, or one step of one, did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Refresh {
     pub parsed: usize,
@@ -300,8 +462,17 @@ pub(crate) struct Refresh {
     pub site_changed: bool,
 }
 
+/// How long one step of a refresh goes on reading changed files before it leaves the rest
+/// for the next: the loop serves between steps, so a thousand changed posts (or one slow
+/// one among them) never hold a request for more than about this long. A step always
+/// reads at least one file, and `max_post_kb` bounds how long that takes.
+pub(crate) const STEP_BUDGET: Duration = Duration::from_millis(50);
+
+/// `max_post_kb`'s default, in bytes.
+pub(crate) const DEFAULT_MAX_POST_BYTES: u64 = 1024 * 1024;
+
 /// How often the request loop looks at `posts/`. A change is seen by the first check after
-/// it, so any request made 1.5 s after a change sees it: inside the 2 s SPEC.md promises.
+/// it, so any request made 1.5 s after a change sees it: inside the 2 s the contract (docs/contract.md) promises.
 /// A check that scans stats every post file (about 20 ms for 10,000 posts on the bench
 /// machine); without a watch every check scans, and this interval keeps that under 1.5%
 /// of a busy loop's time.
@@ -330,12 +501,17 @@ impl Index {
             last_scan_at: None,
             last_scan: Duration::ZERO,
             quiet: false,
+            max_post_bytes: DEFAULT_MAX_POST_BYTES,
+            pending: false,
+            pass_changed: false,
+            step_budget: STEP_BUDGET,
         }
     }
 
-    /// Whether the request loop's next call to [`Index::refresh_if_due`] checks.
+    /// Whether the request loop's next call to [`Index::refresh_if_due`] checks: always
+    /// while a refresh has steps left.
     pub fn is_due(&self) -> bool {
-        self.last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY)
+        self.pending || self.last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY)
     }
 
     /// The request loop's check, at most every [`CHECK_EVERY`]: scans `posts/` when its
@@ -343,10 +519,15 @@ impl Index {
     ///
     /// A scan of 10,000 posts stalled the loop for 20 ms every check, which every request
     /// queued behind it waited out; with the watch, a check with nothing to find is one
-    /// `read` that returns at once.
+    /// `read` that returns at once. A check that finds changes reads them a step of
+    /// [`STEP_BUDGET`] at a time, one step per call.
     pub fn refresh_if_due(&mut self, db: &Db, dir: &Path) -> Refresh {
         if !self.is_due() {
             return Refresh::default();
+        }
+        if self.pending {
+            // Events that came meanwhile wait in the watch for the check after the pass.
+            return self.step(db, dir);
         }
         let quiet = match self.watch.as_ref().map(|w| w.changed(dir)) {
             Some(Ok(changed)) => {
@@ -375,7 +556,7 @@ impl Index {
         if self.watch.is_none() {
             self.watch(dir);
         }
-        self.refresh(db, dir)
+        self.step(db, dir)
     }
 
     /// Sets up the watch on `dir` that lets [`Index::refresh_if_due`] skip scans. Called
@@ -399,42 +580,74 @@ impl Index {
         }
     }
 
-    /// Stats every post file; when the combined fingerprint of names, mtimes and sizes
-    /// differs from the last scan, re-reads what changed and drops what is gone. Problems
-    /// are logged, one line per file, and never stop the scan.
+    /// Brings the index fully up to date: for start-up and `nib check`, which must know
+    /// every post before they serve or report. Its steps have no budget (a pass in steps
+    /// walks the directory again at each), and it finishes a pass the loop began.
     pub fn refresh(&mut self, db: &Db, dir: &Path) -> Refresh {
+        let budget = std::mem::replace(&mut self.step_budget, Duration::MAX);
+        let mut total = self.step(db, dir);
+        while self.pending {
+            let r = self.step(db, dir);
+            total.parsed += r.parsed;
+            total.removed += r.removed;
+            total.broken = r.broken;
+            total.site_changed |= r.site_changed;
+        }
+        self.step_budget = budget;
+        total
+    }
+
+    /// One step of a refresh. Stats every post file; when the combined fingerprint of
+    /// names, mtimes and sizes differs from the last scan, re-reads what changed, for up to
+    /// [`STEP_BUDGET`], and once nothing is left drops what is gone. Problems are logged,
+    /// one line per file, and never stop the scan.
+    ///
+    /// The pass keeps no list of what is left: each step walks the directory again and
+    /// skips the files whose stamps the index already holds, the ones read by the steps
+    /// before it among them.
+    fn step(&mut self, db: &Db, dir: &Path) -> Refresh {
         let started = Instant::now();
         self.last_check = Some(started);
         self.last_scan_at = Some(started);
         // Cleared again below once the index is known to match the directory.
         self.must_scan = true;
-        let fingerprint = match scan_fingerprint(dir) {
-            Ok((f, symlinks)) => {
-                self.symlinks = symlinks;
-                f
+        if !self.pending {
+            let fingerprint = match scan_fingerprint(dir) {
+                Ok((f, symlinks)) => {
+                    self.symlinks = symlinks;
+                    f
+                }
+                // No directory, no posts: the update below removes them all.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                Err(e) => {
+                    eprintln!("nib: {}: {e}", dir.display());
+                    // A directory that cannot be read for now (no descriptor to spare,
+                    // say) says nothing about the posts: the index stays until a scan
+                    // works.
+                    return Refresh::default();
+                }
+            };
+            if self.fingerprint.is_none() {
+                // A fresh process starts from the last scan's fingerprint, so a warm start
+                // with nothing changed re-reads nothing (and allocates nothing per file).
+                self.fingerprint = stored_fingerprint(db);
             }
-            // No directory, no posts: the update below removes them all.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => {
-                eprintln!("nib: {}: {e}", dir.display());
-                // A directory that cannot be read for now (no descriptor to spare, say)
-                // says nothing about the posts: the index stays until a scan works.
+            if self.fingerprint == Some(fingerprint) {
+                self.last_scan = started.elapsed();
+                self.must_scan = false;
                 return Refresh::default();
             }
+            self.pass_changed = false;
+        }
+        let limits = Limits {
+            quiet: self.quiet,
+            max_bytes: self.max_post_bytes,
+            until: started.checked_add(self.step_budget),
         };
-        if self.fingerprint.is_none() {
-            // A fresh process starts from the last scan's fingerprint, so a warm start with
-            // nothing changed re-reads nothing (and allocates nothing per file).
-            self.fingerprint = stored_fingerprint(db);
-        }
-        if self.fingerprint == Some(fingerprint) {
-            self.last_scan = started.elapsed();
-            self.must_scan = false;
-            return Refresh::default();
-        }
-        match reconcile(db, dir, self.quiet) {
-            Ok(r) => {
+        match reconcile(db, dir, &limits, self.pass_changed) {
+            Ok((r, Some(fingerprint))) => {
                 self.fingerprint = Some(fingerprint);
+                self.pending = false;
                 self.must_scan = false;
                 if let Err(e) =
                     db.meta_set(FINGERPRINT_KEY, &format!("{INDEX_VERSION} {fingerprint}"))
@@ -443,9 +656,15 @@ impl Index {
                 }
                 r
             }
+            Ok((r, None)) => {
+                self.pending = true;
+                self.pass_changed |= r.site_changed;
+                r
+            }
             Err(e) => {
                 // The fingerprint is left as it was, so the next check tries again.
                 eprintln!("nib: indexing {}: {e}", dir.display());
+                self.pending = false;
                 Refresh::default()
             }
         }
@@ -454,8 +673,10 @@ impl Index {
 
 /// Where the last scan's fingerprint is kept, with the version of the code that rendered
 /// the index: a new nib renders differently, so its first start re-renders every post.
+/// (`render-2`: posts dated outside the years 1 to 9998, or with front matter nested
+/// deeper than 64, that an older nib stored are refused now.)
 const FINGERPRINT_KEY: &str = "posts_fingerprint";
-const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-1");
+const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-2");
 
 /// The fingerprint the index was last brought up to date with, when it was by this
 /// version of nib. A different version forgets every file's stamp, so each is parsed again.
@@ -475,7 +696,7 @@ fn stored_fingerprint(db: &Db) -> Option<u64> {
 /// An order-independent hash of every post file's name, mtime and size, and whether any of
 /// them is a symlink.
 fn scan_fingerprint(dir: &Path) -> std::io::Result<(u64, bool)> {
-    let mut sum: u64 = 0x9e37_79b9;
+    let mut sum: u64 = FINGERPRINT_SEED;
     let mut symlinks = false;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -497,14 +718,20 @@ fn scan_fingerprint(dir: &Path) -> std::io::Result<(u64, bool)> {
         if !meta.is_file() {
             continue;
         }
-        let s = stamp_of(&meta);
-        let mut h = Fnv::new();
-        h.write(name.as_bytes());
-        h.write(&s.mtime.to_le_bytes());
-        h.write(&s.size.to_le_bytes());
-        sum = sum.wrapping_add(h.finish());
+        sum = sum.wrapping_add(file_hash(name, stamp_of(&meta)));
     }
     Ok((sum, symlinks))
+}
+
+const FINGERPRINT_SEED: u64 = 0x9e37_79b9;
+
+/// One file's part of the fingerprint: a sum of these is the same in any order.
+fn file_hash(name: &str, s: FileStamp) -> u64 {
+    let mut h = Fnv::new();
+    h.write(name.as_bytes());
+    h.write(&s.mtime.to_le_bytes());
+    h.write(&s.size.to_le_bytes());
+    h.finish()
 }
 
 /// An inotify watch on the posts directory, asked without blocking whether anything in it
@@ -628,14 +855,41 @@ impl Watch {
     }
 }
 
-fn reconcile(db: &Db, dir: &Path, quiet: bool) -> rusqlite::Result<Refresh> {
+/// What one step of a refresh may do.
+struct Limits {
+    /// Whether to keep quiet about broken files.
+    quiet: bool,
+    /// The largest post file to read, in bytes.
+    max_bytes: u64,
+    /// When the step stops reading changed files (never, when `None`).
+    until: Option<Instant>,
+}
+
+/// One step: reads the files whose stamps differ from the index until `limits.until`,
+/// then stops at the next one. When none was left, it also drops the files that are
+/// gone, and returns the directory's fingerprint to remember. `changed_before` says
+/// whether earlier steps of this pass changed the site.
+fn reconcile(
+    db: &Db,
+    dir: &Path,
+    limits: &Limits,
+    changed_before: bool,
+) -> rusqlite::Result<(Refresh, Option<u64>)> {
     let mut out = Refresh::default();
     let now = dates::now();
     db.write_transaction(|| {
+        let mut left = false;
+        let entries = fs::read_dir(dir).ok();
+        // A missing directory has the fingerprint a scan gives it.
+        let mut fingerprint = if entries.is_some() {
+            FINGERPRINT_SEED
+        } else {
+            0
+        };
         // The directory is walked as it comes, never collected: a sorted list of 10,000
         // names cost 400 KB at every change. Which of two files claiming one slug wins is
         // settled by name in `index_file`, so the walk's order does not matter.
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        for entry in entries.into_iter().flatten().flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if !is_post_file(name) {
@@ -648,36 +902,73 @@ fn reconcile(db: &Db, dir: &Path, quiet: bool) -> rusqlite::Result<Refresh> {
                 continue;
             }
             let stamp = stamp_of(&meta);
+            fingerprint = fingerprint.wrapping_add(file_hash(name, stamp));
             if db.post_stamp(name)? == Some(stamp) {
                 continue;
             }
+            if out.parsed > 0 && limits.until.is_some_and(|t| Instant::now() >= t) {
+                left = true;
+                break;
+            }
             out.parsed += 1;
-            if index_file(db, dir, name, stamp, now, quiet)? {
+            if index_file(db, dir, name, stamp, now, limits)? {
                 out.site_changed = true;
             }
         }
-        let mut gone = Vec::new();
-        db.each_post_path(|p| {
-            if !is_post_file(p) || !dir.join(p).is_file() {
-                gone.push(p.to_string());
+        if !left {
+            let mut gone = Vec::new();
+            db.each_post_path(|p| {
+                if !is_post_file(p) || !dir.join(p).is_file() {
+                    gone.push(p.to_string());
+                }
+            })?;
+            for p in gone {
+                out.removed += 1;
+                out.site_changed |= db.delete_post(&p)?;
             }
-        })?;
-        for p in gone {
-            out.removed += 1;
-            out.site_changed |= db.delete_post(&p)?;
-        }
-        if out.site_changed {
-            // A file that lost its slug to another may be free to use it now.
-            for p in db.duplicate_paths()? {
-                if let Ok(meta) = fs::metadata(dir.join(&p)) {
-                    index_file(db, dir, &p, stamp_of(&meta), now, quiet)?;
+            if out.site_changed || changed_before {
+                // A file that lost its slug to another may be free to use it now.
+                for p in db.duplicate_paths()? {
+                    if let Ok(meta) = fs::metadata(dir.join(&p)) {
+                        out.site_changed |= index_file(db, dir, &p, stamp_of(&meta), now, limits)?;
+                    }
                 }
             }
+        }
+        if out.site_changed {
+            // Each step that changed the site moves its version, so no page kept from
+            // before the step is served as current.
             db.bump_site_version(now)?;
         }
         out.broken = db.count_broken()? as usize;
-        Ok(out)
+        Ok((out, (!left).then_some(fingerprint)))
     })
+}
+
+/// A post file's text, unless it is over `max_bytes` (by its stamp, before reading it, or
+/// by what reading finds, should it have grown since) or not UTF-8.
+fn read_post(path: &Path, stamp: FileStamp, max_bytes: u64) -> Result<String, String> {
+    use std::io::Read;
+    let too_big = |bytes: u64| {
+        format!(
+            "{} KB is over max_post_kb = {}",
+            bytes.div_ceil(1024),
+            max_bytes / 1024
+        )
+    };
+    if stamp.size as u64 > max_bytes {
+        return Err(too_big(stamp.size as u64));
+    }
+    let file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    // Sized from the stamp, so the text is not copied as it grows.
+    let mut bytes = Vec::with_capacity(stamp.size.max(0) as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())
 }
 
 /// Reads, parses and stores one file. Returns whether the public site changed.
@@ -687,16 +978,12 @@ fn index_file(
     name: &str,
     stamp: FileStamp,
     now: i64,
-    quiet: bool,
+    limits: &Limits,
 ) -> rusqlite::Result<bool> {
     let path = dir.join(name);
-    let parsed = match fs::read(&path) {
-        Err(e) => Err(format!("cannot read: {e}")),
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Err(_) => Err("not valid UTF-8".to_string()),
-            Ok(text) => parse(name, &text, stamp.mtime.div_euclid(1_000_000_000)),
-        },
-    };
+    let quiet = limits.quiet;
+    let parsed = read_post(&path, stamp, limits.max_bytes)
+        .and_then(|text| parse_file(name, text, stamp.mtime.div_euclid(1_000_000_000)));
     // Of two files claiming one slug, the first by name keeps it, whichever was seen first.
     let mut site_changed = false;
     let post = match parsed {
@@ -723,7 +1010,7 @@ fn index_file(
         Err(problem) => Err(problem),
     };
     let changed = match post {
-        Ok(post) => db.upsert_post(name, stamp, &post, now)?,
+        Ok(post) => db.upsert_post(name, stamp, post, now)?,
         Err(problem) => {
             if !quiet {
                 eprintln!("nib: skipping {}: {problem}", path.display());
@@ -877,6 +1164,118 @@ mod tests {
         }
     }
 
+    /// Regression: `nib check` accepted a post dated `9999-12-31T20:00:00-05:00`, and then
+    /// `/` answered 500 and the feed killed the server.
+    #[test]
+    fn a_post_dated_past_year_9998_is_refused() {
+        // (file name, text, mtime, problem or None when accepted)
+        let cases: &[(&str, &str, i64, Option<&str>)] = &[
+            (
+                "x.md",
+                "---\ndate: 9999-12-31T20:00:00-05:00\n---\nx",
+                0,
+                Some("date: \"9999-12-31T20:00:00-05:00\" is outside the years 1 to 9998"),
+            ),
+            (
+                "x.md",
+                "+++\ndate = 0000-06-01\n+++\nx",
+                0,
+                Some("date: \"0000-06-01\""),
+            ),
+            (
+                "x.md",
+                "---\nupdated: 9999-01-01\n---\nx",
+                0,
+                Some("updated: \"9999-01-01\""),
+            ),
+            ("9999-01-01-x.md", "x", 0, Some("the file name's date")),
+            ("x.md", "x", 300_000_000_000, Some("modification time")),
+            ("x.md", "---\ndate: 9998-12-31\n---\nx", 0, None),
+            ("x.md", "---\ndate: 0001-01-01\n---\nx", 0, None),
+        ];
+        for (name, text, mtime, want) in cases {
+            match (parse(name, text, *mtime), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(needle)) => assert!(e.contains(needle), "{text:?}: {e}"),
+                (got, _) => panic!("{name} {text:?}: {got:?}"),
+            }
+        }
+    }
+
+    /// Regression: YAML front matter nested 100,000 deep (200 KB) took 58 s to parse, and
+    /// was accepted.
+    #[test]
+    fn front_matter_nested_deeper_than_64_is_refused_at_once() {
+        let deep = |open: &str, close: &str, n: usize| open.repeat(n) + "x" + &close.repeat(n);
+        let indented = |n: usize| {
+            (0..n)
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+                .collect::<String>()
+        };
+        // (front matter, TOML?, depth refused)
+        let cases: &[(String, bool, bool)] = &[
+            ("title: a\ntags: [a, b]\n".into(), false, false),
+            ("extra:\n  a:\n    b: [1, {c: 2}]\n".into(), false, false),
+            (format!("x: {}\n", deep("[", "]", 60)), false, false),
+            (format!("x: {}\n", deep("[", "]", 65)), false, true),
+            (format!("x: {}\n", deep("[", "]", 100_000)), false, true),
+            (format!("x: {}\n", deep("{a: ", "}", 100_000)), false, true),
+            (format!("x:\n{}y\n", "- ".repeat(100_000)), false, true),
+            (indented(60), false, false),
+            (indented(70), false, true),
+            (
+                "title = 'a'\n[extra]\nb.c = [1, {d = 2}]\n".into(),
+                true,
+                false,
+            ),
+            (format!("x = {}\n", deep("[", "]", 100_000)), true, true),
+            (format!("x = {}\n", deep("{a = ", "}", 100_000)), true, true),
+            (format!("[{}]\n", vec!["a"; 100].join(".")), true, true),
+            (format!("{} = 1\n", vec!["a"; 100].join(".")), true, true),
+        ];
+        for (text, is_toml, refused) in cases {
+            let started = Instant::now();
+            let got = parse_front_matter(text, *is_toml);
+            let short = &text[..text.len().min(40)];
+            assert!(started.elapsed() < Duration::from_secs(5), "{short:?}");
+            match got {
+                Err(e) if e.contains("nests deeper than 64") => assert!(*refused, "{short:?}"),
+                _ => assert!(!*refused, "{short:?}: {:?}", got.err()),
+            }
+        }
+        let err = parse(
+            "x.md",
+            &format!("---\nx: {}\n---\nbody", deep("[", "]", 100_000)),
+            0,
+        );
+        assert_eq!(
+            err.err().as_deref(),
+            Some("front matter nests deeper than 64 levels")
+        );
+    }
+
+    /// Regression: 21 KB of YAML aliases in `tags` (3,000 aliases to a list of 3,000)
+    /// took 33 s and 300 MB while the untagged enum buffered their expansion.
+    #[test]
+    fn aliases_in_tags_are_not_expanded_into_memory() {
+        let list = |item: &str| format!("[{}]", vec![item; 3000].join(", "));
+        let started = Instant::now();
+        let text = format!(
+            "---\na: &a {}\nb: &b {}\ntags: *b\n---\nx",
+            list("x"),
+            list("*a")
+        );
+        let err = parse("x.md", &text, 0).expect_err("a list of lists is no list of tags");
+        assert!(err.contains("YAML"), "{err}");
+        let text = format!("---\na: &a rust\ntags: {}\n---\nx", list("*a"));
+        assert_eq!(parse("x.md", &text, 0).unwrap().tags, vec!["rust"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     #[test]
     fn summary_is_more_marker_then_description_then_first_paragraph() {
         let p = parse(
@@ -950,6 +1349,80 @@ mod tests {
         // A fresh index over the same database finds nothing to do.
         let mut again = Index::new();
         assert_eq!(again.refresh(&db, &dir), Refresh::default());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Regression: a refresh read every changed file in one call on the request loop, so
+    /// a thousand changed posts held every request behind them. Each check now reads
+    /// files for at most a step's budget (here none: one file a step), and the next check
+    /// is due at once until the pass is over.
+    #[test]
+    fn a_refresh_reads_changed_files_a_step_at_a_time() {
+        let dir = fresh_dir("nib-steps");
+        let db = Db::memory();
+        let mut idx = Index::new();
+        idx.step_budget = Duration::ZERO;
+        for i in 0..5 {
+            fs::write(dir.join(format!("p{i}.md")), format!("# P{i}\n\nbody")).unwrap();
+        }
+        let mut steps = Vec::new();
+        while steps.is_empty() || idx.pending {
+            assert!(idx.is_due(), "a pass with files left is due at once");
+            let r = idx.refresh_if_due(&db, &dir);
+            steps.push((r.parsed, r.site_changed));
+            assert_eq!(db.count_public().unwrap() as usize, steps.len());
+            assert!(steps.len() <= 5, "{steps:?}");
+        }
+        assert_eq!(steps, vec![(1, true); 5]);
+        assert!(!idx.is_due(), "the pass is over");
+        // The pass ended with the fingerprint of what it read: nothing more to do.
+        assert_eq!(idx.refresh(&db, &dir), Refresh::default());
+        // A removal waits for the pass's last step; start-up's refresh finishes a pass the
+        // loop began, in one go.
+        fs::remove_file(dir.join("p0.md")).unwrap();
+        for i in 1..4 {
+            fs::write(dir.join(format!("p{i}.md")), "# P\n\nedited, longer").unwrap();
+        }
+        idx.last_check = None;
+        let r = idx.refresh_if_due(&db, &dir);
+        assert_eq!((r.parsed, r.removed, idx.pending), (1, 0, true));
+        let r = idx.refresh(&db, &dir);
+        assert_eq!((r.parsed, r.removed, r.site_changed), (2, 1, true));
+        assert!(!idx.pending);
+        assert_eq!(db.count_public().unwrap(), 4);
+        // A folder that goes away empties the index once, and then stays quiet.
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(idx.refresh(&db, &dir).removed, 4);
+        assert_eq!(idx.refresh(&db, &dir), Refresh::default());
+        assert_eq!(
+            stored_fingerprint(&db),
+            Some(0),
+            "what a scan of no folder gives"
+        );
+    }
+
+    /// Regression: a 1.3 MB post peaked at 48 times its size while indexed (a 50 MB one at
+    /// 2.4 GB). A file over `max_post_kb` is skipped before it is read.
+    #[test]
+    fn a_post_over_max_post_kb_is_skipped_unread() {
+        let dir = fresh_dir("nib-big");
+        let db = Db::memory();
+        let mut idx = Index::new();
+        idx.quiet = true;
+        idx.max_post_bytes = 4 * 1024;
+        fs::write(dir.join("big.md"), "x".repeat(4 * 1024 + 1)).unwrap();
+        fs::write(dir.join("fits.md"), "x".repeat(4 * 1024)).unwrap();
+        let r = idx.refresh(&db, &dir);
+        assert_eq!((r.parsed, r.broken), (2, 1));
+        let broken = db.broken_posts().unwrap();
+        assert_eq!(
+            broken,
+            vec![(
+                "big.md".to_string(),
+                "5 KB is over max_post_kb = 4".to_string()
+            )]
+        );
+        assert!(db.post_by_slug("fits").unwrap().is_some());
         fs::remove_dir_all(&dir).unwrap();
     }
 

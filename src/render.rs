@@ -3,6 +3,10 @@
 //! here is a pure function of its arguments, so `nib serve` and `nib build` produce the
 //! same bytes for the same content.
 
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+
 use askama::Template;
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
@@ -57,10 +61,21 @@ pub(crate) fn escape(s: &str) -> String {
 /// The output of rendering one post body.
 pub(crate) struct Rendered {
     pub html: String,
-    /// The HTML of what stands before `<!-- more -->`, when the marker is there.
-    pub summary: Option<String>,
+    /// Where `<!-- more -->` begins in `html`, when the marker is there.
+    more_at: Option<usize>,
     /// The HTML of the first paragraph (empty when there is none).
     pub first_paragraph: String,
+}
+
+impl Rendered {
+    /// The HTML of what stands before `<!-- more -->`, when the marker is there. Cut from
+    /// the page rather than kept beside it, so the caller decides when to copy it (a post
+    /// drops its source text first).
+    pub fn summary(&self) -> Option<&str> {
+        self.more_at
+            .map(|at| &self.html[..at])
+            .filter(|s| !s.trim().is_empty())
+    }
 }
 
 const MORE: &str = "<!-- more -->";
@@ -74,115 +89,480 @@ fn options() -> Options {
         | Options::ENABLE_HEADING_ATTRIBUTES
 }
 
-/// Gives every heading without an explicit `{#id}` an id made from its text (`## Why
-/// SQLite?` → `why-sqlite`), made unique within the page, so sections can be linked.
-fn with_heading_ids(events: Vec<Event<'_>>) -> Vec<Event<'_>> {
-    let mut used = std::collections::HashSet::new();
-    for e in &events {
+/// The most events read ahead to name one heading, and the most of its text an id is made
+/// from. A heading's events wait in a buffer until its id is known, so a setext heading a
+/// megabyte long would otherwise be held as a megabyte of events; real headings stay far
+/// below both limits and keep the ids they always had.
+const HEADING_LOOKAHEAD: usize = 1024;
+const HEADING_TEXT_MAX: usize = 4096;
+
+/// The ids a page's headings use, and for each base id the next suffix to try.
+///
+/// Without the counter, `n` headings with the same text tried `base`, `base-1`, ...
+/// from the start each time: 20,000 empty `#` lines held the loop for 32 s. The suffixes
+/// skipped are all taken already and stay taken, so resuming gives the same ids.
+#[derive(Default)]
+struct HeadingIds {
+    used: HashSet<String>,
+    next: HashMap<String, usize>,
+}
+
+impl HeadingIds {
+    /// Adds a piece's explicit `{#id}`s, which generated ids must not take.
+    fn take_explicit(&mut self, e: &Event<'_>) {
         if let Event::Start(Tag::Heading { id: Some(id), .. }) = e {
-            used.insert(id.to_string());
+            self.used.insert(id.to_string());
         }
     }
-    let mut out = Vec::with_capacity(events.len());
-    let mut i = 0;
-    while i < events.len() {
-        if let Event::Start(Tag::Heading {
+
+    /// A unique id for a heading with this text (`## Why SQLite?` → `why-sqlite`).
+    fn make(&mut self, text: &str) -> String {
+        let base = match crate::posts::slugify(text) {
+            s if s.is_empty() => "section".to_string(),
+            s => s,
+        };
+        if self.used.insert(base.clone()) {
+            return base;
+        }
+        let n = self.next.entry(base.clone()).or_insert(1);
+        loop {
+            let id = format!("{base}-{n}");
+            *n += 1;
+            if self.used.insert(id.clone()) {
+                return id;
+            }
+        }
+    }
+}
+
+/// A `fmt::Write` into the page's one `String` that publishes its length, so the event
+/// stream below knows where in the HTML each event begins.
+struct Counted<'a> {
+    out: &'a mut String,
+    len: &'a Cell<usize>,
+}
+
+impl fmt::Write for Counted<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.out.push_str(s);
+        self.len.set(self.out.len());
+        Ok(())
+    }
+}
+
+/// The parser's events on their way to the HTML writer: headings get ids, footnote labels
+/// their prefix, and the positions of the first paragraph and of `<!-- more -->` in the
+/// output are noted as they pass. The writer asks for an event only once it has written
+/// the one before, so `len` is then where the next one begins.
+struct Stream<'a, 'l, I: Iterator<Item = Event<'a>>> {
+    events: I,
+    /// A heading's events, read ahead to make its id.
+    ahead: VecDeque<Event<'a>>,
+    ids: HeadingIds,
+    len: &'l Cell<usize>,
+    /// Where the first paragraph begins, and where it ends once known.
+    paragraph: Option<(usize, Option<usize>)>,
+    /// The first paragraph's end was just handed over: it ends where the next event begins.
+    paragraph_closing: bool,
+    /// Where the last event began, when it opened an HTML block.
+    html_block_at: Option<usize>,
+    /// Where the summary ends: before the first `<!-- more -->` HTML block.
+    more_at: Option<usize>,
+}
+
+impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
+    /// Reads a heading's events ahead, up to [`HEADING_LOOKAHEAD`], and gives it an id.
+    fn name_heading(&mut self, start: Event<'a>) -> Event<'a> {
+        let Event::Start(Tag::Heading {
             level,
             id: None,
             classes,
             attrs,
-        }) = &events[i]
-        {
-            let mut text = String::new();
-            for e in &events[i + 1..] {
-                match e {
-                    Event::End(TagEnd::Heading(_)) => break,
-                    Event::Text(t) | Event::Code(t) => text.push_str(t),
-                    _ => {}
-                }
+        }) = start
+        else {
+            return start;
+        };
+        let mut text = String::new();
+        while self.ahead.len() < HEADING_LOOKAHEAD {
+            let Some(e) = self.events.next() else { break };
+            let end = matches!(e, Event::End(TagEnd::Heading(_)));
+            if let Event::Text(t) | Event::Code(t) = &e
+                && text.len() < HEADING_TEXT_MAX
+            {
+                text.push_str(t);
             }
-            let base = match crate::posts::slugify(&text) {
-                s if s.is_empty() => "section".to_string(),
-                s => s,
-            };
-            let mut id = base.clone();
-            let mut n = 1;
-            while !used.insert(id.clone()) {
-                id = format!("{base}-{n}");
-                n += 1;
+            self.ahead.push_back(e);
+            if end {
+                break;
             }
-            out.push(Event::Start(Tag::Heading {
-                level: *level,
-                id: Some(CowStr::from(id)),
-                classes: classes.clone(),
-                attrs: attrs.clone(),
-            }));
-        } else {
-            out.push(events[i].clone());
         }
-        i += 1;
+        if text.len() > HEADING_TEXT_MAX {
+            let mut cut = HEADING_TEXT_MAX;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        Event::Start(Tag::Heading {
+            level,
+            id: Some(CowStr::from(self.ids.make(&text))),
+            classes,
+            attrs,
+        })
     }
-    out
 }
 
-fn to_html(events: &[Event<'_>]) -> String {
-    let mut s = String::new();
-    html::push_html(&mut s, events.iter().cloned());
-    s
-}
+impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
+    type Item = Event<'a>;
 
-/// Prefixes footnote labels, so a footnote called `intro` cannot take the id of a heading
-/// `# Intro`. (Listing pages show summaries, which rarely carry footnotes; two posts'
-/// `[^1]` on one listing page would still share an id.)
-fn with_footnote_prefix(events: &mut [Event<'_>]) {
-    for e in events.iter_mut() {
-        match e {
-            Event::FootnoteReference(name) => *name = CowStr::from(format!("fn-{name}")),
-            Event::Start(Tag::FootnoteDefinition(name)) => {
+    fn next(&mut self) -> Option<Event<'a>> {
+        let at = self.len.get();
+        if std::mem::take(&mut self.paragraph_closing)
+            && let Some((_, end)) = &mut self.paragraph
+        {
+            *end = Some(at);
+        }
+        let mut e = match self.ahead.pop_front() {
+            Some(e) => e,
+            None => match self.events.next()? {
+                e @ Event::Start(Tag::Heading { id: None, .. }) => self.name_heading(e),
+                e => e,
+            },
+        };
+        // Prefixed, so a footnote called `intro` cannot take the id of a heading `# Intro`.
+        // (Listing pages show summaries, which rarely carry footnotes; two posts' `[^1]` on
+        // one listing page would still share an id.)
+        match &mut e {
+            Event::FootnoteReference(name) | Event::Start(Tag::FootnoteDefinition(name)) => {
                 *name = CowStr::from(format!("fn-{name}"))
+            }
+            Event::Start(Tag::Paragraph) if self.paragraph.is_none() => {
+                self.paragraph = Some((at, None))
+            }
+            Event::End(TagEnd::Paragraph) if matches!(self.paragraph, Some((_, None))) => {
+                self.paragraph_closing = true
+            }
+            // The marker counts only as an HTML block of its own (a line by itself, outside
+            // code), as Zola and Hugo read it; the parser already knows what is code.
+            Event::Html(t) if self.more_at.is_none() && t.trim() == MORE => {
+                self.more_at = Some(self.html_block_at.unwrap_or(at))
             }
             _ => {}
         }
+        self.html_block_at = matches!(e, Event::Start(Tag::HtmlBlock)).then_some(at);
+        Some(e)
     }
+}
+
+/// How long a piece of a body is before it may end (see [`pieces`]).
+const PIECE_LEN: usize = 64 * 1024;
+
+/// A fence opening a fenced code block (a run of three or more backticks or tildes; a
+/// backtick fence's info string has no backtick): its character and length.
+fn fence_open(t: &str) -> Option<(u8, usize)> {
+    let c = *t.as_bytes().first().filter(|c| matches!(c, b'`' | b'~'))?;
+    let n = t.bytes().take_while(|b| *b == c).count();
+    (n >= 3 && (c == b'~' || !t[n..].contains('`'))).then_some((c, n))
+}
+
+/// Whether an HTML block opened by `t` (a line starting with `<`) runs past blank lines
+/// until an end marker, and that marker if so (the kinds 1 to 5 of CommonMark, told apart
+/// generously: any `<!`, `<?` or `<pre`-like start counts).
+fn html_end(t: &str) -> Option<&'static [&'static str]> {
+    let lower = |n: usize| t.get(..n).map(str::to_ascii_lowercase);
+    if t.starts_with("<!--") {
+        Some(&["-->"])
+    } else if t.starts_with("<![CDATA[") {
+        Some(&["]]>"])
+    } else if t.starts_with("<?") {
+        Some(&["?>"])
+    } else if t.starts_with("<!") {
+        Some(&[">"])
+    } else if ["<pre", "<script", "<style", "<textarea"]
+        .iter()
+        .any(|tag| lower(tag.len()).as_deref() == Some(tag))
+    {
+        Some(&["</pre>", "</script>", "</style>", "</textarea>"])
+    } else {
+        None
+    }
+}
+
+/// Cuts `body` into pieces of at least `at_least` bytes that each parse exactly as they
+/// do within the whole, so each gets a parser of its own: the parser builds a tree of all
+/// it is given before its first event, so a piece at a time keeps one piece's tree
+/// alive, not the whole body's (1.7 MB for 1 MB of prose).
+///
+/// A piece ends only where nothing before can go on: before an ATX heading at the start
+/// of a line (unless a table may be open: a table runs on to a blank line, and the parser
+/// lays out its last row by what follows), or before a line that starts with a letter
+/// after a blank line (which ends every paragraph, list, quote, table and HTML block of
+/// the kinds that end at a blank line), outside fenced code and HTML blocks that run past
+/// blank lines. A body with a fence or such an HTML block indented one to three spaces
+/// (maybe in a list item, maybe not) is one piece. Link reference and footnote
+/// definitions reach the whole body: see [`with_definitions`].
+///
+/// Also says whether the body ends inside a fence or an HTML block.
+fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
+    if body.len() <= at_least {
+        return (vec![body], false);
+    }
+    enum In {
+        /// Outside fences and HTML blocks that run past blank lines; in what may be an
+        /// HTML block that ends at the next blank line, when set.
+        Text {
+            html: bool,
+        },
+        Fence(u8, usize),
+        /// An HTML block that runs until a line holds one of these.
+        Html(&'static [&'static str]),
+    }
+    let mut out = Vec::new();
+    let (mut start, mut at, mut after_blank) = (0, 0, false);
+    // Whether a table may be open: it runs on to a blank line, through a heading too.
+    let mut table = false;
+    let mut state = In::Text { html: false };
+    for line in body.split_inclusive('\n') {
+        let text = line.trim_end_matches(['\n', '\r']);
+        let t = text.trim_start_matches(' ');
+        let indent = text.len() - t.len();
+        let blank = t.trim().is_empty();
+        let hashes = t.bytes().take_while(|b| *b == b'#').count();
+        let heading = (1..=6).contains(&hashes)
+            && (t.len() == hashes || t[hashes..].starts_with([' ', '\t']));
+        let fence = fence_open(t).filter(|_| indent <= 3);
+        state = match state {
+            In::Fence(c, n) => {
+                let closes = fence.is_some_and(|(tc, tn)| tc == c && tn >= n)
+                    && t.trim_start_matches(c as char).trim().is_empty();
+                if closes {
+                    In::Text { html: false }
+                } else {
+                    In::Fence(c, n)
+                }
+            }
+            // A fence seen inside what was taken for an HTML block: not worth telling apart.
+            In::Html(_) if fence.is_some() => return (vec![body], false),
+            In::Html(ends) if ends.iter().any(|e| text.to_ascii_lowercase().contains(e)) => {
+                In::Text { html: false }
+            }
+            In::Html(ends) => In::Html(ends),
+            In::Text { html } => {
+                let html = html && !blank;
+                // A delimiter row: only `|`, `-`, `:` and blanks (most lines fail at once).
+                table = !blank
+                    && (table
+                        || (t
+                            .bytes()
+                            .all(|b| matches!(b, b'|' | b'-' | b':' | b' ' | b'\t'))
+                            && t.contains('|')
+                            && t.contains('-')));
+                let starts_block = !html
+                    && indent == 0
+                    && ((heading && !table)
+                        || (after_blank && t.starts_with(|c: char| c.is_alphabetic())));
+                if starts_block && at - start >= at_least {
+                    out.push(&body[start..at]);
+                    start = at;
+                }
+                match fence {
+                    Some(_) if indent > 0 || html => return (vec![body], false),
+                    Some((c, n)) => In::Fence(c, n),
+                    None if t.starts_with('<') && indent <= 3 => match html_end(t) {
+                        Some(_) if indent > 0 => return (vec![body], false),
+                        Some(ends)
+                            if ends.iter().any(|e| text.to_ascii_lowercase().contains(e)) =>
+                        {
+                            In::Text { html }
+                        }
+                        Some(ends) => In::Html(ends),
+                        None => In::Text { html: true },
+                    },
+                    None => In::Text { html },
+                }
+            }
+        };
+        after_blank = blank;
+        at += line.len();
+    }
+    out.push(&body[start..]);
+    (out, !matches!(state, In::Text { .. }))
+}
+
+/// Whether `text` may hold a heading with an explicit id: a line that ends in an
+/// attribute block with a `#` in it (`## Title {#id}`). Only then is it parsed once more,
+/// before rendering, to learn the ids generated ones must keep clear of.
+fn may_name_ids(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_end();
+        l.ends_with('}') && l.rfind('{').is_some_and(|at| l[at..].contains('#'))
+    })
+}
+
+/// The most text of link reference and footnote definitions copied after each piece.
+const DEFINITIONS_MAX: usize = 16 * 1024;
+
+/// The link reference and footnote definitions of each piece, as text, found in one more
+/// pass over the pieces that may hold one, which also notes their explicit heading ids.
+/// A piece is parsed followed by the other pieces' definitions, so its links and footnote
+/// references resolve as in the whole body (see [`piece_events`]).
+///
+/// The pieces become one (the whole body) when the copies would be large, when a label is
+/// defined twice (the first definition wins in the whole body, which copies cannot
+/// follow), or when the body ends inside a fence or HTML block (which would swallow the
+/// copies).
+#[allow(clippy::type_complexity)] // A one-off shape; an alias would hide what it holds.
+fn with_definitions<'a>(
+    body: &'a str,
+    pieces: Vec<&'a str>,
+    open_at_end: bool,
+    ids: &mut HeadingIds,
+) -> (Vec<&'a str>, Vec<Vec<&'a str>>) {
+    let whole = |ids: &mut HeadingIds| {
+        if may_name_ids(body) {
+            for e in Parser::new_ext(body, options()) {
+                ids.take_explicit(&e);
+            }
+        }
+        (vec![body], vec![Vec::new()])
+    };
+    let has_definitions = body.contains("]:");
+    if pieces.len() == 1 || (has_definitions && open_at_end) {
+        return whole(ids);
+    }
+    let mut found: Vec<Vec<&str>> = Vec::with_capacity(pieces.len());
+    let mut labels = HashSet::new();
+    let mut total = 0;
+    for piece in &pieces {
+        let mut defs = Vec::new();
+        if may_name_ids(piece) || (has_definitions && piece.contains("]:")) {
+            let mut parser = Parser::new_ext(piece, options()).into_offset_iter();
+            // Where the outermost footnote definition open began, and how many are open.
+            let (mut footnote_at, mut depth) = (0, 0);
+            for (e, range) in &mut parser {
+                ids.take_explicit(&e);
+                match e {
+                    Event::Start(Tag::FootnoteDefinition(label)) => {
+                        if !labels.insert(format!("^{}", label.to_lowercase())) {
+                            return whole(ids);
+                        }
+                        if depth == 0 {
+                            footnote_at = range.start;
+                        }
+                        depth += 1;
+                    }
+                    Event::End(TagEnd::FootnoteDefinition) => {
+                        depth -= 1;
+                        if depth == 0 {
+                            defs.push(&piece[footnote_at..range.end]);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for (label, def) in parser.reference_definitions().iter() {
+                if !labels.insert(label.to_lowercase()) {
+                    return whole(ids);
+                }
+                defs.push(&piece[def.span.clone()]);
+            }
+        }
+        total += defs.iter().map(|d| d.len() + 2).sum::<usize>();
+        if total > DEFINITIONS_MAX {
+            return whole(ids);
+        }
+        found.push(defs);
+    }
+    (pieces, found)
+}
+
+/// The events of piece `i`. A piece that may refer to a definition elsewhere (it has a
+/// `[`) is parsed from a copy followed by the other pieces' definitions, and the events of
+/// those (what starts past the piece) are dropped; its events are copied out of that text,
+/// which lives only as long as this piece is parsed.
+fn piece_events<'a>(
+    i: usize,
+    piece: &'a str,
+    defs: &[Vec<&str>],
+) -> Box<dyn Iterator<Item = Event<'a>> + 'a> {
+    let others = defs
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .flat_map(|(_, d)| d);
+    if !piece.contains('[') || others.clone().next().is_none() {
+        return Box::new(Parser::new_ext(piece, options()));
+    }
+    let mut text = String::with_capacity(piece.len() + 2 + DEFINITIONS_MAX);
+    text.push_str(piece);
+    for def in others {
+        text.push_str("\n\n");
+        text.push_str(def);
+    }
+    text.push('\n');
+    let events: Vec<Event<'a>> = Parser::new_ext(&text, options())
+        .into_offset_iter()
+        // The definitions start two bytes past the piece; an event the parser makes up at
+        // the piece's very end (the empty cell that fills a table's last row) is its own.
+        .filter(|(_, range)| range.start <= piece.len())
+        .map(|(e, _)| e.into_static())
+        .collect();
+    Box::new(events.into_iter())
 }
 
 /// Renders a post body: CommonMark plus tables, footnotes, strikethrough, task lists,
 /// heading ids and smart punctuation. Raw HTML is the author's and is kept.
+///
+/// One pass from the parser into one `String`: the summary and first paragraph are cut
+/// from it, never rendered again, and no list of events is kept. Rendering a 1.3 MB post
+/// through a list of its events and three renders peaked at 48 times its size.
 pub(crate) fn markdown(body: &str) -> Rendered {
-    let mut events = with_heading_ids(Parser::new_ext(body, options()).collect());
-    with_footnote_prefix(&mut events);
-    let html = to_html(&events);
-    let first_paragraph = match events
-        .iter()
-        .position(|e| matches!(e, Event::Start(Tag::Paragraph)))
-    {
-        Some(start) => {
-            let end = events[start..]
-                .iter()
-                .position(|e| matches!(e, Event::End(TagEnd::Paragraph)))
-                .map(|p| start + p + 1)
-                .unwrap_or(events.len());
-            to_html(&events[start..end])
+    render_in_pieces(body, PIECE_LEN)
+}
+
+fn render_in_pieces(body: &str, at_least: usize) -> Rendered {
+    let len = Cell::new(0);
+    // Prose grows by about a tenth as HTML: reserved once, the page is not copied as it
+    // grows.
+    let mut html = String::with_capacity(body.len() + body.len() / 8);
+    let (pieces, open_at_end) = pieces(body, at_least);
+    // Before any parser that renders: each holds its tree, and one at a time is enough.
+    let mut ids = HeadingIds::default();
+    let (pieces, defs) = with_definitions(body, pieces, open_at_end, &mut ids);
+    // One writer over every piece's events: its state (footnote numbers, the newline
+    // before a block) runs on from piece to piece as through one document.
+    let mut stream = Stream {
+        events: pieces
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, piece)| piece_events(i, piece, &defs)),
+        ahead: VecDeque::new(),
+        ids,
+        len: &len,
+        paragraph: None,
+        paragraph_closing: false,
+        html_block_at: None,
+        more_at: None,
+    };
+    let written = html::write_html_fmt(
+        Counted {
+            out: &mut html,
+            len: &len,
+        },
+        &mut stream,
+    );
+    debug_assert!(written.is_ok(), "writing into a String cannot fail");
+    let first_paragraph = match stream.paragraph {
+        // Standing first, the paragraph has no newline before it.
+        Some((start, end)) => {
+            let p = &html[start..end.unwrap_or(html.len())];
+            p.strip_prefix('\n').unwrap_or(p).to_string()
         }
         None => String::new(),
     };
-    // The marker counts only as an HTML block of its own (a line by itself, outside code),
-    // as Zola and Hugo read it; the parser already knows what is code.
-    let summary = events
-        .iter()
-        .position(|e| matches!(e, Event::Html(t) if t.trim() == MORE))
-        .map(|at| {
-            let start = if at > 0 && matches!(events[at - 1], Event::Start(Tag::HtmlBlock)) {
-                at - 1
-            } else {
-                at
-            };
-            to_html(&events[..start])
-        })
-        .filter(|s| !s.trim().is_empty());
     Rendered {
         html,
-        summary,
+        more_at: stream.more_at,
         first_paragraph,
     }
 }
@@ -474,17 +854,168 @@ mod tests {
         }
     }
 
+    /// Regression: heading ids were found by trying `base`, `base-1`, ... from the start
+    /// for every heading, so 20,000 empty `#` lines blocked serving for 32 s and 30,000
+    /// `## a` lines for 69 s.
+    #[test]
+    fn twenty_thousand_like_headings_render_in_linear_time() {
+        // A release build takes a few tens of milliseconds, an unoptimised one half a
+        // second; the limits leave room for a busy machine, and the quadratic version took
+        // 32 s and 69 s in a release build.
+        let limit =
+            std::time::Duration::from_millis(if cfg!(debug_assertions) { 10_000 } else { 1000 });
+        for (md, last) in [
+            (format!("# t\n{}", "#\n".repeat(20_000)), "section-19999"),
+            ("## a\n".repeat(30_000), "a-29999"),
+        ] {
+            let started = std::time::Instant::now();
+            let html = markdown(&md).html;
+            assert!(started.elapsed() < limit, "{:?}", started.elapsed());
+            assert!(html.contains(&format!("id=\"{last}\"")), "{last}");
+        }
+        // Explicit ids are kept clear of, wherever they stand.
+        let html = markdown("## a\n\n## a\n\n## b {#a-1}\n\n## a\n\n## c {.x #a-3}").html;
+        for id in ["\"a\"", "\"a-2\"", "\"a-1\"", "\"a-4\"", "\"a-3\""] {
+            assert!(html.contains(&format!("id={id}")), "{id}: {html}");
+        }
+    }
+
+    /// Rendering a body in pieces gives the bytes rendering it whole gives: checked on
+    /// the example posts and on bodies made of every kind of block that could run on
+    /// across a cut, each cut wherever [`pieces`] allows.
+    #[test]
+    fn pieces_render_as_the_whole_body_does() {
+        const BLOCKS: &[&str] = &[
+            "Para *one* with \"quotes\" -- and `code`.\n",
+            "Lazy\ncontinued line\n",
+            "# Heading\n",
+            "## Heading {#fixed}\n",
+            "## Heading\n",
+            "#hashtag line\n",
+            "Setext\n===\n",
+            "- item\n- item two\n",
+            "- loose\n\n- list\n",
+            "1. one\n2. two\n",
+            "- item\n\n  para in item\n",
+            "- item\n  ```\n  fenced in item\n\nText after\n  ```\n",
+            "> quote\nlazy\n",
+            "> ```\n> fenced in quote\n",
+            "```\ncode\n\nText in code\n# not a heading\n```\n",
+            "```rust\nfn main() {}\n```\n",
+            "~~~~\nTilde code\n\nText\n~~~\nstill code\n~~~~\n",
+            "``` not `a` fence\n",
+            "  ```\nindented fence\n\nText\n  ```\n",
+            "    indented code\n\n    more code\n",
+            "<div>\nhtml\n```\n</div>\n",
+            "<!--\ncomment\n\nText in comment\n-->\n",
+            "<!-- more -->\n",
+            "<pre>\npre\n\nText in pre\n</pre>\n",
+            "<span>inline</span> start\n",
+            "| a | b |\n|---|---|\n| 1 | 2 |\n",
+            "a | b\n--|--\n1 | 2\n",
+            "text[^n] with a note\n",
+            "[^n]: the note\n",
+            "[ref]: https://example.org\n",
+            "A [ref] link and [REF][] and [text][ref]\n",
+            "> [q]: /quoted 'Q'\n",
+            "[m]:\n  /multi\n  'title'\n",
+            "- [l]: /in-list\n",
+            "Refs [q], [m], [l] and notes[^long][^x]\n",
+            "[^long]: first\n\n    second para\n",
+            "[^x]: note x with [ref]\n",
+            "[ref]: /duplicate\n",
+            "![img][ref] and [^missing]\n",
+            "---\n",
+            "***\n",
+            "- [x] task\n",
+            "\t```\ntab-indented\n",
+            " \t~~~\nspace and tab\n",
+            "<PRE>\nupper\n\nText\n</pre>\n",
+            "<?php\n\nText ?>\n",
+            "<!DOCTYPE html>\n",
+            "",
+        ];
+        let mut bodies: Vec<String> = std::fs::read_dir("posts")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            })
+            .into_iter()
+            .flatten()
+            .collect();
+        // A small deterministic generator, so a failure is the same on every run.
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..3000 {
+            let mut body = String::new();
+            for _ in 0..(2 + next(8)) {
+                body.push_str(BLOCKS[next(BLOCKS.len())]);
+                if next(3) > 0 {
+                    body.push('\n');
+                }
+            }
+            if next(5) == 0 {
+                body = body.replace('\n', "\r\n");
+            }
+            bodies.push(body);
+        }
+        let mut cut = 0;
+        for body in &bodies {
+            cut += pieces(body, 1).0.len() - 1;
+            let (whole, parts) = (
+                render_in_pieces(body, usize::MAX),
+                render_in_pieces(body, 1),
+            );
+            assert_eq!(whole.html, parts.html, "{body:?}");
+            assert_eq!(whole.summary(), parts.summary(), "{body:?}");
+            assert_eq!(whole.first_paragraph, parts.first_paragraph, "{body:?}");
+        }
+        assert!(cut > 1000, "only {cut} cuts were tried");
+        // And the copies of definitions were made and used, not only given up on.
+        let copied = bodies
+            .iter()
+            .filter(|b| {
+                let (pieces, open) = pieces(b, 1);
+                let (pieces, defs) = with_definitions(b, pieces, open, &mut HeadingIds::default());
+                pieces.len() > 1 && defs.iter().any(|d| !d.is_empty())
+            })
+            .count();
+        assert!(
+            copied > 300,
+            "definitions were copied for only {copied} bodies"
+        );
+    }
+
+    /// A heading waits in a buffer until its id is known; a setext heading of 5,000 lines
+    /// would hold them all. The id comes from what the look-ahead saw, and every line is
+    /// still shown.
+    #[test]
+    fn a_huge_heading_is_named_from_its_start() {
+        let md = format!("{}===\n", "word\n".repeat(5000));
+        let html = markdown(&md).html;
+        assert!(html.starts_with("<h1 id=\"wordwordword"), "{}", &html[..60]);
+        assert_eq!(html.matches("word").count(), 5000 + HEADING_LOOKAHEAD / 2);
+        let md = format!("# {}\n", "x".repeat(100_000));
+        let html = markdown(&md).html;
+        assert!(html.contains(&format!("id=\"{}\"", "x".repeat(HEADING_TEXT_MAX))));
+    }
+
     #[test]
     fn more_marker_only_on_its_own_line() {
         assert_eq!(
-            markdown("a\n\n<!-- more -->\n\nb").summary.as_deref(),
+            markdown("a\n\n<!-- more -->\n\nb").summary(),
             Some("<p>a</p>\n")
         );
-        assert!(markdown("a <!-- more --> b").summary.is_none());
+        assert!(markdown("a <!-- more --> b").summary().is_none());
         // Regression: a marker shown inside a code block cut the summary mid-`<pre>`.
         assert!(
             markdown("a\n\n```\n<!-- more -->\n```\n\nb")
-                .summary
+                .summary()
                 .is_none()
         );
     }

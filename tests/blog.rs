@@ -586,3 +586,96 @@ fn an_edit_indexed_first_by_another_nib_still_shows() {
         "the old page is still served"
     );
 }
+
+/// Regression: `nib check` accepted a post dated `9999-12-31T20:00:00-05:00` (year 10000 in
+/// UTC); `/` then answered 500 and `/feed.xml` panicked in httpdate and killed the server.
+#[test]
+fn a_post_dated_year_9999_does_not_crash_the_feed() {
+    let site = example_site();
+    site.post(
+        "far.md",
+        "---\ntitle: Far future\ndate: 9999-12-31T20:00:00-05:00\n---\nlater\n",
+    );
+    let (code, out, _) = nib(&site, &["check"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("far.md") && l.contains("outside the years 1 to 9998")),
+        "{out}"
+    );
+    let mut s = TestServer::start(&site);
+    for path in [
+        "/",
+        "/feed.xml",
+        "/rss.xml",
+        "/sitemap.xml",
+        "/posts/hello/",
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(!r.text().contains("Far future"), "{path} shows the post");
+    }
+    assert_eq!(s.get("/posts/far/").status, 404);
+    assert_eq!(s.wait_exit(Duration::from_millis(100)), None, "nib died");
+    let log = s.stderr_text();
+    let lines: Vec<_> = log.lines().filter(|l| l.contains("far.md")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("outside the years"), "{log}");
+}
+
+/// Regression: YAML front matter nested 100,000 deep (200 KB) held the loop for 58 s and
+/// was accepted. It is refused before any parser sees it, with one log line.
+#[test]
+fn front_matter_nested_100k_deep_is_skipped_with_a_log_line() {
+    let site = example_site();
+    let deep = format!(
+        "---\ntitle: Deep\nx: {}1{}\n---\ndeep body\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    site.post("deep.md", &deep);
+    let s = TestServer::start(&site);
+    assert_eq!(s.get("/posts/deep/").status, 404);
+    assert_eq!(s.get("/posts/hello/").status, 200);
+    let log = s.stderr_text();
+    let lines: Vec<_> = log.lines().filter(|l| l.contains("deep.md")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("nests deeper than 64"), "{log}");
+    // Written while serving, it is skipped as quickly (posts are checked before requests).
+    site.post("deep2.md", &deep);
+    assert!(
+        eventually(Duration::from_millis(2500), || {
+            s.get("/");
+            s.stderr_text()
+                .contains("deep2.md: front matter nests deeper than 64")
+        }),
+        "{}",
+        s.stderr_text()
+    );
+    assert_eq!(s.get("/").status, 200);
+}
+
+/// Regression: a 1.3 MB post peaked at 48 times its size in memory while indexed, and
+/// nothing stopped a larger one. A post over `max_post_kb` is skipped, unread, with one
+/// log line naming it.
+#[test]
+fn a_post_over_max_post_kb_is_skipped_with_a_log_line() {
+    let site = example_site();
+    site.write("nib.toml", "max_post_kb = 8\n");
+    site.post("big.md", &format!("# Big\n\n{}\n", "word ".repeat(2000)));
+    site.post("fits.md", &format!("# Fits\n\n{}\n", "word ".repeat(1500)));
+    let (code, out, _) = nib(&site, &["check"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("big.md: 10 KB is over max_post_kb = 8")),
+        "{out}"
+    );
+    let s = TestServer::start(&site);
+    assert_eq!(s.get("/posts/big/").status, 404);
+    assert_eq!(s.get("/posts/fits/").status, 200);
+    let log = s.stderr_text();
+    let lines: Vec<_> = log.lines().filter(|l| l.contains("big.md")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("over max_post_kb = 8"), "{log}");
+}
