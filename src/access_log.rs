@@ -94,7 +94,7 @@ pub(crate) struct AccessLog {
     since: Option<Instant>,
 }
 
-/// Lines still waiting when the loop ends without [`App::finish`] (a panic outside any
+/// Lines still waiting when the loop ends without `Flow::finish` (a panic outside any
 /// handler) are written on the way out.
 impl Drop for AccessLog {
     fn drop(&mut self) {

@@ -6,15 +6,14 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use crate::access_log::AccessLog;
 use crate::cache::PageCache;
 use crate::config::Config;
 use crate::dates;
 use crate::db::Db;
+use crate::hash::{Fnv, strong_etag};
 use crate::links::{self, ClickBatch};
 use crate::posts::Index;
-use crate::render::{Fnv, Site};
-use crate::reply::strong_etag;
+use crate::render::Site;
 
 /// How often pending clicks are written at most.
 pub(crate) const CLICK_FLUSH: Duration = Duration::from_secs(1);
@@ -23,9 +22,9 @@ pub(crate) const CLICK_FLUSH: Duration = Duration::from_secs(1);
 pub(crate) const CLICK_BATCH_MAX: usize = 1024;
 
 /// Everything a handler may read. Handlers get `&App`; the loop alone mutates it between
-/// requests (the post index refresh). The `RefCell`s (pending clicks, the page cache,
-/// the access log) are the only state handlers change in memory: each is
-/// bounded, and the loop runs one handler at a time.
+/// requests (the post index refresh). The `RefCell`s (pending clicks, the page cache, the
+/// body read for the request at hand) are the only state handlers change in memory: each
+/// is bounded, and the loop runs one handler at a time.
 pub(crate) struct App {
     pub cfg: Config,
     pub db: Db,
@@ -38,8 +37,6 @@ pub(crate) struct App {
     last_flush: Instant,
     /// The pages rendered last, under their ETags.
     pub pages: RefCell<PageCache>,
-    /// Access log lines not yet written.
-    pub(crate) log: RefCell<AccessLog>,
     /// The request body the loop read off the loop for the request being answered (see
     /// [`Error::NeedBody`]); taken by the handler that asked for it.
     pub body: RefCell<Option<Vec<u8>>>,
@@ -69,7 +66,6 @@ impl App {
             clicks: RefCell::new(ClickBatch::default()),
             last_flush: Instant::now(),
             pages: RefCell::new(PageCache::default()),
-            log: RefCell::new(AccessLog::default()),
             body: RefCell::new(None),
         })
     }
@@ -109,17 +105,12 @@ impl App {
         {
             self.flush_clicks();
         }
-        let log = self.log.get_mut();
-        if log.due() {
-            log.write();
-        }
     }
 
     /// Called once when the loop stops (before exit or re-exec), after the last request
     /// has been answered: writes whatever is still pending.
     pub fn finish(&mut self) {
         self.flush_clicks();
-        self.log.get_mut().write();
     }
 
     /// Writes the pending clicks in one transaction. On failure (another process holding

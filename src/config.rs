@@ -340,7 +340,7 @@ impl Config {
     /// A fingerprint of every setting that changes how a page looks, mixed into ETags so a
     /// changed title or base URL is never answered with a stale 304.
     pub fn fingerprint(&self) -> u64 {
-        let mut h = crate::render::Fnv::new();
+        let mut h = crate::hash::Fnv::new();
         for part in [
             self.base(),
             &self.title,
@@ -514,7 +514,7 @@ mod tests {
         r
     }
 
-    use crate::render::Fnv;
+    use crate::hash::Fnv;
 
     #[test]
     fn config_errors_name_the_key() {

@@ -9,8 +9,6 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::posts::Post;
-
 /// Each entry migrates the schema from version `i` to `i + 1`. Never edit a released entry:
 /// add a new one, so every existing database walks the same path.
 const MIGRATIONS: &[&str] = &[
@@ -140,6 +138,22 @@ pub(crate) struct Db {
 pub(crate) struct FileStamp {
     pub mtime: i64,
     pub size: i64,
+}
+
+/// A post ready to store: everything a page needs, rendered once when the file changes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Post {
+    pub slug: String,
+    pub title: String,
+    pub date: i64,
+    pub updated: Option<i64>,
+    pub tags: Vec<String>,
+    pub draft: bool,
+    pub description: Option<String>,
+    pub summary: String,
+    pub html: String,
+    /// A hash of everything above, so an unchanged re-save does not move feed dates.
+    pub hash: u64,
 }
 
 /// A post as listed on index, tag and feed pages.
@@ -464,7 +478,7 @@ impl Db {
                 .prepare_cached(
                     "INSERT OR IGNORE INTO post_tags(tag, name, date, slug, post_id) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![crate::posts::slugify(name), name, post.date, post.slug, id])?;
+                .execute(params![crate::routes::slugify(name), name, post.date, post.slug, id])?;
         }
         Ok(!unchanged)
     }

@@ -24,6 +24,7 @@ mod error;
 mod export;
 mod guard;
 mod handlers;
+mod hash;
 mod http;
 mod lifecycle;
 mod links;

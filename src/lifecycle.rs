@@ -23,7 +23,7 @@
 //!    `shutdown(SHUT_RD)`: tiny_http reads end-of-file after the request it already has
 //!    and closes them once that request is answered (idle keep-alive connections close
 //!    at once; clients retry on a new connection, which waits in the backlog);
-//! 4. calls `App::finish`, closes the database, clears close-on-exec on fd 3 only and
+//! 4. calls `Flow::finish` and `App::finish`, closes the database, clears close-on-exec on fd 3 only and
 //!    executes the binary on disk with the same arguments, `LISTEN_FDS=1` and
 //!    `LISTEN_PID` set to our own (unchanged) PID.
 //!
@@ -927,6 +927,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         "nib: every accepted connection answered in {} ms",
         since.elapsed().as_millis()
     );
+    flow.finish();
     app.finish();
     // Closing the database checkpoints its WAL; the new image opens it afresh.
     drop(app);

@@ -16,24 +16,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use serde::Deserialize;
 
 use crate::dates;
-use crate::db::{Db, FileStamp};
-use crate::render::{self, Fnv};
-
-/// A post ready to store: everything a page needs, rendered once when the file changes.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Post {
-    pub slug: String,
-    pub title: String,
-    pub date: i64,
-    pub updated: Option<i64>,
-    pub tags: Vec<String>,
-    pub draft: bool,
-    pub description: Option<String>,
-    pub summary: String,
-    pub html: String,
-    /// A hash of everything above, so an unchanged re-save does not move feed dates.
-    pub hash: u64,
-}
+use crate::db::{Db, FileStamp, Post};
+use crate::hash::Fnv;
+use crate::render;
+use crate::routes::slugify;
 
 /// Front matter fields. Unknown fields are allowed (other generators' fields, `extra`).
 #[derive(Debug, Default, Deserialize)]
@@ -129,23 +115,6 @@ impl<'de> Deserialize<'de> for DateValue {
 /// (`.#x.md` lock files, `x.md~` backups, `.x.md.swp` swap files are all caught here).
 pub(crate) fn is_post_file(name: &str) -> bool {
     !name.starts_with('.') && !name.starts_with('#') && name.ends_with(".md") && name.len() > 3
-}
-
-/// Lowercase, ASCII-alphanumeric words joined by `-`: the form of slugs and tag URLs.
-/// Other letters (é, ß, 日) are kept as they are, lowercased.
-pub(crate) fn slugify(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars().flat_map(char::to_lowercase) {
-        if c.is_alphanumeric() || c == '_' {
-            out.push(c);
-        } else if !out.is_empty() && !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    while out.ends_with('-') {
-        out.pop();
-    }
-    out
 }
 
 /// Splits `text` into (front matter, format, body). `---` opens YAML, `+++` opens TOML; the

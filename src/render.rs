@@ -13,35 +13,6 @@ use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
 use crate::dates;
 use crate::db::PostRow;
 
-/// 64-bit FNV-1a: a small, stable hash for ETags and change detection (not for secrets).
-pub(crate) struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Fnv {
-    pub fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    pub fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
-    pub fn hash_str(s: &str) -> u64 {
-        let mut h = Fnv::new();
-        h.write(s.as_bytes());
-        h.finish()
-    }
-}
-
 /// Escapes text for HTML and XML bodies and attributes.
 pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -117,7 +88,7 @@ impl HeadingIds {
 
     /// A unique id for a heading with this text (`## Why SQLite?` → `why-sqlite`).
     fn make(&mut self, text: &str) -> String {
-        let base = match crate::posts::slugify(text) {
+        let base = match crate::routes::slugify(text) {
             s if s.is_empty() => "section".to_string(),
             s => s,
         };
@@ -610,7 +581,7 @@ impl PostView {
             tags: p
                 .tags
                 .iter()
-                .map(|t| (crate::posts::slugify(t), t.clone()))
+                .map(|t| (crate::routes::slugify(t), t.clone()))
                 .collect(),
             slug: p.slug,
             title: p.title,

@@ -99,11 +99,6 @@ pub(crate) const CACHE_PAGE: &str = "public, max-age=0, must-revalidate";
 /// Files in static/ rarely change; an hour keeps repeat visits off the server.
 pub(crate) const CACHE_STATIC: &str = "public, max-age=3600";
 
-/// A strong validator from a 64-bit hash: `"0123456789abcdef"`.
-pub(crate) fn strong_etag(hash: u64) -> String {
-    format!("\"{hash:016x}\"")
-}
-
 /// Whether the client's cached copy is current: `If-None-Match` (weak comparison, as RFC
 /// 9110 asks for GET) wins over `If-Modified-Since`.
 pub(crate) fn not_modified(req: &Request, etag: &str, last_modified: i64) -> bool {

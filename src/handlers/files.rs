@@ -10,8 +10,8 @@ use tiny_http::Request;
 use crate::app::App;
 use crate::dates;
 use crate::error::Error;
-use crate::render::Fnv;
-use crate::reply::{Body, CACHE_STATIC, HTML, Reply, TEXT, XML, cached, strong_etag};
+use crate::hash::{Fnv, strong_etag};
+use crate::reply::{Body, CACHE_STATIC, HTML, Reply, TEXT, XML, cached};
 use crate::request::{header, safe_join};
 
 /// The Content-Type for a file name, by extension.

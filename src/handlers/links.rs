@@ -89,7 +89,7 @@ pub(crate) fn preview(app: &App, req: &Request, t: &Target, code: &str) -> Resul
     // last change is now: a client revalidates with If-None-Match and gets a 304 while the
     // count stands still.
     let body = page.render()?;
-    let etag = crate::reply::strong_etag(crate::render::Fnv::hash_str(&body));
+    let etag = crate::hash::strong_etag(crate::hash::Fnv::hash_str(&body));
     let now = dates::now();
     let reply = if crate::reply::not_modified(req, &etag, now) {
         Reply {

@@ -8,7 +8,7 @@
 //!   its own, only once the handler has passed its checks (route, method, length, and for
 //!   the owner's forms the cookie), and within [`BODY_DEADLINE`]; then the handler runs
 //!   again with it (see [`Error::NeedBody`]).
-//! - Answers go to the writers ([`crate::writer`]); a streamed body is produced here a
+//! - Answers go to the writers ([`super::writer`]) and the access log; a streamed body is produced here a
 //!   few pieces at a time, as its writer takes them ([`Pump`]).
 
 use std::collections::{HashMap, VecDeque};
@@ -21,10 +21,13 @@ use std::time::{Duration, Instant};
 
 use tiny_http::Request;
 
+use crate::access_log::AccessLog;
+use crate::app::App;
 use crate::error::Error;
 use crate::http::writer::{Done, Wake, Writers};
-use crate::http::{self, App, End, Pump, Pumped, Target};
+use crate::http::{self, End, Pump, Pumped, Wire};
 use crate::request::MAX_BODY;
+use crate::request::Target;
 
 /// A request body that has not fully arrived this long after the handler asked for it is
 /// answered 408 and its connection closed.
@@ -64,7 +67,7 @@ struct BodyRead {
 
 /// The flow's state; owned by the loop.
 pub(crate) struct Flow {
-    writers: Writers,
+    wire: Wire,
     done: Receiver<Done>,
     bodies_tx: Sender<BodyRead>,
     bodies: Receiver<BodyRead>,
@@ -86,7 +89,10 @@ impl Flow {
         let (done_tx, done) = channel();
         let (bodies_tx, bodies) = channel();
         Flow {
-            writers: Writers::new(done_tx, Arc::clone(&wake)),
+            wire: Wire {
+                writers: Writers::new(done_tx, Arc::clone(&wake)),
+                log: AccessLog::default(),
+            },
             done,
             bodies_tx,
             bodies,
@@ -108,7 +114,7 @@ impl Flow {
     /// Whether nothing is in flight: no answer being written or produced, no body being
     /// read, no request parked. A stop or restart waits for this.
     pub fn idle(&self) -> bool {
-        self.writers.active() == 0
+        self.wire.writers.active() == 0
             && self.pumps.is_empty()
             && self.reading.is_empty()
             && self.conns.values().all(|c| c.parked.is_empty())
@@ -203,7 +209,7 @@ impl Flow {
         } else {
             end
         };
-        if let Some(pump) = http::dispatch(app, req, reply, &self.writers, wake, end) {
+        if let Some(pump) = http::dispatch(app, req, reply, &mut self.wire, wake, end) {
             self.pumps.push(pump);
             self.ready = true;
         }
@@ -357,6 +363,14 @@ impl Flow {
             }
         });
         self.ready = ready;
+        if self.wire.log.due() {
+            self.wire.log.write();
+        }
+    }
+
+    /// Writes the access log lines still waiting, when the loop stops.
+    pub fn finish(&mut self) {
+        self.wire.log.write();
     }
 }
 

@@ -93,7 +93,7 @@ pub(crate) fn dispatch(
     app: &App,
     req: Request,
     reply: Reply,
-    writers: &Writers,
+    wire: &mut Wire,
     wake: Arc<AtomicBool>,
     end: End,
 ) -> Option<Pump> {
@@ -110,9 +110,7 @@ pub(crate) fn dispatch(
             }
         };
         let parts = reply.into_parts()?;
-        app.log
-            .borrow_mut()
-            .add(&req, parts.0, Some(parts.2.len() as u64));
+        wire.log.add(&req, parts.0, Some(parts.2.len() as u64));
         let spawned = std::thread::Builder::new()
             .name("nib-refuse".into())
             .stack_size(64 * 1024)
@@ -122,7 +120,13 @@ pub(crate) fn dispatch(
         }
         return None;
     }
-    send(req, reply, &mut app.log.borrow_mut(), writers, wake, end)
+    send(req, reply, wire, wake, end)
+}
+
+/// What answers go out through: the writer threads and the access log.
+pub(crate) struct Wire {
+    pub(crate) writers: Writers,
+    pub(crate) log: AccessLog,
 }
 
 /// How a connection goes on after an answer.
@@ -386,13 +390,12 @@ pub(crate) fn header_value_ok(value: &str) -> bool {
 pub(crate) fn send(
     req: Request,
     reply: Reply,
-    log: &mut AccessLog,
-    writers: &Writers,
+    wire: &mut Wire,
     wake: Arc<AtomicBool>,
     end: End,
 ) -> Option<Pump> {
     let status = reply.status;
-    log.add(&req, status, reply.len());
+    wire.log.add(&req, status, reply.len());
     let http10 = *req.http_version() == (1, 0);
     let persist = match end {
         End::AsAsked => persistence(http10, header(&req, "Connection")),
@@ -446,7 +449,7 @@ pub(crate) fn send(
     };
     // Dropping the writer tells tiny_http the answer is complete: it then reads the next
     // request, or closes the connection. The writer thread drops it when it is done.
-    writers.submit(Job {
+    wire.writers.submit(Job {
         to: req.into_writer(),
         head,
         out,
