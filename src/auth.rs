@@ -33,7 +33,7 @@ pub(crate) const MAX_LOGINS: u32 = 32;
 /// nothing in nib's static binary, so it fell back to opening `/dev/urandom` and kept that
 /// descriptor for the life of the process (one fd outliving every request). Calling the
 /// system call directly opens nothing.
-pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
+pub(crate) fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
     let mut b = [0u8; N];
     let mut filled = 0;
     while filled < N {
@@ -44,7 +44,7 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(format!("random source: {e}"));
+            return Err(e);
         }
         filled += n as usize;
     }
@@ -70,7 +70,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// A new admin token: 32 random bytes, hex-encoded (64 characters, 256 bits).
-pub(crate) fn new_token() -> Result<String, String> {
+pub(crate) fn new_token() -> std::io::Result<String> {
     Ok(hex(&random_bytes::<32>()?))
 }
 

@@ -140,6 +140,56 @@ pub(crate) struct FileStamp {
     pub size: i64,
 }
 
+/// Why the database cannot be used, beyond a failed SQLite call.
+#[derive(Debug)]
+pub(crate) enum DbError {
+    Sqlite(rusqlite::Error),
+    Io(std::io::Error),
+    /// The file's schema is newer than this nib knows: a newer nib wrote it.
+    TooNew {
+        version: i64,
+        known: usize,
+    },
+    /// A file offered for a restore that is damaged or not a nib database.
+    NotABackup(String),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Sqlite(e) => write!(f, "{e}"),
+            DbError::Io(e) => write!(f, "{e}"),
+            DbError::TooNew { version, known } => write!(
+                f,
+                "database schema version {version} is newer than this nib ({known}); upgrade nib"
+            ),
+            DbError::NotABackup(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DbError::Sqlite(e) => Some(e),
+            DbError::Io(e) => Some(e),
+            DbError::TooNew { .. } | DbError::NotABackup(_) => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e)
+    }
+}
+
+impl From<std::io::Error> for DbError {
+    fn from(e: std::io::Error) -> Self {
+        DbError::Io(e)
+    }
+}
+
 /// A post ready to store: everything a page needs, rendered once when the file changes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Post {
@@ -194,12 +244,12 @@ const TAG_SEP: char = '\u{1f}';
 
 impl Db {
     /// Opens (creating if needed) and migrates the database.
-    pub fn open(path: &Path) -> rusqlite::Result<Db> {
+    pub fn open(path: &Path) -> Result<Db, DbError> {
         let conn = Connection::open(path)?;
         Self::setup(conn)
     }
 
-    fn setup(conn: Connection) -> rusqlite::Result<Db> {
+    fn setup(conn: Connection) -> Result<Db, DbError> {
         // Another process (`nib shorten`, `nib backup`, a restarting image) may hold the
         // write lock briefly; waiting a few seconds beats failing the request.
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -235,15 +285,15 @@ impl Db {
         Self::setup(Connection::open_in_memory().expect("in-memory db")).expect("migrate")
     }
 
-    fn migrate(&mut self) -> rusqlite::Result<()> {
+    fn migrate(&mut self) -> Result<(), DbError> {
         let version: i64 = self
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version as usize > MIGRATIONS.len() {
-            return Err(rusqlite::Error::InvalidParameterName(format!(
-                "database schema version {version} is newer than this nib ({}); upgrade nib",
-                MIGRATIONS.len()
-            )));
+            return Err(DbError::TooNew {
+                version,
+                known: MIGRATIONS.len(),
+            });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = self.conn.transaction()?;
@@ -257,7 +307,7 @@ impl Db {
     /// Copies the live database to `dest` with SQLite's online backup API: a consistent
     /// snapshot even while the server writes. The copy is made beside `dest` and renamed
     /// over it, so a cron job that is interrupted never leaves half a backup under the name.
-    pub fn backup_to(&self, dest: &Path) -> rusqlite::Result<()> {
+    pub fn backup_to(&self, dest: &Path) -> Result<(), DbError> {
         let tmp = dest.with_extension("nib-partial");
         let _ = std::fs::remove_file(&tmp);
         // Pages are copied 256 at a time with a pause between steps, so a large database
@@ -267,28 +317,23 @@ impl Db {
             let backup = rusqlite::backup::Backup::new(&self.conn, &mut target)?;
             backup.run_to_completion(256, Duration::from_millis(5), None)?;
         }
-        std::fs::rename(&tmp, dest)
-            .map_err(|e| rusqlite::Error::InvalidPath(format!("{}: {e}", dest.display()).into()))
+        Ok(std::fs::rename(&tmp, dest)?)
     }
 
     /// Replaces this database's content with the one in `src` (a file made by
     /// [`Db::backup_to`]), after checking it is intact and of a schema this nib knows.
-    pub fn restore_from(&mut self, src: &Path) -> rusqlite::Result<()> {
+    pub fn restore_from(&mut self, src: &Path) -> Result<(), DbError> {
         {
             let check =
                 Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             let ok: String = check.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
             if ok != "ok" {
-                return Err(rusqlite::Error::InvalidParameterName(format!(
-                    "{}: integrity check: {ok}",
-                    src.display()
-                )));
+                return Err(DbError::NotABackup(format!("integrity check: {ok}")));
             }
             let version: i64 = check.pragma_query_value(None, "user_version", |r| r.get(0))?;
             if version == 0 || version as usize > MIGRATIONS.len() {
-                return Err(rusqlite::Error::InvalidParameterName(format!(
-                    "{}: not a nib database of a known version ({version})",
-                    src.display()
+                return Err(DbError::NotABackup(format!(
+                    "not a nib database of a known version ({version})"
                 )));
             }
         }

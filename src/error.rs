@@ -1,10 +1,29 @@
 //! The two error types of nib: [`StartupError`] for everything that stops the program
 //! before it serves (bad flags, bad config, a database that will not open), and [`Error`]
 //! for what goes wrong while answering one request. Each request error knows its HTTP
-//! status in one place, [`Error::status`]; internal errors log their cause and send a
-//! generic body so nothing about the server leaks to a client.
+//! status in one place, [`Error::status`]; internal errors keep their cause (its chain is
+//! logged) and send a generic body so nothing about the server leaks to a client.
 
 use std::fmt;
+
+/// Any error, kept as the cause of ours.
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Writes `e` and every cause below it, `: `-separated, as one log line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        // A cause some wrapper already quoted is not repeated.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
 
 /// A problem found before the server answers anything. Printed on stderr by `main`, which
 /// maps it to an exit code.
@@ -14,8 +33,9 @@ pub enum StartupError {
     Usage(String),
     /// A bad `nib.toml` key or value, or a bad flag/environment value.
     Config(String),
-    /// The database could not be opened or migrated.
-    Db(String),
+    /// The database could not be opened, migrated, copied or restored: what was being done,
+    /// and why it failed.
+    Db { doing: String, cause: Cause },
     /// Anything else that stops start-up (binding the socket, reading the site).
     Other(String),
 }
@@ -34,17 +54,41 @@ impl fmt::Display for StartupError {
         match self {
             StartupError::Usage(m) => write!(f, "{m}"),
             StartupError::Config(m) => write!(f, "config: {m}"),
-            StartupError::Db(m) => write!(f, "database: {m}"),
+            // `main` prints one line: the cause goes with it.
+            StartupError::Db { doing, cause } => write!(f, "database: {doing}: {cause}"),
             StartupError::Other(m) => write!(f, "{m}"),
         }
     }
 }
 
-impl std::error::Error for StartupError {}
+impl std::error::Error for StartupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartupError::Db { cause, .. } => Some(cause.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+impl StartupError {
+    /// A database failure while `doing` something.
+    pub(crate) fn db(doing: impl Into<String>, cause: impl Into<Cause>) -> StartupError {
+        StartupError::Db {
+            doing: doing.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+impl From<crate::db::DbError> for StartupError {
+    fn from(e: crate::db::DbError) -> Self {
+        StartupError::db("opening", e)
+    }
+}
 
 impl From<rusqlite::Error> for StartupError {
     fn from(e: rusqlite::Error) -> Self {
-        StartupError::Db(e.to_string())
+        StartupError::db("query", e)
     }
 }
 
@@ -72,9 +116,9 @@ pub(crate) enum Error {
     /// sent to a client.
     NeedBody,
     /// The database or another resource is unavailable; the server itself is fine.
-    Unavailable(String),
-    /// A bug or an I/O failure; logged in full, never shown.
-    Internal(String),
+    Unavailable(Cause),
+    /// A bug or an I/O failure; logged in full, with its causes, never shown.
+    Internal(Cause),
 }
 
 impl Error {
@@ -124,13 +168,21 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Internal(m) | Error::Unavailable(m) => write!(f, "{m}"),
+            Error::Internal(_) => write!(f, "internal error"),
+            Error::Unavailable(_) => write!(f, "unavailable"),
             other => write!(f, "{}", other.public_message()),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Internal(c) | Error::Unavailable(c) => Some(c.as_ref()),
+            _ => None,
+        }
+    }
+}
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
@@ -141,21 +193,38 @@ impl From<rusqlite::Error> for Error {
                     rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
                 ) =>
             {
-                Error::Unavailable(format!("database: {e}"))
+                Error::Unavailable(Box::new(e))
             }
-            _ => Error::Internal(format!("database: {e}")),
+            _ => Error::Internal(Box::new(e)),
         }
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Internal(format!("io: {e}"))
+        Error::Internal(Box::new(e))
     }
 }
 
 impl From<askama::Error> for Error {
     fn from(e: askama::Error) -> Self {
-        Error::Internal(format!("template: {e}"))
+        Error::Internal(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_keep_their_cause_for_the_log_and_hide_it_from_clients() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::from(io);
+        assert_eq!(e.status(), 500);
+        assert_eq!(e.public_message(), "internal server error");
+        assert_eq!(chain(&e), "internal error: disk on fire");
+        let e = StartupError::db("opening nib.db", std::io::Error::other("no space"));
+        assert_eq!(e.to_string(), "database: opening nib.db: no space");
+        assert_eq!(chain(&e), "database: opening nib.db: no space");
     }
 }

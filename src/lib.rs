@@ -90,7 +90,7 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
         Command::Backup { file } => {
             let db = open_db(&cfg)?;
             db.backup_to(&file)
-                .map_err(|e| StartupError::Db(format!("backup to {}: {e}", file.display())))?;
+                .map_err(|e| StartupError::db(format!("backup to {}", file.display()), e))?;
             eprintln!(
                 "nib: backed up {} to {}",
                 cfg.db_path.display(),
@@ -101,7 +101,7 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
         Command::Restore { file } => {
             let mut db = open_db(&cfg)?;
             db.restore_from(&file)
-                .map_err(|e| StartupError::Db(format!("restore from {}: {e}", file.display())))?;
+                .map_err(|e| StartupError::db(format!("restore from {}", file.display()), e))?;
             eprintln!(
                 "nib: restored {} from {}",
                 cfg.db_path.display(),
@@ -120,9 +120,10 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
 pub(crate) fn open_db(cfg: &Config) -> Result<Db, StartupError> {
     if let Some(parent) = cfg.db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| StartupError::Db(format!("{}: {e}", parent.display())))?;
+            .map_err(|e| StartupError::db(format!("creating {}", parent.display()), e))?;
     }
-    Db::open(&cfg.db_path).map_err(|e| StartupError::Db(format!("{}: {e}", cfg.db_path.display())))
+    Db::open(&cfg.db_path)
+        .map_err(|e| StartupError::db(format!("opening {}", cfg.db_path.display()), e))
 }
 
 /// Opens the database and brings the post index up to date.
@@ -170,7 +171,9 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
 /// `nib token --reset` do.
 fn links_db(cfg: &Config) -> Result<Db, StartupError> {
     let db = open_db(cfg)?;
-    if let Some(token) = secrets::ensure_secrets(&db, cfg).map_err(StartupError::Db)? {
+    if let Some(token) = secrets::ensure_secrets(&db, cfg)
+        .map_err(|e| StartupError::db("setting up the admin secrets", e))?
+    {
         secrets::announce_token(&token, cfg.base());
     }
     Ok(db)
@@ -230,10 +233,12 @@ fn token(cfg: &Config, reset: bool) -> Result<u8, StartupError> {
         return Ok(0);
     }
     let db = open_db(cfg)?;
-    let fresh = secrets::ensure_secrets(&db, cfg).map_err(StartupError::Db)?;
+    let fresh = secrets::ensure_secrets(&db, cfg)
+        .map_err(|e| StartupError::db("setting up the admin secrets", e))?;
     let token = match (fresh, reset) {
         (Some(t), _) => t,
-        (None, true) => secrets::reset_token(&db).map_err(StartupError::Db)?,
+        (None, true) => secrets::reset_token(&db)
+            .map_err(|e| StartupError::db("making a new admin token", e))?,
         (None, false) => {
             eprintln!(
                 "nib: an admin token is set and stored hashed, so it cannot be shown; `nib token --reset` makes a new one and logs every browser out"

@@ -706,7 +706,7 @@ fn generation(cfg: &Config, p: &mut Process) -> Result<Why, StartupError> {
         // Shown this once: only its hash is kept.
         Ok(Some(token)) => crate::secrets::announce_token(&token, app.cfg.base()),
         Ok(None) => {}
-        Err(e) => return Err(StartupError::Db(e)),
+        Err(e) => return Err(StartupError::db("setting up the admin secrets", e)),
     }
     crate::memory::return_free_heap();
     crate::memory::drop_startup_code();

@@ -6,6 +6,7 @@
 use crate::auth;
 use crate::config::Config;
 use crate::db::Db;
+use crate::error::Cause;
 
 /// Prints a newly generated admin token, the one time it is ever shown (only its hash is
 /// kept), with where to log in.
@@ -18,19 +19,18 @@ pub(crate) fn announce_token(token: &str, base: &str) {
 /// token from the configuration replaces the stored hash when it differs, and a change of
 /// token rotates the cookie secret so logins made with the old one end. Only `nib serve`
 /// calls this: it is the process whose configuration the token belongs to.
-pub(crate) fn setup_secrets(db: &Db, cfg: &Config) -> Result<Option<String>, String> {
-    let e = |e: rusqlite::Error| format!("database: {e}");
+pub(crate) fn setup_secrets(db: &Db, cfg: &Config) -> Result<Option<String>, Cause> {
     if let Some(fresh) = ensure_secrets(db, cfg)? {
         return Ok(Some(fresh));
     }
-    let stored = db.meta_get("admin_token_sha256").map_err(e)?;
-    let source = db.meta_get("admin_token_source").map_err(e)?;
+    let stored = db.meta_get("admin_token_sha256")?;
+    let source = db.meta_get("admin_token_source")?;
     match &cfg.admin_token {
         Some(t) => {
             let h = auth::hash_token(t);
             if stored.as_deref() != Some(h.as_str()) {
-                db.meta_set("admin_token_sha256", &h).map_err(e)?;
-                db.meta_set("admin_token_source", "config").map_err(e)?;
+                db.meta_set("admin_token_sha256", &h)?;
+                db.meta_set("admin_token_source", "config")?;
                 rotate_cookie_secret(db)?;
             }
             Ok(None)
@@ -50,23 +50,20 @@ pub(crate) fn setup_secrets(db: &Db, cfg: &Config) -> Result<Option<String>, Str
 /// [`setup_secrets`]: they often run with another environment than the server (a shell
 /// without `NIB_ADMIN_TOKEN`), and letting them bring the token in line with theirs
 /// replaced the server's token and logged the owner out (regression).
-pub(crate) fn ensure_secrets(db: &Db, cfg: &Config) -> Result<Option<String>, String> {
-    let e = |e: rusqlite::Error| format!("database: {e}");
-    if db.meta_get("code_key").map_err(e)?.is_none() {
-        db.meta_set("code_key", &auth::hex(&auth::random_bytes::<32>()?))
-            .map_err(e)?;
+pub(crate) fn ensure_secrets(db: &Db, cfg: &Config) -> Result<Option<String>, Cause> {
+    if db.meta_get("code_key")?.is_none() {
+        db.meta_set("code_key", &auth::hex(&auth::random_bytes::<32>()?))?;
     }
-    if db.meta_get("cookie_secret").map_err(e)?.is_none() {
+    if db.meta_get("cookie_secret")?.is_none() {
         rotate_cookie_secret(db)?;
     }
-    if db.meta_get("admin_token_sha256").map_err(e)?.is_some() {
+    if db.meta_get("admin_token_sha256")?.is_some() {
         return Ok(None);
     }
     match &cfg.admin_token {
         Some(t) => {
-            db.meta_set("admin_token_sha256", &auth::hash_token(t))
-                .map_err(e)?;
-            db.meta_set("admin_token_source", "config").map_err(e)?;
+            db.meta_set("admin_token_sha256", &auth::hash_token(t))?;
+            db.meta_set("admin_token_source", "config")?;
             Ok(None)
         }
         None => reset_token(db).map(Some),
@@ -74,20 +71,16 @@ pub(crate) fn ensure_secrets(db: &Db, cfg: &Config) -> Result<Option<String>, St
 }
 
 /// Generates and stores a new admin token and ends every browser login.
-pub(crate) fn reset_token(db: &Db) -> Result<String, String> {
-    let e = |e: rusqlite::Error| format!("database: {e}");
+pub(crate) fn reset_token(db: &Db) -> Result<String, Cause> {
     let token = auth::new_token()?;
-    db.meta_set("admin_token_sha256", &auth::hash_token(&token))
-        .map_err(e)?;
-    db.meta_set("admin_token_source", "generated").map_err(e)?;
+    db.meta_set("admin_token_sha256", &auth::hash_token(&token))?;
+    db.meta_set("admin_token_source", "generated")?;
     rotate_cookie_secret(db)?;
     Ok(token)
 }
 
 /// A new cookie secret, and no logins on record: every browser login ends.
-pub(crate) fn rotate_cookie_secret(db: &Db) -> Result<(), String> {
-    let e = |e: rusqlite::Error| format!("database: {e}");
-    db.meta_set("cookie_secret", &auth::hex(&auth::random_bytes::<32>()?))
-        .map_err(e)?;
-    db.end_all_logins().map_err(e)
+pub(crate) fn rotate_cookie_secret(db: &Db) -> Result<(), Cause> {
+    db.meta_set("cookie_secret", &auth::hex(&auth::random_bytes::<32>()?))?;
+    Ok(db.end_all_logins()?)
 }

@@ -24,14 +24,16 @@ pub(crate) fn not_found_page(app: &App, path: &str) -> Reply {
     }
 }
 
-/// Turns an error into its answer. A 500 logs the cause; the client sees a generic text.
+/// Turns an error into its answer. A 500 (or 503) logs the error with its chain of causes;
+/// the client sees a generic text.
 pub(crate) fn error_reply(app: &App, t: Option<&Target>, e: Error) -> Reply {
     let status = e.status();
     if status >= 500 {
         eprintln!(
-            "nib: {} {}: {e}",
+            "nib: {} {}: {}",
             LogSafe(t.map(|t| t.method.as_str()).unwrap_or("-")),
-            LogSafe(t.map(|t| t.path.as_str()).unwrap_or("-"))
+            LogSafe(t.map(|t| t.path.as_str()).unwrap_or("-")),
+            crate::error::chain(&e)
         );
     }
     let path = t.map(|t| t.path.as_str()).unwrap_or("");

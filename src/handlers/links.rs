@@ -55,7 +55,7 @@ pub(crate) struct PreviewPage<'a> {
 
 /// The QR code of a short link as an SVG element (no script, no style attribute).
 pub(crate) fn qr_svg(text: &str) -> Result<String, Error> {
-    let code = QrCode::new(text.as_bytes()).map_err(|e| Error::Internal(format!("qr: {e}")))?;
+    let code = QrCode::new(text.as_bytes()).map_err(|e| Error::Internal(Box::new(e)))?;
     let svg = code
         .render::<svg::Color<'_>>()
         .min_dimensions(180, 180)

@@ -196,7 +196,7 @@ pub(crate) fn login(app: &App, req: &mut Request) -> Result<Reply, Error> {
     }
     app.db.clear_login_failures(&who)?;
     let secret = cookie_secret(&app.db)?;
-    let nonce = auth::hex(&auth::random_bytes::<16>().map_err(Error::Internal)?);
+    let nonce = auth::hex(&auth::random_bytes::<16>()?);
     let value = auth::make_cookie(&secret, now, &nonce);
     app.db
         .add_login(&nonce, now, now + auth::COOKIE_TTL, auth::MAX_LOGINS)?;

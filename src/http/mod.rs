@@ -190,7 +190,11 @@ impl Pump {
                         Ok(Ok(true)) => buf,
                         Ok(Ok(false)) => Vec::new(),
                         Ok(Err(e)) => {
-                            eprintln!("nib: {}: body broke off: {e}", self.what);
+                            eprintln!(
+                                "nib: {}: body broke off: {}",
+                                self.what,
+                                crate::error::chain(&e)
+                            );
                             return Pumped::Finished;
                         }
                         Err(_) => {
