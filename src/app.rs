@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::cache::PageCache;
 use crate::config::Config;
 use crate::dates;
-use crate::db::Db;
+use crate::db::{Db, SiteVersion};
 use crate::hash::{Fnv, strong_etag};
 use crate::links::{self, ClickBatch};
 use crate::posts::Index;
@@ -29,8 +29,7 @@ pub(crate) struct App {
     pub cfg: Config,
     pub db: Db,
     pub index: Index,
-    /// (when the public site last changed, a counter that moves with it)
-    pub site: (i64, i64),
+    pub site: SiteVersion,
     config_fingerprint: u64,
     /// Clicks counted but not yet written; see [`App::tick`].
     pub clicks: RefCell<ClickBatch>,
@@ -152,7 +151,7 @@ impl App {
     pub(crate) fn page_etag(&self, path: &str) -> String {
         let mut h = Fnv::new();
         h.write(path.as_bytes());
-        h.write(&self.site.1.to_le_bytes());
+        h.write(&self.site.counter.to_le_bytes());
         h.write(&self.config_fingerprint.to_le_bytes());
         strong_etag(h.finish())
     }

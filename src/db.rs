@@ -206,6 +206,22 @@ pub(crate) struct Post {
     pub hash: u64,
 }
 
+/// A public post's place in the newest-first order, and when it last changed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PostKey {
+    pub date: i64,
+    pub slug: String,
+    pub updated: Option<i64>,
+}
+
+/// When the public site last changed, and a counter that moves with every change: the
+/// basis of list pages' `Last-Modified` and of every page's `ETag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SiteVersion {
+    pub changed_at: i64,
+    pub counter: i64,
+}
+
 /// A post as listed on index, tag and feed pages.
 #[derive(Debug, Clone)]
 pub(crate) struct PostRow {
@@ -719,29 +735,34 @@ impl Db {
             .collect()
     }
 
-    /// A page of (date, slug, updated) after the keyset cursor, newest first: the sitemap,
-    /// the feeds and the export walk the posts with it.
+    /// A page of public posts' keys after the keyset cursor `after` (the last key of the
+    /// previous page), newest first: the sitemap, the feeds and the export walk the posts
+    /// with it.
     pub fn post_slugs_after(
         &self,
-        after: Option<&(i64, String)>,
+        after: Option<&PostKey>,
         limit: u32,
-    ) -> rusqlite::Result<Vec<(i64, String, Option<i64>)>> {
+    ) -> rusqlite::Result<Vec<PostKey>> {
         let (date, slug) = after
-            .map(|(d, s)| (*d, s.as_str()))
+            .map(|k| (k.date, k.slug.as_str()))
             .unwrap_or((i64::MAX, ""));
         let mut stmt = self.conn.prepare_cached(
             "SELECT date, slug, updated FROM posts WHERE error IS NULL AND draft = 0
                AND (date < ?1 OR (date = ?1 AND slug > ?2)) ORDER BY date DESC, slug LIMIT ?3",
         )?;
         stmt.query_map(params![date, slug, limit], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok(PostKey {
+                date: r.get(0)?,
+                slug: r.get(1)?,
+                updated: r.get(2)?,
+            })
         })?
         .collect()
     }
 
     /// When any public page last changed, and a version number that moves with it: the
     /// basis of list pages' `Last-Modified` and `ETag`.
-    pub fn site_version(&self) -> rusqlite::Result<(i64, i64)> {
+    pub fn site_version(&self) -> rusqlite::Result<SiteVersion> {
         let at = self
             .meta_get("site_changed_at")?
             .and_then(|v| v.parse().ok())
@@ -750,7 +771,10 @@ impl Db {
             .meta_get("site_version")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        Ok((at, v))
+        Ok(SiteVersion {
+            changed_at: at,
+            counter: v,
+        })
     }
 
     // ---- short links ----
@@ -965,7 +989,7 @@ impl Db {
     /// Records that the public site changed: moves the version and recomputes what list
     /// pages would otherwise aggregate per request (post count, tag counts, newest date).
     pub fn bump_site_version(&self, now: i64) -> rusqlite::Result<()> {
-        let (_, v) = self.site_version()?;
+        let v = self.site_version()?.counter;
         self.meta_set("site_changed_at", &now.to_string())?;
         self.meta_set("site_version", &(v + 1).to_string())?;
         let (count, newest): (i64, Option<i64>) = self.conn.query_row(

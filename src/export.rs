@@ -203,18 +203,14 @@ pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     // take and check its locks again for each of the ~50,000 queries.
     app.db.begin_read()?;
     let io_err = |p: &Path, e: io::Error| StartupError::Other(format!("{}: {e}", p.display()));
-    let per = app.cfg.per_page as u64;
     let total_posts = app.db.count_public()? as u64;
-    let tags = app.db.tags()?;
 
     // The route list is produced lazily, a page of posts at a time, so memory stays flat.
     let mut fixed: Vec<String> = crate::routes::fixed_pages().map(String::from).collect();
-    fixed.extend((2..=total_posts.div_ceil(per)).map(|n| format!("/page/{n}/")));
-    for (slug, _, count) in &tags {
-        fixed.push(format!("/tags/{slug}/"));
-        fixed
-            .extend((2..=(*count as u64).div_ceil(per)).map(|n| format!("/tags/{slug}/page/{n}/")));
-    }
+    fixed.extend(
+        handlers::site::listing_pages(app)
+            .map_err(|e| StartupError::Other(format!("listing pages: {e}")))?,
+    );
     let total = fixed.len() + total_posts as usize;
     let mut progress = Progress {
         tty: io::stderr().is_terminal(),
@@ -237,13 +233,13 @@ pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     let mut cursor = None;
     loop {
         let page = app.db.post_slugs_after(cursor.as_ref(), 500)?;
-        let Some((date, slug, _)) = page.last().cloned() else {
+        let Some(last) = page.last().cloned() else {
             break;
         };
-        for (_, slug, _) in &page {
-            emit(&format!("/posts/{slug}/"))?;
+        for k in &page {
+            emit(&format!("/posts/{}/", k.slug))?;
         }
-        cursor = Some((date, slug));
+        cursor = Some(last);
     }
     // Static hosts show `404.html` for unknown paths.
     let not_found = handlers::errors::not_found_page(app, "/404.html");

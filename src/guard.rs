@@ -338,8 +338,13 @@ pub(crate) const MAX_HEADER: u64 = 8 * 1024;
 /// 1 KiB read buffer and a body of up to 1 KiB, which it reads with the header.
 const HEADER_SLACK: u64 = 2 * 1024;
 
-/// How often the header watch looks at the sockets, at the least.
+/// How often the socket watch looks at the sockets, at the least.
 const WATCH_EVERY: Duration = Duration::from_millis(5);
+
+/// The longest pause between two looks: on a busy machine a look takes longer in wall
+/// time without costing more CPU, and the pause must not grow with it past what a header
+/// flood may read meanwhile.
+const WATCH_MOST: Duration = Duration::from_millis(25);
 
 /// The answer to a header block over [`MAX_HEADER`], written straight to the socket.
 const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nServer: nib\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 32\r\nConnection: close\r\n\r\nrequest header block over 8 KiB\n";
@@ -389,8 +394,8 @@ struct Mark {
 ///   idle for [`IDLE_ENOUGH`] (a client reconnects, as after any keep-alive timeout).
 ///
 /// Each look costs a few system calls per socket; the pause between looks grows with the
-/// time a look takes (twenty times it), so the watch never costs more than a twentieth of
-/// a core however many sockets are open. It ends when `stop` is set.
+/// time a look takes (twenty times it, up to [`WATCH_MOST`]), so the watch costs at most a
+/// twentieth of a core up to some 300 open sockets. It ends when `stop` is set.
 pub(crate) fn watch_sockets(
     skip: Arc<Mutex<HashMap<u64, bool>>>,
     starving: Arc<AtomicUsize>,
@@ -483,7 +488,7 @@ pub(crate) fn watch_sockets(
                         "nib: guard: closed an idle keep-alive connection to serve {starved} waiting for a thread"
                     );
                 }
-                std::thread::sleep(WATCH_EVERY.max(started.elapsed() * 20));
+                std::thread::sleep(WATCH_EVERY.max(started.elapsed() * 20).min(WATCH_MOST));
             }
         });
     if let Err(e) = spawned {

@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::dates;
 use crate::error::Error;
 use crate::handlers::files::static_file;
+use crate::handlers::site::listing_pages;
 use crate::render::{self, PostView};
 use crate::reply::{Body, CACHE_PAGE, Reply, TEXT, XML, cached};
 
@@ -28,7 +29,7 @@ pub(crate) fn chunked(
 /// The Atom (`atom`) or RSS feed: the head, then one entry at a time, then the tail.
 pub(crate) fn feed_reply(app: &App, atom: bool) -> Result<Reply, Error> {
     let entries = app.db.post_slugs_after(None, render::FEED_ENTRIES)?;
-    let updated = render::feed_updated(entries.iter().map(|(d, _, u)| (*d, *u)));
+    let updated = render::feed_updated(entries.iter().map(|k| (k.date, k.updated)));
     let ctype = if atom {
         "application/atom+xml; charset=utf-8"
     } else {
@@ -56,7 +57,7 @@ pub(crate) fn feed_reply(app: &App, atom: bool) -> Result<Reply, Error> {
             .write_into(buf)?,
             n if n <= entries.len() => {
                 // A post deleted since the list was read is left out.
-                if let Some(row) = app.db.post_by_slug(&entries[n - 1].1)? {
+                if let Some(row) = app.db.post_by_slug(&entries[n - 1].slug)? {
                     let post = PostView::new(row);
                     if atom {
                         render::AtomEntry { site: &site, post }.write_into(buf)?
@@ -87,9 +88,13 @@ pub(crate) fn feed_reply(app: &App, atom: bool) -> Result<Reply, Error> {
 
 pub(crate) fn feed(app: &App, req: &Request, atom: bool) -> Result<Reply, Error> {
     let path = if atom { "/feed.xml" } else { "/rss.xml" };
-    cached(req, app.page_etag(path), app.site.0, CACHE_PAGE, || {
-        feed_reply(app, atom)
-    })
+    cached(
+        req,
+        app.page_etag(path),
+        app.site.changed_at,
+        CACHE_PAGE,
+        || feed_reply(app, atom),
+    )
 }
 
 /// The sitemap: the listing pages first, then the posts a page of 200 at a time.
@@ -97,9 +102,8 @@ pub(crate) fn sitemap_reply(app: &App) -> Result<Reply, Error> {
     // Listing pages change with their newest post; using its date keeps the sitemap the
     // same from run to run (and between `serve` and `build`).
     let at = Some(app.db.newest_post()?).filter(|t| *t > 0);
-    let per = app.cfg.per_page as u64;
     let mut started = false;
-    let mut cursor: Option<(i64, String)> = None;
+    let mut cursor: Option<crate::db::PostKey> = None;
     let mut done = false;
     Ok(chunked(XML, move |app, buf| {
         if done {
@@ -112,24 +116,18 @@ pub(crate) fn sitemap_reply(app: &App) -> Result<Reply, Error> {
             for page in crate::routes::sitemap_pages() {
                 render::sitemap_url(buf, base, page, at);
             }
-            for n in 2..=(app.db.count_public()? as u64).div_ceil(per) {
-                render::sitemap_url(buf, base, &format!("/page/{n}/"), at);
-            }
-            for (slug, _, count) in app.db.tags()? {
-                render::sitemap_url(buf, base, &format!("/tags/{slug}/"), at);
-                for n in 2..=(count as u64).div_ceil(per) {
-                    render::sitemap_url(buf, base, &format!("/tags/{slug}/page/{n}/"), at);
-                }
+            for page in listing_pages(app)? {
+                render::sitemap_url(buf, base, &page, at);
             }
             return Ok(true);
         }
         let rows = app.db.post_slugs_after(cursor.as_ref(), 200)?;
-        for (date, slug, updated) in &rows {
-            let lastmod = updated.unwrap_or(*date).max(*date);
-            render::sitemap_url(buf, base, &format!("/posts/{slug}/"), Some(lastmod));
+        for k in &rows {
+            let lastmod = k.updated.unwrap_or(k.date).max(k.date);
+            render::sitemap_url(buf, base, &format!("/posts/{}/", k.slug), Some(lastmod));
         }
         match rows.into_iter().last() {
-            Some((date, slug, _)) => cursor = Some((date, slug)),
+            Some(last) => cursor = Some(last),
             None => {
                 buf.extend_from_slice(render::SITEMAP_TAIL.as_bytes());
                 done = true;
@@ -143,7 +141,7 @@ pub(crate) fn sitemap(app: &App, req: &Request) -> Result<Reply, Error> {
     cached(
         req,
         app.page_etag("/sitemap.xml"),
-        app.site.0,
+        app.site.changed_at,
         CACHE_PAGE,
         || sitemap_reply(app),
     )
@@ -157,7 +155,7 @@ pub(crate) fn robots(app: &App, req: &Request) -> Result<Reply, Error> {
     cached(
         req,
         app.page_etag("/robots.txt"),
-        app.site.0,
+        app.site.changed_at,
         CACHE_PAGE,
         || Ok(Reply::new(200, TEXT, robots_txt(app.cfg.base()))),
     )

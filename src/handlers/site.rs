@@ -14,6 +14,21 @@ use crate::reply::{Body, CACHE_PAGE, HTML, Reply, cached};
 
 /// Where page `page` of a listing starts; a page past the end (or a number so large the
 /// offset overflows) is a 404, page 1 always exists.
+/// The listing pages past the first of the front page and of every tag (`/page/N/`,
+/// `/tags/TAG/`, `/tags/TAG/page/N/`): what the sitemap lists and `nib build` exports
+/// besides the fixed pages and the posts.
+pub(crate) fn listing_pages(app: &App) -> Result<Vec<String>, Error> {
+    let per = app.cfg.per_page as u64;
+    let mut out: Vec<String> = (2..=(app.db.count_public()? as u64).div_ceil(per))
+        .map(|n| format!("/page/{n}/"))
+        .collect();
+    for (slug, _, count) in app.db.tags()? {
+        out.push(format!("/tags/{slug}/"));
+        out.extend((2..=(count as u64).div_ceil(per)).map(|n| format!("/tags/{slug}/page/{n}/")));
+    }
+    Ok(out)
+}
+
 pub(crate) fn page_offset(page: u64, per: u32, total: u64) -> Result<u64, Error> {
     let offset = page
         .checked_sub(1)
@@ -29,7 +44,7 @@ pub(crate) fn page_offset(page: u64, per: u32, total: u64) -> Result<u64, Error>
 pub(crate) fn from_cache(app: &App, req: &Request, path: &str) -> Option<Result<Reply, Error>> {
     let etag = app.page_etag(path);
     let body = app.pages.borrow_mut().get(path, &etag)?;
-    Some(cached(req, etag, app.site.0, CACHE_PAGE, || {
+    Some(cached(req, etag, app.site.changed_at, CACHE_PAGE, || {
         Ok(Reply {
             status: 200,
             headers: vec![("Content-Type", HTML.to_string())],
@@ -48,7 +63,7 @@ pub(crate) fn page(
     build: impl FnOnce() -> Result<Reply, Error>,
 ) -> Result<Reply, Error> {
     let etag = app.page_etag(path);
-    cached(req, etag.clone(), app.site.0, CACHE_PAGE, || {
+    cached(req, etag.clone(), app.site.changed_at, CACHE_PAGE, || {
         let mut reply = build()?;
         if reply.status == 200
             && matches!(&reply.body, Body::Bytes(b) if b.len() <= crate::cache::MAX_PAGE)
