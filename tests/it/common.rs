@@ -519,3 +519,16 @@ pub fn need_tool(names: &[&str], hint: &str) -> Option<PathBuf> {
     }
     found
 }
+
+#[test]
+fn a_missing_tool_skips_or_fails_as_nib_require_tools_says() {
+    let found = std::panic::catch_unwind(|| need_tool(&["nib-test-no-such-tool"], "none"));
+    if tools_required() {
+        assert!(found.is_err(), "a missing tool must fail the test");
+    } else {
+        assert!(
+            matches!(found, Ok(None)),
+            "a missing tool must skip the test"
+        );
+    }
+}
