@@ -494,27 +494,18 @@ mod tests {
     }
 
     fn load_with(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, StartupError> {
-        let dir = std::env::temp_dir().join(format!(
-            "nib-cfg-{}-{}",
-            std::process::id(),
-            Fnv::hash_str(toml_text)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("nib.toml"), toml_text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nib.toml"), toml_text).unwrap();
         let a = Args {
-            root: Some(dir.clone()),
+            root: Some(dir.path().to_path_buf()),
             ..Args::default()
         };
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let r = Config::load(&a, &env);
-        std::fs::remove_dir_all(&dir).ok();
-        r
+        Config::load(&a, &env)
     }
-
-    use crate::hash::Fnv;
 
     #[test]
     fn config_errors_name_the_key() {

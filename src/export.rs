@@ -294,7 +294,10 @@ mod tests {
 
     #[test]
     fn refuses_to_replace_a_folder_it_did_not_make() {
-        let dir = tempfile_dir("refuse");
+        // A folder inside the scratch one, since `prepare` removes and makes it again.
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("out");
+        fs::create_dir(&dir).unwrap();
         fs::write(dir.join("precious.txt"), "keep").unwrap();
         assert!(prepare(&dir).is_err());
         assert!(dir.join("precious.txt").exists());
@@ -306,13 +309,5 @@ mod tests {
             !dir.join("old.html").exists(),
             "an earlier export is replaced"
         );
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn tempfile_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("nib-export-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
     }
 }

@@ -1284,17 +1284,19 @@ mod tests {
         assert_ne!(a.hash, c.hash);
     }
 
-    /// An empty scratch folder of this name, for this test process.
-    fn fresh_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// An empty scratch `posts` folder inside a temporary one. The temporary folder (with
+    /// the files tests put beside `posts`, and whatever a failed test left) is removed
+    /// when the returned guard drops.
+    fn scratch_posts() -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("posts");
+        fs::create_dir(&dir).unwrap();
+        (tmp, dir)
     }
 
     #[test]
     fn index_follows_the_directory() {
-        let dir = fresh_dir("nib-index");
+        let (_tmp, dir) = scratch_posts();
         let db = Db::memory();
         let mut idx = Index::new();
         fs::write(dir.join("2024-01-01-a.md"), "# A\n\nbody").unwrap();
@@ -1327,7 +1329,7 @@ mod tests {
     /// is due at once until the pass is over.
     #[test]
     fn a_refresh_reads_changed_files_a_step_at_a_time() {
-        let dir = fresh_dir("nib-steps");
+        let (_tmp, dir) = scratch_posts();
         let db = Db::memory();
         let mut idx = Index::new();
         idx.step_budget = Duration::ZERO;
@@ -1374,7 +1376,7 @@ mod tests {
     /// 2.4 GB). A file over `max_post_kb` is skipped before it is read.
     #[test]
     fn a_post_over_max_post_kb_is_skipped_unread() {
-        let dir = fresh_dir("nib-big");
+        let (_tmp, dir) = scratch_posts();
         let db = Db::memory();
         let mut idx = Index::new();
         idx.quiet = true;
@@ -1399,7 +1401,7 @@ mod tests {
     /// change; the watch then has nothing more to report.
     #[test]
     fn the_watch_reports_every_kind_of_change() {
-        let dir = fresh_dir("nib-watch");
+        let (_tmp, dir) = scratch_posts();
         let w = match Watch::new(&dir) {
             Ok(w) => w,
             Err(e) => {
@@ -1481,7 +1483,7 @@ mod tests {
     /// made, is found by the next due check; a directory that is replaced is watched again.
     #[test]
     fn checks_find_changes_through_the_watch() {
-        let dir = fresh_dir("nib-checks");
+        let (_tmp, dir) = scratch_posts();
         let db = Db::memory();
         let mut idx = Index::new();
         // Where the temporary folder cannot be watched, every check scans: the same

@@ -4,32 +4,18 @@
 //! `localhost` while nib's base URL is `127.0.0.1`, so the SameSite cookie rules apply as
 //! they would on a foreign page), runs the "Shorten & share" bookmarklet there, confirms
 //! on the share page, and checks that the browser lands on the share target with the short
-//! link in it. Without chromium and chromedriver the test says so and passes.
-
-mod common;
+//! link in it. Without chromium and chromedriver the test says so and passes (under
+//! `NIB_REQUIRE_TOOLS=1`, fails).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-admin-token-0123456789";
-
-fn find_binary(names: &[&str]) -> Option<String> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    for name in names {
-        for dir in path.split(':').chain(["/usr/bin", "/usr/lib/chromium"]) {
-            let p = std::path::Path::new(dir).join(name);
-            if p.is_file() {
-                return Some(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    None
-}
 
 /// chromedriver, killed (with its browser) on drop.
 struct Driver {
@@ -49,7 +35,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    fn start(bin: &str) -> Driver {
+    fn start(bin: &std::path::Path) -> Driver {
         let port = free_port();
         let child = Command::new(bin)
             .arg(format!("--port={port}"))
@@ -183,11 +169,13 @@ impl Driver {
 
 #[test]
 fn bookmarklet_shortens_and_shares_in_a_real_browser() {
-    let (Some(chromium), Some(driver)) = (
-        find_binary(&["chromium", "chromium-browser", "google-chrome"]),
-        find_binary(&["chromedriver"]),
+    let Some(chromium) = need_tool(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "apt-get install chromium",
     ) else {
-        println!("skipping: no chromium");
+        return;
+    };
+    let Some(driver) = need_tool(&["chromedriver"], "apt-get install chromium-driver") else {
         return;
     };
 
@@ -212,7 +200,7 @@ fn bookmarklet_shortens_and_shares_in_a_real_browser() {
         "pageLoadStrategy": "normal",
         "timeouts": {"pageLoad": 20000, "script": 10000, "implicit": 0},
         "goog:chromeOptions": {
-            "binary": chromium,
+            "binary": chromium.to_string_lossy(),
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update",

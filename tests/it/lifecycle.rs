@@ -3,8 +3,6 @@
 //! descriptors returning to baseline, the connection guard, a bad config at SIGHUP, the
 //! accept thread's death, and a huge Content-Length. Every test is bounded in time.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn site() -> Site {
     let s = Site::new();
@@ -491,7 +489,10 @@ fn accept_failing_with_emfile_restarts_like_the_rest() {
     // can be raised again.)
     let (_, dup) = two_lowest_free_fds(pid);
     if !prlimit_nofile(pid, &format!("{}:", dup + 1)) {
-        eprintln!("skipping: prlimit is not available");
+        tool_missing(
+            "prlimit",
+            "util-linux's prlimit, allowed to set nib's limits",
+        );
         return;
     }
     // The first connection stays open, so its two descriptors stay taken.
@@ -530,7 +531,10 @@ fn recovers_when_the_accept_thread_dies() {
     let s = TestServer::start(&site);
     let pid = s.pid();
     if !prlimit_nofile(pid, "32:32") {
-        eprintln!("skipping: prlimit is not available");
+        tool_missing(
+            "prlimit",
+            "util-linux's prlimit, allowed to set nib's limits",
+        );
         return;
     }
     let held: Vec<TcpStream> = (0..30)
@@ -559,7 +563,7 @@ fn nginx_five_sighups_under_load() {
     let Some((s, ng)) = nib_behind_nginx(&site) else {
         return;
     };
-    let front = ng.nginx.addr;
+    let front = ng.addr;
     let (ok, failures) = under_load(front, || five_restarts(&s));
     assert!(
         failures.is_empty(),
@@ -570,100 +574,17 @@ fn nginx_five_sighups_under_load() {
     assert_eq!(serving_lines(&s), 6);
 }
 
-/// nginx configured from deploy/nginx.conf, rewritten for a loopback test the same way
-/// bench/ does: plain HTTP on a free port, logs and pid in a temporary folder.
 /// nib on a port the kernel picked, then nginx from deploy/nginx.conf in front of it,
 /// once nginx proxies a page. (Choosing a port for nib in advance raced with other tests'
-/// servers.) `None` when nginx is not installed.
-fn nib_behind_nginx(site: &Site) -> Option<(TestServer, DeployNginx)> {
+/// servers.) `None` when nginx is missing (see [`need_tool`]).
+fn nib_behind_nginx(site: &Site) -> Option<(TestServer, Nginx)> {
     let s = TestServer::start(site);
-    let ng = DeployNginx::start_for_test(s.addr.port())?;
-    let front = ng.nginx.addr;
+    let ng = deploy_nginx(s.addr.port())?;
+    let front = ng.addr;
     assert!(eventually(Duration::from_secs(5), || {
         std::panic::catch_unwind(|| get(front, "/").status == 200).unwrap_or(false)
     }));
     Some((s, ng))
-}
-
-struct DeployNginx {
-    nginx: Nginx,
-}
-
-impl DeployNginx {
-    fn start_for_test(upstream_port: u16) -> Option<DeployNginx> {
-        let conf_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf");
-        let Ok(conf) = std::fs::read_to_string(&conf_path) else {
-            eprintln!("skipping: deploy/nginx.conf is missing");
-            return None;
-        };
-        let port = free_port();
-        let d = "{dir}";
-        let mut out = String::new();
-        let mut skipping = false;
-        for line in conf.lines() {
-            if line.contains("# BEGIN http-redirect") {
-                skipping = true;
-            }
-            if skipping {
-                if line.contains("# END http-redirect") {
-                    skipping = false;
-                }
-                continue;
-            }
-            if line.trim_end().ends_with("# tls") {
-                continue;
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-        let replace = |out: &mut String, from: &str, to: &str| {
-            assert!(
-                out.contains(from),
-                "deploy/nginx.conf no longer contains {from:?}"
-            );
-            *out = out.replace(from, to);
-        };
-        replace(&mut out, "user www-data;", "");
-        replace(&mut out, "worker_processes auto;", "worker_processes 1;");
-        replace(
-            &mut out,
-            "pid /run/nginx.pid;",
-            &format!("pid {d}/nginx.pid;"),
-        );
-        replace(
-            &mut out,
-            "/var/log/nginx/error.log",
-            &format!("{d}/error.log"),
-        );
-        replace(
-            &mut out,
-            "/var/log/nginx/access.log",
-            &format!("{d}/access.log"),
-        );
-        replace(
-            &mut out,
-            "127.0.0.1:8080",
-            &format!("127.0.0.1:{upstream_port}"),
-        );
-        replace(&mut out, "limit_conn perip 16", "limit_conn perip 1000");
-        replace(
-            &mut out,
-            "listen 443 ssl http2;",
-            &format!("listen 127.0.0.1:{port};"),
-        );
-        replace(
-            &mut out,
-            "listen 443 ssl",
-            &format!("listen 127.0.0.1:{port}"),
-        );
-        out = out.replace("/srv/nib/static/", &format!("{d}/static/"));
-        out = out.replace(
-            "http {",
-            &format!("http {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;"),
-        );
-        let nginx = Nginx::start(&out, port)?;
-        Some(DeployNginx { nginx })
-    }
 }
 
 fn vm_kb(pid: u32, key: &str) -> u64 {
@@ -687,7 +608,7 @@ fn nginx_absorbs_hostile_clients_while_others_are_served() {
     let Some((s, ng)) = nib_behind_nginx(&site) else {
         return;
     };
-    let front = ng.nginx.addr;
+    let front = ng.addr;
     // 200 idle sockets and 200 that sent half a header.
     let mut hostile: Vec<TcpStream> = (0..200)
         .filter_map(|_| TcpStream::connect(front).ok())
@@ -813,7 +734,7 @@ fn small_window(addr: SocketAddr) -> TcpStream {
     use std::os::fd::FromRawFd;
     // SAFETY: a fresh socket, configured and connected here, then owned by the TcpStream.
     unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         assert!(fd >= 0);
         let size: libc::c_int = 4096;
         libc::setsockopt(

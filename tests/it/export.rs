@@ -1,13 +1,11 @@
 //! `nib build` and `nib backup`/`restore`: the export is the served site, byte for byte,
 //! and a backup restores to the same database.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn site() -> Site {
     let site = Site::new();

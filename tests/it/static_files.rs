@@ -3,14 +3,12 @@
 //! the loop), single byte ranges with `If-Range`, and request text that cannot forge a log
 //! line.
 
-mod common;
-
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Sixteen bytes, each its own offset in hex, so a range shows which bytes it got.
 const HEX: &str = "0123456789abcdef";

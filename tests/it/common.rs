@@ -1,9 +1,9 @@
 //! The integration-test harness: [`TestServer`] starts the real `nib` binary on port 0 with a
 //! scratch site and database, learns its address from the start-up line, and kills it on
 //! drop. [`get`] and [`raw`] are a deliberately small HTTP/1.1 client over a plain socket, so
-//! tests control every byte they send.
-
-#![allow(dead_code)]
+//! tests control every byte they send. [`Nginx`] and [`deploy_nginx`] put nginx in front
+//! of it, and [`need_tool`] is how a test asks for a program it needs: a test without it
+//! skips, unless `NIB_REQUIRE_TOOLS=1` (set by `.ci/run`) makes that a failure.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -139,10 +139,6 @@ impl TestServer {
             stderr,
             stdout,
         }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -369,7 +365,8 @@ pub fn free_port() -> u16 {
 /// An nginx process started for a test from a config text, with its pid, logs and temp
 /// files in its own folder; killed on drop.
 pub struct Nginx {
-    pub dir: tempfile::TempDir,
+    /// Kept so the folder lives as long as the process that uses it.
+    _dir: tempfile::TempDir,
     /// Where its server listens (the test says which port the config uses).
     pub addr: SocketAddr,
     child: Child,
@@ -377,19 +374,13 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts nginx with `conf` (which may use `{dir}` for its folder) and waits until
-    /// `port` accepts. `None`, with a message, when nginx is not installed.
+    /// `port` accepts. `None` when nginx is missing (see [`need_tool`]).
     pub fn start(conf: &str, port: u16) -> Option<Nginx> {
-        let Some(bin) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-        else {
-            eprintln!("skipping: nginx is not installed");
-            return None;
-        };
+        let bin = need_tool(&["nginx"], "apt-get install nginx-light")?;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         std::fs::write(dir.path().join("nginx.conf"), conf.replace("{dir}", &d)).unwrap();
-        let child = Command::new(bin)
+        let child = Command::new(&bin)
             .args([
                 "-p",
                 &d,
@@ -409,7 +400,11 @@ impl Nginx {
             let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
             panic!("nginx did not start: {log}");
         }
-        Some(Nginx { dir, addr, child })
+        Some(Nginx {
+            _dir: dir,
+            addr,
+            child,
+        })
     }
 }
 
@@ -426,5 +421,115 @@ impl Drop for Nginx {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+/// nginx from deploy/nginx.conf made into a loopback test config (the way bench/run.sh
+/// does it): plain HTTP on a free port at 127.0.0.1 and [::1], nib at `upstream_port`,
+/// logs, pid and temporary files in the test's folder. The header lines nib depends on
+/// are kept as they are. `None` when nginx is missing (see [`need_tool`]).
+pub fn deploy_nginx(upstream_port: u16) -> Option<Nginx> {
+    let conf = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf"),
+    )
+    .expect("deploy/nginx.conf");
+    let port = free_port();
+    let d = "{dir}";
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in conf.lines() {
+        skipping |= line.contains("# BEGIN http-redirect");
+        if skipping {
+            skipping = !line.contains("# END http-redirect");
+            continue;
+        }
+        if !line.trim_end().ends_with("# tls") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let replacements = [
+        ("user www-data;", String::new()),
+        ("worker_processes auto;", "worker_processes 1;".into()),
+        ("pid /run/nginx.pid;", format!("pid {d}/nginx.pid;")),
+        ("/var/log/nginx/error.log", format!("{d}/error.log")),
+        ("/var/log/nginx/access.log", format!("{d}/access.log")),
+        ("127.0.0.1:8080", format!("127.0.0.1:{upstream_port}")),
+        ("limit_conn perip 16", "limit_conn perip 1000".into()),
+        (
+            "listen 443 ssl http2;",
+            format!("listen 127.0.0.1:{port}; listen [::1]:{port};"),
+        ),
+        ("/srv/nib/static/", format!("{d}/static/")),
+        (
+            "http {",
+            format!(
+                "http {{ client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; \
+                 fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;"
+            ),
+        ),
+    ];
+    for (from, to) in replacements {
+        assert!(
+            out.contains(from),
+            "deploy/nginx.conf no longer has {from:?}"
+        );
+        out = out.replace(from, &to);
+    }
+    Nginx::start(&out, port)
+}
+
+/// Whether the machine asks every tool a test needs to be there: `NIB_REQUIRE_TOOLS=1`,
+/// which `.ci/run` sets, so a green CI cannot hide a test that never ran.
+fn tools_required() -> bool {
+    std::env::var("NIB_REQUIRE_TOOLS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Says that a test cannot run because `tool` is missing (or unusable) and is being
+/// skipped, with `hint` on how to get it. The caller then returns, and the test passes, so
+/// `cargo test` works on a machine without the tool; under `NIB_REQUIRE_TOOLS=1` this
+/// panics instead, naming the tool.
+pub fn tool_missing(tool: &str, hint: &str) {
+    if tools_required() {
+        panic!("{tool} is missing and NIB_REQUIRE_TOOLS=1 requires it ({hint})");
+    }
+    eprintln!("skipping: {tool} is missing ({hint}; NIB_REQUIRE_TOOLS=1 makes this fail)");
+}
+
+/// The path of a tool a test needs, the first of `names` found on `PATH` or in the
+/// folders where Debian puts it. When none is found: [`tool_missing`] (a skip, or a panic
+/// under `NIB_REQUIRE_TOOLS=1`) and `None`, upon which the test returns.
+pub fn need_tool(names: &[&str], hint: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let dirs: Vec<&str> = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .chain([
+            "/usr/sbin",
+            "/usr/bin",
+            "/usr/local/bin",
+            "/usr/lib/chromium",
+        ])
+        .collect();
+    let found = names
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |dir| Path::new(dir).join(name)))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        tool_missing(&names.join(" or "), hint);
+    }
+    found
+}
+
+#[test]
+fn a_missing_tool_skips_or_fails_as_nib_require_tools_says() {
+    let found = std::panic::catch_unwind(|| need_tool(&["nib-test-no-such-tool"], "none"));
+    if tools_required() {
+        assert!(found.is_err(), "a missing tool must fail the test");
+    } else {
+        assert!(
+            matches!(found, Ok(None)),
+            "a missing tool must skip the test"
+        );
     }
 }

@@ -1,10 +1,8 @@
 //! The blog half of the public contract (docs/contract.md), end to end: every route of the real binary over a socket.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn example_site() -> Site {
     let site = Site::new();

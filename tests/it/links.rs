@@ -2,13 +2,11 @@
 //! each of its statuses, the redirect and preview, click batching across a shutdown, the
 //! owner's login with its cookie, CSRF and throttling rules, the share page, and the CLI.
 
-mod common;
-
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -1188,61 +1186,6 @@ fn nib_links_does_not_replace_the_token_from_the_environment() {
 
 // ---- through nginx, as deployed ----
 
-/// deploy/nginx.conf made into a loopback test config (the way bench/run.sh and the
-/// lifecycle tests do it): plain HTTP on `port` at 127.0.0.1 and [::1], nib at
-/// `upstream_port`, logs, pid and temporary files in the test's folder. The header
-/// lines nib depends on are kept as they are.
-fn deploy_nginx(upstream_port: u16) -> Option<Nginx> {
-    let conf = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf"),
-    )
-    .expect("deploy/nginx.conf");
-    let port = free_port();
-    let d = "{dir}";
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in conf.lines() {
-        skipping |= line.contains("# BEGIN http-redirect");
-        if skipping {
-            skipping = !line.contains("# END http-redirect");
-            continue;
-        }
-        if !line.trim_end().ends_with("# tls") {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    let replacements = [
-        ("user www-data;", String::new()),
-        ("worker_processes auto;", "worker_processes 1;".into()),
-        ("pid /run/nginx.pid;", format!("pid {d}/nginx.pid;")),
-        ("/var/log/nginx/error.log", format!("{d}/error.log")),
-        ("/var/log/nginx/access.log", format!("{d}/access.log")),
-        ("127.0.0.1:8080", format!("127.0.0.1:{upstream_port}")),
-        ("limit_conn perip 16", "limit_conn perip 1000".into()),
-        (
-            "listen 443 ssl http2;",
-            format!("listen 127.0.0.1:{port}; listen [::1]:{port};"),
-        ),
-        ("/srv/nib/static/", format!("{d}/static/")),
-        (
-            "http {",
-            format!(
-                "http {{ client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; \
-                 fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;"
-            ),
-        ),
-    ];
-    for (from, to) in replacements {
-        assert!(
-            out.contains(from),
-            "deploy/nginx.conf no longer has {from:?}"
-        );
-        out = out.replace(from, &to);
-    }
-    Nginx::start(&out, port)
-}
-
 /// A login through nginx at `front` (127.0.0.1 or [::1]), with a forged `X-Real-IP` when
 /// `forged` is given; returns the status.
 fn login_through(front: std::net::SocketAddr, forged: Option<&str>, token: &str) -> u16 {
@@ -1311,13 +1254,7 @@ struct DeployCaddy {
 
 impl DeployCaddy {
     fn start(upstream_port: u16) -> Option<DeployCaddy> {
-        let Some(bin) = ["/usr/bin/caddy", "/usr/local/bin/caddy"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-        else {
-            eprintln!("skipping: caddy is not installed");
-            return None;
-        };
+        let bin = need_tool(&["caddy"], "apt-get install caddy")?;
         let mut conf = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/Caddyfile"),
         )
