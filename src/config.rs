@@ -57,53 +57,18 @@ impl Args {
     /// Parses `std::env::args()` without the program name. Global flags may stand before
     /// or after the command, in `--flag value` or `--flag=value` form.
     pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, StartupError> {
-        let mut out = Args::default();
-        let mut words = Vec::new();
-        let mut flags: HashMap<&'static str, String> = HashMap::new();
-        let mut switches = Vec::new();
-        let mut it = args.into_iter();
-        while let Some(arg) = it.next() {
-            if arg == "--" {
-                words.extend(it.by_ref());
-                break;
-            }
-            let Some(flag) = arg.strip_prefix("--") else {
-                words.push(arg);
-                continue;
-            };
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (flag, None),
-            };
-            let known: &'static str = match name {
-                "root" => "root",
-                "db" => "db",
-                "listen" => "listen",
-                "config" => "config",
-                "out" => "out",
-                "slug" => "slug",
-                "reset" | "help" | "version" => {
-                    switches.push(name.to_string());
-                    continue;
-                }
-                _ => {
-                    return Err(StartupError::Usage(format!(
-                        "unknown flag --{name}\n{USAGE}"
-                    )));
-                }
-            };
-            let value = match inline {
-                Some(v) => v,
-                None => it
-                    .next()
-                    .ok_or_else(|| StartupError::Usage(format!("--{name} needs a value")))?,
-            };
-            flags.insert(known, value);
-        }
-        out.root = flags.remove("root").map(PathBuf::from);
-        out.db = flags.remove("db").map(PathBuf::from);
-        out.listen = flags.remove("listen");
-        out.config = flags.remove("config").map(PathBuf::from);
+        let Tokens {
+            words,
+            mut flags,
+            switches,
+        } = Tokens::of(args)?;
+        let mut out = Args {
+            root: flags.remove("root").map(PathBuf::from),
+            db: flags.remove("db").map(PathBuf::from),
+            listen: flags.remove("listen"),
+            config: flags.remove("config").map(PathBuf::from),
+            ..Args::default()
+        };
         let has = |s: &str| switches.iter().any(|w| w == s);
         if has("help") {
             out.command = Some(Command::Help);
@@ -121,45 +86,7 @@ impl Args {
                 "unexpected argument {extra:?}"
             )));
         }
-        let need = |what: &str| {
-            arg.clone().ok_or_else(|| {
-                StartupError::Usage(format!("{} needs {what}", name.as_deref().unwrap_or("")))
-            })
-        };
-        let command = match name.as_deref() {
-            None | Some("serve") => Command::Serve,
-            Some("build") => Command::Build {
-                out: flags
-                    .remove("out")
-                    .or(arg.clone())
-                    .map(PathBuf::from)
-                    .ok_or_else(|| StartupError::Usage("build needs --out DIR".into()))?,
-            },
-            Some("new") => Command::New {
-                title: need("a title")?,
-            },
-            Some("shorten") => Command::Shorten {
-                url: need("a URL")?,
-                slug: flags.remove("slug"),
-            },
-            Some("links") => Command::Links,
-            Some("check") => Command::Check,
-            Some("backup") => Command::Backup {
-                file: need("a file")?.into(),
-            },
-            Some("restore") => Command::Restore {
-                file: need("a file")?.into(),
-            },
-            Some("token") => Command::Token {
-                reset: has("reset"),
-            },
-            Some("help") => Command::Help,
-            Some(other) => {
-                return Err(StartupError::Usage(format!(
-                    "unknown command {other:?}\n{USAGE}"
-                )));
-            }
-        };
+        let command = Command::of(name.as_deref(), arg.clone(), &mut flags, has("reset"))?;
         let takes_arg = matches!(
             command,
             Command::New { .. }
@@ -184,6 +111,111 @@ impl Args {
         }
         out.command = Some(command);
         Ok(out)
+    }
+}
+
+/// The command line split into words, flags with their values, and switches.
+struct Tokens {
+    words: Vec<String>,
+    flags: HashMap<&'static str, String>,
+    switches: Vec<String>,
+}
+
+impl Tokens {
+    fn of<I: IntoIterator<Item = String>>(args: I) -> Result<Tokens, StartupError> {
+        let mut t = Tokens {
+            words: Vec::new(),
+            flags: HashMap::new(),
+            switches: Vec::new(),
+        };
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            if arg == "--" {
+                t.words.extend(it.by_ref());
+                break;
+            }
+            let Some(flag) = arg.strip_prefix("--") else {
+                t.words.push(arg);
+                continue;
+            };
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (flag, None),
+            };
+            let known: &'static str = match name {
+                "root" => "root",
+                "db" => "db",
+                "listen" => "listen",
+                "config" => "config",
+                "out" => "out",
+                "slug" => "slug",
+                "reset" | "help" | "version" => {
+                    t.switches.push(name.to_string());
+                    continue;
+                }
+                _ => {
+                    return Err(StartupError::Usage(format!(
+                        "unknown flag --{name}\n{USAGE}"
+                    )));
+                }
+            };
+            let value = match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .ok_or_else(|| StartupError::Usage(format!("--{name} needs a value")))?,
+            };
+            t.flags.insert(known, value);
+        }
+        Ok(t)
+    }
+}
+
+impl Command {
+    /// The command named `name`, with its one argument `arg` and the flags it takes (taken
+    /// out of `flags`, so those left over apply to no command).
+    fn of(
+        name: Option<&str>,
+        arg: Option<String>,
+        flags: &mut HashMap<&'static str, String>,
+        reset: bool,
+    ) -> Result<Command, StartupError> {
+        let need = |what: &str| {
+            arg.clone()
+                .ok_or_else(|| StartupError::Usage(format!("{} needs {what}", name.unwrap_or(""))))
+        };
+        Ok(match name {
+            None | Some("serve") => Command::Serve,
+            Some("build") => Command::Build {
+                out: flags
+                    .remove("out")
+                    .or(arg.clone())
+                    .map(PathBuf::from)
+                    .ok_or_else(|| StartupError::Usage("build needs --out DIR".into()))?,
+            },
+            Some("new") => Command::New {
+                title: need("a title")?,
+            },
+            Some("shorten") => Command::Shorten {
+                url: need("a URL")?,
+                slug: flags.remove("slug"),
+            },
+            Some("links") => Command::Links,
+            Some("check") => Command::Check,
+            Some("backup") => Command::Backup {
+                file: need("a file")?.into(),
+            },
+            Some("restore") => Command::Restore {
+                file: need("a file")?.into(),
+            },
+            Some("token") => Command::Token { reset },
+            Some("help") => Command::Help,
+            Some(other) => {
+                return Err(StartupError::Usage(format!(
+                    "unknown command {other:?}\n{USAGE}"
+                )));
+            }
+        })
     }
 }
 
@@ -269,25 +301,8 @@ impl Config {
             .map(|b| validate_base_url(&b))
             .transpose()?;
         let per_page = in_range("per_page", file.per_page, 10, 1, 1000)? as u32;
-        let redirect_status = match file.redirect_status.unwrap_or(302) {
-            s @ (301 | 302) => s as u16,
-            other => {
-                return Err(StartupError::Config(format!(
-                    "redirect_status: {other} is not allowed (use 302 or 301)"
-                )));
-            }
-        };
-        let share_url = file
-            .share_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_SHARE_URL.into());
-        if !(share_url.starts_with("https://") || share_url.starts_with("http://"))
-            || !share_url.contains("{url}")
-        {
-            return Err(StartupError::Config(
-                "share_url: must be an http(s) URL containing {url}".into(),
-            ));
-        }
+        let redirect_status = redirect_status(file.redirect_status)?;
+        let share_url = share_url(file.share_url.clone())?;
         let max_connections =
             in_range("max_connections", file.max_connections, 256, 1, 100_000)? as usize;
         let drain_seconds = in_range("drain_seconds", file.drain_seconds, 30, 1, 3600)? as u64;
@@ -296,18 +311,7 @@ impl Config {
             Some(v) => Some(in_range("max_rss_kb", Some(v), 0, 1024, 64 * 1024 * 1024)? as u64),
         };
         let max_post_kb = in_range("max_post_kb", file.max_post_kb, 1024, 1, 64 * 1024)? as u64;
-        let admin_token = env
-            .get("NIB_ADMIN_TOKEN")
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .or(file.admin_token.clone());
-        if let Some(t) = &admin_token
-            && t.len() < 16
-        {
-            return Err(StartupError::Config(
-                "admin_token: must be at least 16 characters".into(),
-            ));
-        }
+        let admin_token = admin_token(env, file.admin_token.clone())?;
         let text = |v: Option<String>, d: &str| {
             v.map(|s| s.trim().to_string())
                 .unwrap_or_else(|| d.to_string())
@@ -355,6 +359,45 @@ impl Config {
         h.write(&self.per_page.to_le_bytes());
         h.finish()
     }
+}
+
+/// `redirect_status`: 302 (the default) or 301.
+fn redirect_status(v: Option<i64>) -> Result<u16, StartupError> {
+    match v.unwrap_or(302) {
+        s @ (301 | 302) => Ok(s as u16),
+        other => Err(StartupError::Config(format!(
+            "redirect_status: {other} is not allowed (use 302 or 301)"
+        ))),
+    }
+}
+
+/// `share_url`: an http(s) URL with `{url}` in it.
+fn share_url(v: Option<String>) -> Result<String, StartupError> {
+    let url = v.unwrap_or_else(|| DEFAULT_SHARE_URL.into());
+    if !(url.starts_with("https://") || url.starts_with("http://")) || !url.contains("{url}") {
+        return Err(StartupError::Config(
+            "share_url: must be an http(s) URL containing {url}".into(),
+        ));
+    }
+    Ok(url)
+}
+
+/// The admin token from `NIB_ADMIN_TOKEN` or `admin_token`, if set: at least 16 characters.
+fn admin_token(
+    env: &HashMap<String, String>,
+    file: Option<String>,
+) -> Result<Option<String>, StartupError> {
+    let token = env
+        .get("NIB_ADMIN_TOKEN")
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .or(file);
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err(StartupError::Config(
+            "admin_token: must be at least 16 characters".into(),
+        ));
+    }
+    Ok(token)
 }
 
 fn read_file_config(path: &Path, required: bool) -> Result<FileConfig, StartupError> {
