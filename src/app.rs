@@ -47,13 +47,7 @@ impl App {
         // The binary's size and time stand for its build: templates are compiled in, so a
         // rebuilt nib must not answer a 304 for a page it now renders differently.
         let build = std::fs::metadata("/proc/self/exe")
-            .map(|m| {
-                m.len()
-                    ^ m.modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_secs())
-            })
+            .map(|m| m.len() ^ dates::mtime(&m).as_secs())
             .unwrap_or(0);
         let config_fingerprint = cfg.fingerprint() ^ build.rotate_left(17);
         Ok(App {

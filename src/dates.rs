@@ -222,10 +222,17 @@ fn to_system(ts: i64) -> std::time::SystemTime {
 
 /// Seconds since the epoch, now.
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    since_epoch(std::time::SystemTime::now()).as_secs() as i64
+}
+
+/// A file's modification time since the epoch (zero when the file system has none, or
+/// for a time before 1970).
+pub(crate) fn mtime(meta: &std::fs::Metadata) -> std::time::Duration {
+    meta.modified().map(since_epoch).unwrap_or_default()
+}
+
+fn since_epoch(t: std::time::SystemTime) -> std::time::Duration {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -377,12 +377,7 @@ fn post_hash(p: &Post) -> u64 {
 /// A file's stamp for change detection: mtime in nanoseconds (an edit within the same second
 /// is still seen) and size.
 fn stamp_of(meta: &fs::Metadata) -> FileStamp {
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let mtime = dates::mtime(meta).as_nanos() as i64;
     FileStamp {
         mtime,
         size: meta.len() as i64,
@@ -1440,7 +1435,8 @@ mod tests {
                 Box::new(|| {
                     // Opened to read, so only the new time itself is an event.
                     let f = fs::File::open(at("a.md")).unwrap();
-                    f.set_modified(UNIX_EPOCH + Duration::from_secs(1)).unwrap();
+                    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1))
+                        .unwrap();
                 }),
                 true,
             ),

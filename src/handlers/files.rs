@@ -135,12 +135,7 @@ pub(crate) fn static_file(app: &App, req: &Request, rel: &str) -> Result<Reply, 
         Err(Missing::Refused) => return Err(Error::NotFound),
         Err(Missing::Failed(e)) => return Err(e.into()),
     };
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let mtime = crate::dates::mtime(&meta).as_secs() as i64;
     let len = meta.len();
     let mut h = Fnv::new();
     h.write(rel.as_bytes());

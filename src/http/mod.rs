@@ -278,6 +278,10 @@ pub(crate) enum Framing {
     UntilClose,
 }
 
+/// The headers every answer carries, whichever way it is written.
+pub(crate) const BASE_HEADERS: [(&str, &str); 2] =
+    [("Server", "nib"), ("X-Content-Type-Options", "nosniff")];
+
 /// The status line and headers of an answer, ending with the blank line. `extra` are the
 /// route's headers; a value that is not plain visible ASCII, or a name this function
 /// writes itself, is dropped with a log line, so no route can split or reframe a response.
@@ -297,10 +301,13 @@ pub(crate) fn head(
     // Writing to a Vec cannot fail.
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nDate: {}\r\nServer: nib\r\nX-Content-Type-Options: nosniff\r\n",
+        "HTTP/1.1 {status} {}\r\nDate: {}\r\n",
         StatusCode(status).default_reason_phrase(),
         dates::http(dates::now()),
     );
+    for (name, value) in BASE_HEADERS {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
     const OURS: [&str; 6] = [
         "Connection",
         "Content-Length",
@@ -351,10 +358,10 @@ pub(crate) fn respond(req: Request, (status, extra, body): Parts) {
     {
         crate::guard::cut(fd, ino, libc::SHUT_RD);
     }
-    let mut headers = vec![
-        Header::from_bytes("Server", "nib").expect("static header"),
-        Header::from_bytes("X-Content-Type-Options", "nosniff").expect("static header"),
-    ];
+    let mut headers: Vec<Header> = BASE_HEADERS
+        .iter()
+        .filter_map(|(n, v)| Header::from_bytes(*n, *v).ok())
+        .collect();
     for (name, value) in &extra {
         match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             Ok(h) if header_value_ok(value) => headers.push(h),
