@@ -533,3 +533,70 @@ fn a_missing_tool_skips_or_fails_as_nib_require_tools_says() {
         );
     }
 }
+
+/// Caddy started from deploy/Caddyfile for a test: plain HTTP on a loopback port, nib at
+/// `upstream_port`, no admin endpoint, its state in the test's folder. Killed on drop.
+pub struct DeployCaddy {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl DeployCaddy {
+    pub fn start(upstream_port: u16) -> Option<DeployCaddy> {
+        let bin = need_tool(&["caddy"], "apt-get install caddy")?;
+        let mut conf = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/Caddyfile"),
+        )
+        .expect("deploy/Caddyfile");
+        let port = free_port();
+        let replacements = [
+            (
+                "example.org {",
+                format!("http://:{port} {{\n\tbind 127.0.0.1"),
+            ),
+            ("127.0.0.1:8080", format!("127.0.0.1:{upstream_port}")),
+            ("{\n\tservers {", "{\n\tadmin off\n\tservers {".into()),
+        ];
+        for (from, to) in replacements {
+            assert!(
+                conf.contains(from),
+                "deploy/Caddyfile no longer has {from:?}"
+            );
+            conf = conf.replace(from, &to);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Caddyfile");
+        std::fs::write(&file, conf).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&file)
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start caddy");
+        let mut caddy = DeployCaddy {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        };
+        let up = eventually(Duration::from_secs(10), || {
+            TcpStream::connect(caddy.addr).is_ok()
+        });
+        assert!(
+            up && caddy.child.try_wait().unwrap().is_none(),
+            "caddy did not start"
+        );
+        Some(caddy)
+    }
+}
+
+impl Drop for DeployCaddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -608,7 +608,33 @@ fn nginx_absorbs_hostile_clients_while_others_are_served() {
     let Some((s, ng)) = nib_behind_nginx(&site) else {
         return;
     };
-    let front = ng.addr;
+    hostile_clients_through(&s, ng.addr, &[]);
+}
+
+/// The same attack through deploy/Caddyfile on the installed Caddy. Caddy does not buffer
+/// request bodies there (no directive for it loads on both Caddy 2.6 and current Caddy),
+/// so the huge bodies and headers it passes on meet nib's own limits.
+#[test]
+fn caddy_absorbs_hostile_clients_while_others_are_served() {
+    let site = site();
+    let s = TestServer::start(&site);
+    let Some(caddy) = DeployCaddy::start(s.addr.port()) else {
+        return;
+    };
+    let front = caddy.addr;
+    assert!(eventually(Duration::from_secs(5), || {
+        std::panic::catch_unwind(|| get(front, "/").status == 200).unwrap_or(false)
+    }));
+    // Caddy 2.6 answers 502 when a body passes `request_body`'s max_size mid-stream (later
+    // versions 413): its answer, not nib's.
+    hostile_clients_through(&s, front, &[" 502 "]);
+}
+
+/// 200 idle sockets, 200 half-sent headers, 200 KB headers and 100 MB bodies at a front
+/// end while a reader's page is fetched twenty times: each within a second, the abusers
+/// answered 4xx (or one of the front end's own `also` statuses) or cut, and nib's memory
+/// bounded.
+fn hostile_clients_through(s: &TestServer, front: SocketAddr, also: &[&str]) {
     // 200 idle sockets and 200 that sent half a header.
     let mut hostile: Vec<TcpStream> = (0..200)
         .filter_map(|_| TcpStream::connect(front).ok())
@@ -654,7 +680,7 @@ fn nginx_absorbs_hostile_clients_while_others_are_served() {
     for a in abusers {
         let status = a.join().unwrap();
         assert!(
-            status.is_empty() || status.contains(" 4"),
+            status.is_empty() || status.contains(" 4") || also.iter().any(|a| status.contains(a)),
             "abuser got {status:?}"
         );
     }
