@@ -341,7 +341,7 @@ pub(crate) fn respond(req: Request, (status, extra, body): Parts) {
         .copied()
         .and_then(crate::guard::find_by_peer)
     {
-        crate::guard::cut(fd, ino, libc::SHUT_RD);
+        crate::guard::cut(fd, ino, std::net::Shutdown::Read);
     }
     let mut headers = vec![
         Header::from_bytes("Server", "nib").expect("static header"),
