@@ -347,98 +347,132 @@ pub(crate) fn watch_sockets(
     starving: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
+    let mut watch = Watch {
+        skip,
+        starving,
+        marks: HashMap::new(),
+        live: HashSet::new(),
+    };
     let spawned = std::thread::Builder::new()
         .name("nib-watch".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let mut marks: HashMap<u64, Mark> = HashMap::new();
-            let mut live = HashSet::new();
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                live.clear();
-                let (mut refused, mut starved, mut starved_long) = (0, 0, false);
-                // The connection idle longest between requests: (idle ms, fd, inode).
-                let mut idlest: Option<(u32, i32, u64)> = None;
-                if let Ok(fds) = own_fds() {
-                    for fd in fds {
-                        let Some(c) = inspect(fd) else { continue };
-                        if !c.is_open() || !live.insert(c.ino) {
-                            continue;
-                        }
-                        let read = c.bytes_received.saturating_sub(c.inq as u64);
-                        let m = marks.entry(c.ino).or_insert(Mark {
-                            acked: c.bytes_acked,
-                            read: 0,
-                            unread_since: None,
-                        });
-                        if c.inq > 0 && read == m.read {
-                            let since = *m.unread_since.get_or_insert(started);
-                            if started - since >= STARVED {
-                                starved += 1;
-                            }
-                            starved_long |= started - since >= STARVED_LONG;
-                        } else {
-                            m.unread_since = None;
-                        }
-                        if c.bytes_acked != m.acked || c.outq > 0 {
-                            // An answer is going out: what came before it was a request
-                            // (and its body, if nib read one and has answered it: the
-                            // socket's mark moves past the body, so it is no longer set
-                            // aside; a `100 Continue` before the body does not count).
-                            m.acked = c.bytes_acked;
-                            m.read = read;
-                            let mut skip = lock(&skip);
-                            if skip.get(&c.ino) == Some(&true) {
-                                skip.remove(&c.ino);
-                            }
-                            continue;
-                        }
-                        if read > m.read {
-                            if read - m.read > MAX_HEADER + HEADER_SLACK
-                                && !lock(&skip).contains_key(&c.ino)
-                                && refuse_header(fd, c.ino)
-                            {
-                                refused += 1;
-                            }
-                            continue;
-                        }
-                        // Nothing pending and nothing going out: between requests.
-                        if c.inq == 0
-                            && c.bytes_received > 0
-                            && idlest.is_none_or(|(ms, _, _)| c.last_recv_ms > ms)
-                        {
-                            idlest = Some((c.last_recv_ms, fd, c.ino));
-                        }
-                    }
-                }
-                marks.retain(|ino, _| live.contains(ino));
-                lock(&skip).retain(|ino, _| live.contains(ino));
-                starving.store(starved, Ordering::Release);
-                let mut freed = 0;
-                if starved_long
-                    && let Some((ms, fd, ino)) = idlest
-                    && ms >= IDLE_ENOUGH
-                    && cut(fd, ino, Shutdown::Both)
-                {
-                    marks.remove(&ino);
-                    freed += 1;
-                }
-                if refused > 0 {
-                    eprintln!(
-                        "nib: guard: answered 431 to {refused} connections whose header block passed {} KiB",
-                        MAX_HEADER / 1024
-                    );
-                }
-                if freed > 0 {
-                    eprintln!(
-                        "nib: guard: closed an idle keep-alive connection to serve {starved} waiting for a thread"
-                    );
-                }
+                watch.look(started);
                 std::thread::sleep(WATCH_EVERY.max(started.elapsed() * 20));
             }
         });
     if let Err(e) = spawned {
         eprintln!("nib: starting the socket watch: {e}");
+    }
+}
+
+/// The socket watch's state between looks.
+struct Watch {
+    skip: Arc<Mutex<HashMap<u64, bool>>>,
+    starving: Arc<AtomicUsize>,
+    marks: HashMap<u64, Mark>,
+    /// The sockets seen in the current look.
+    live: HashSet<u64>,
+}
+
+/// What one look found.
+#[derive(Default)]
+struct Look {
+    refused: usize,
+    starved: usize,
+    starved_long: bool,
+    /// The connection idle longest between requests: (idle ms, fd, inode).
+    idlest: Option<(u32, i32, u64)>,
+}
+
+impl Watch {
+    /// One look at every socket (see [`watch_sockets`]).
+    fn look(&mut self, started: Instant) {
+        self.live.clear();
+        let mut look = Look::default();
+        if let Ok(fds) = own_fds() {
+            for fd in fds {
+                let Some(c) = inspect(fd) else { continue };
+                if c.is_open() && self.live.insert(c.ino) {
+                    self.look_at(&c, started, &mut look);
+                }
+            }
+        }
+        let live = &self.live;
+        self.marks.retain(|ino, _| live.contains(ino));
+        lock(&self.skip).retain(|ino, _| live.contains(ino));
+        self.starving.store(look.starved, Ordering::Release);
+        let mut freed = 0;
+        if look.starved_long
+            && let Some((ms, fd, ino)) = look.idlest
+            && ms >= IDLE_ENOUGH
+            && cut(fd, ino, Shutdown::Both)
+        {
+            self.marks.remove(&ino);
+            freed += 1;
+        }
+        if look.refused > 0 {
+            eprintln!(
+                "nib: guard: answered 431 to {} connections whose header block passed {} KiB",
+                look.refused,
+                MAX_HEADER / 1024
+            );
+        }
+        if freed > 0 {
+            eprintln!(
+                "nib: guard: closed an idle keep-alive connection to serve {} waiting for a thread",
+                look.starved
+            );
+        }
+    }
+
+    /// Looks at one open connection, seen for the first time in this look.
+    fn look_at(&mut self, c: &Conn, started: Instant, look: &mut Look) {
+        let read = c.bytes_received.saturating_sub(c.inq as u64);
+        let m = self.marks.entry(c.ino).or_insert(Mark {
+            acked: c.bytes_acked,
+            read: 0,
+            unread_since: None,
+        });
+        if c.inq > 0 && read == m.read {
+            let since = *m.unread_since.get_or_insert(started);
+            if started - since >= STARVED {
+                look.starved += 1;
+            }
+            look.starved_long |= started - since >= STARVED_LONG;
+        } else {
+            m.unread_since = None;
+        }
+        if c.bytes_acked != m.acked || c.outq > 0 {
+            // An answer is going out: what came before it was a request (and its body, if
+            // nib read one and has answered it: the socket's mark moves past the body, so
+            // it is no longer set aside; a `100 Continue` before the body does not count).
+            m.acked = c.bytes_acked;
+            m.read = read;
+            let mut skip = lock(&self.skip);
+            if skip.get(&c.ino) == Some(&true) {
+                skip.remove(&c.ino);
+            }
+            return;
+        }
+        if read > m.read {
+            if read - m.read > MAX_HEADER + HEADER_SLACK
+                && !lock(&self.skip).contains_key(&c.ino)
+                && refuse_header(c.fd, c.ino)
+            {
+                look.refused += 1;
+            }
+            return;
+        }
+        // Nothing pending and nothing going out: between requests.
+        if c.inq == 0
+            && c.bytes_received > 0
+            && look.idlest.is_none_or(|(ms, _, _)| c.last_recv_ms > ms)
+        {
+            look.idlest = Some((c.last_recv_ms, c.fd, c.ino));
+        }
     }
 }
 

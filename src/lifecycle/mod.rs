@@ -2,7 +2,9 @@
 //! `LISTEN_FDS` from systemd or from the previous image of this process), the request
 //! loop's outer shell, signals, graceful stop, graceful restart in place, the connection
 //! guard's schedule, systemd notifications, and the memory limit. Handlers know nothing of
-//! this; they run inside the loop one request at a time.
+//! this; they run inside the loop one request at a time. This file binds the socket and
+//! runs the generations; `generation` is the loop itself (its decisions in one pure
+//! function), and `restart` the steps below that start the next image.
 //!
 //! # The handover (SIGHUP)
 //!
