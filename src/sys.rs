@@ -9,6 +9,11 @@
 //! tiny_http's sockets by number). That is sound for memory: a number that is closed or
 //! reused meanwhile only makes the call fail or look at another file, which is why the
 //! guard checks the inode on a private duplicate before it shuts anything down.
+//!
+//! libc, not rustix: rustix in place of the calls it covers grew the static binary by
+//! 5.8 KB and left 29 of the 42 `unsafe` blocks (TCP_INFO, SIOCOUTQ, TCP_DEFER_ACCEPT,
+//! madvise, malloc_trim, execve, `pre_exec`, and a `BorrowedFd::borrow_raw` for every
+//! descriptor number the guard looks at but does not own).
 
 use std::ffi::{CStr, CString, c_int, c_void};
 use std::io;

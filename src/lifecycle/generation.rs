@@ -93,8 +93,8 @@ struct DrainFacts {
     handover_tried: bool,
 }
 
-/// What to do next in a turn of the loop. The first three and the middle three learn a
-/// fact or change the drain, and the turn goes on with [`next_action`]; the rest end it.
+/// What to do next in a turn of the loop. The first six learn a fact or change the drain,
+/// and the turn goes on with [`next_action`]; the rest end the turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     /// Run the binary on disk to check the configuration (SIGHUP).
