@@ -32,12 +32,12 @@
 //! From step 2 on nothing new is accepted by this image and the listening socket is
 //! never closed, so no connection is refused or reset; the new image accepts the backlog.
 //!
-//! When answers are still in flight [`HANDOVER_AFTER`] into step 3 (a large download to a
-//! slow reader, which may take up to `drain_seconds`), waiting for them would leave new
-//! connections in the backlog as long. The image then hands over instead, as nginx's
-//! binary upgrade and Unicorn's USR2 do: it starts the binary on disk as a new process
-//! with the socket at fd 3 (`NIB_HANDED_OVER=1`), tells systemd the new main PID
-//! (`MAINPID=`), finishes its answers and exits 0. The successor serves at once.
+//! When answers are still in flight [`HANDOVER_AFTER`](restart::HANDOVER_AFTER) into step 3
+//! (a large download to a slow reader, which may take up to `drain_seconds`), waiting for
+//! them would leave new connections in the backlog as long. The image then hands over
+//! instead, as nginx's binary upgrade and Unicorn's USR2 do: it starts the binary on disk
+//! as a new process with the socket at fd 3 (`NIB_HANDED_OVER=1`), tells systemd the new
+//! main PID (`MAINPID=`), finishes its answers and exits 0. The successor serves at once.
 
 use std::collections::HashMap;
 use std::io;
