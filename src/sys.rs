@@ -350,7 +350,8 @@ pub(crate) fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Err
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    // SAFETY: null-terminated arrays of valid C strings, all borrowed for the call.
+    // SAFETY: null-terminated arrays of valid C strings, all borrowed for the call. It
+    // returns only on failure, always -1, so errno is the whole result.
     unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     io::Error::last_os_error()
 }
