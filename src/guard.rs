@@ -8,9 +8,13 @@
 //! The same scan tells the graceful restart when every connection has been answered.
 
 use std::collections::{HashMap, HashSet};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::sys;
 
 /// A connection that has sent nothing for this long between requests is closed. Five
 /// seconds covers a browser fetching a page's assets and a reader clicking the next link
@@ -53,75 +57,26 @@ impl Conn {
     }
 }
 
-fn fstat_ino(fd: i32) -> Option<(u32, u64)> {
-    // SAFETY: fstat writes into the zeroed stat buffer; an invalid fd only yields EBADF.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_mode, st.st_ino))
-}
-
-fn sockopt_int(fd: i32, level: i32, name: i32) -> Option<i32> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: an int-sized option into an int-sized buffer whose size we pass.
-    let rc = unsafe { libc::getsockopt(fd, level, name, &mut v as *mut _ as *mut _, &mut len) };
-    (rc == 0).then_some(v)
-}
-
-fn tcp_info(fd: i32) -> Option<libc::tcp_info> {
-    // SAFETY: tcp_info is plain data; the kernel fills at most `len` bytes of it.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut _ as *mut _,
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(info)
-}
-
 /// Inspects one descriptor: `Some` for a TCP socket that is not listening.
 pub(crate) fn inspect(fd: i32) -> Option<Conn> {
-    let (mode, ino) = fstat_ino(fd)?;
-    if mode & libc::S_IFMT != libc::S_IFSOCK {
+    let sock = sys::tcp_socket(fd)?;
+    if sock.listening {
         return None;
     }
-    let domain = sockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
-    if !(domain == libc::AF_INET || domain == libc::AF_INET6)
-        || sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_STREAM
-        || sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0
-    {
-        return None;
-    }
-    let info = tcp_info(fd)?;
-    let mut inq: libc::c_int = 0;
-    // SAFETY: FIONREAD (SIOCINQ) writes one int.
-    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut inq) };
-    let mut outq: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int.
-    unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut outq) };
+    let info = sys::tcp_info(fd).ok()?;
+    // A queue that cannot be read (the socket closed meanwhile) counts as empty, as the
+    // state the kernel reported a moment ago says the rest.
     Some(Conn {
         fd,
-        ino,
-        state: info.tcpi_state,
-        inq: inq.max(0) as u32,
-        outq: outq.max(0) as u32,
-        last_recv_ms: info.tcpi_last_data_recv,
-        last_sent_ms: info.tcpi_last_data_sent,
-        bytes_received: info.tcpi_bytes_received,
-        bytes_acked: info.tcpi_bytes_acked,
+        ino: sock.ino,
+        state: info.state,
+        inq: sys::unread_bytes(fd).unwrap_or(0),
+        outq: sys::unacked_bytes(fd).unwrap_or(0),
+        last_recv_ms: info.last_data_recv_ms,
+        last_sent_ms: info.last_data_sent_ms,
+        bytes_received: info.bytes_received,
+        bytes_acked: info.bytes_acked,
     })
-}
-
-/// Whether `fd` is a listening TCP socket (for an inherited `LISTEN_FDS` descriptor).
-pub(crate) fn is_tcp_listener(fd: i32) -> bool {
-    fstat_ino(fd).is_some_and(|(mode, _)| mode & libc::S_IFMT == libc::S_IFSOCK)
-        && matches!(sockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN), Some(d) if d == libc::AF_INET || d == libc::AF_INET6)
-        && sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
-        && sockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Some(1)
 }
 
 /// The descriptor numbers this process has open, from `/proc/self/fd`; an error when the
@@ -134,13 +89,9 @@ fn own_fds() -> std::io::Result<impl Iterator<Item = i32>> {
 
 /// The descriptor and inode of the connection whose peer is `peer`.
 pub(crate) fn find_by_peer(peer: std::net::SocketAddr) -> Option<(i32, u64)> {
-    use std::os::fd::FromRawFd;
     for fd in own_fds().ok()? {
         let Some(c) = inspect(fd) else { continue };
-        // SAFETY: the stream only borrows the descriptor for getpeername and is never
-        // dropped (ManuallyDrop), so the descriptor is not closed.
-        let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
-        if s.peer_addr().ok() == Some(peer) {
+        if sys::peer_addr(fd).ok() == Some(peer) {
             return Some((fd, c.ino));
         }
     }
@@ -168,21 +119,21 @@ pub(crate) fn scan(skip: &HashSet<u64>) -> std::io::Result<Vec<Conn>> {
 /// private duplicate, which pins the socket: if tiny_http closed `fd` and the number was
 /// reused meanwhile, the duplicate shows another inode and nothing is touched. Returns
 /// whether the shutdown happened.
-pub(crate) fn cut(fd: i32, ino: u64, how: i32) -> bool {
-    // SAFETY: F_DUPFD_CLOEXEC on any fd number is harmless; failure returns -1.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
+pub(crate) fn cut(fd: i32, ino: u64, how: Shutdown) -> bool {
+    let Some(dup) = pinned(fd, ino) else {
         return false;
-    }
-    let same = fstat_ino(dup).is_some_and(|(_, i)| i == ino);
-    // SAFETY: `dup` is our own descriptor; shutdown affects the socket, close only it.
-    unsafe {
-        if same {
-            libc::shutdown(dup, how);
-        }
-        libc::close(dup);
-    }
-    same
+    };
+    // A socket the peer has reset already refuses the shutdown (ENOTCONN): it is cut
+    // either way, and tiny_http's thread sees the end all the same.
+    let _ = sys::shutdown(dup.as_fd(), how);
+    true
+}
+
+/// A private duplicate of `fd` when it still is the socket `ino` (see [`cut`]). Dropping
+/// the duplicate closes only it; the socket stays open through `fd`.
+fn pinned(fd: i32, ino: u64) -> Option<OwnedFd> {
+    let dup = sys::dup_cloexec(fd).ok()?;
+    (sys::inode(dup.as_raw_fd()) == Some(ino)).then_some(dup)
 }
 
 /// Why the guard closes a connection.
@@ -307,7 +258,7 @@ impl Guard {
             let Some(c) = conns.iter().find(|c| c.ino == ino) else {
                 continue;
             };
-            if cut(c.fd, c.ino, libc::SHUT_RDWR) {
+            if cut(c.fd, c.ino, Shutdown::Both) {
                 self.tracks.remove(&ino);
                 match why {
                     Reason::Idle => idle += 1,
@@ -401,98 +352,132 @@ pub(crate) fn watch_sockets(
     starving: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
+    let mut watch = Watch {
+        skip,
+        starving,
+        marks: HashMap::new(),
+        live: HashSet::new(),
+    };
     let spawned = std::thread::Builder::new()
         .name("nib-watch".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let mut marks: HashMap<u64, Mark> = HashMap::new();
-            let mut live = HashSet::new();
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                live.clear();
-                let (mut refused, mut starved, mut starved_long) = (0, 0, false);
-                // The connection idle longest between requests: (idle ms, fd, inode).
-                let mut idlest: Option<(u32, i32, u64)> = None;
-                if let Ok(fds) = own_fds() {
-                    for fd in fds {
-                        let Some(c) = inspect(fd) else { continue };
-                        if !c.is_open() || !live.insert(c.ino) {
-                            continue;
-                        }
-                        let read = c.bytes_received.saturating_sub(c.inq as u64);
-                        let m = marks.entry(c.ino).or_insert(Mark {
-                            acked: c.bytes_acked,
-                            read: 0,
-                            unread_since: None,
-                        });
-                        if c.inq > 0 && read == m.read {
-                            let since = *m.unread_since.get_or_insert(started);
-                            if started - since >= STARVED {
-                                starved += 1;
-                            }
-                            starved_long |= started - since >= STARVED_LONG;
-                        } else {
-                            m.unread_since = None;
-                        }
-                        if c.bytes_acked != m.acked || c.outq > 0 {
-                            // An answer is going out: what came before it was a request
-                            // (and its body, if nib read one and has answered it: the
-                            // socket's mark moves past the body, so it is no longer set
-                            // aside; a `100 Continue` before the body does not count).
-                            m.acked = c.bytes_acked;
-                            m.read = read;
-                            let mut skip = lock(&skip);
-                            if skip.get(&c.ino) == Some(&true) {
-                                skip.remove(&c.ino);
-                            }
-                            continue;
-                        }
-                        if read > m.read {
-                            if read - m.read > MAX_HEADER + HEADER_SLACK
-                                && !lock(&skip).contains_key(&c.ino)
-                                && refuse_header(fd, c.ino)
-                            {
-                                refused += 1;
-                            }
-                            continue;
-                        }
-                        // Nothing pending and nothing going out: between requests.
-                        if c.inq == 0
-                            && c.bytes_received > 0
-                            && idlest.is_none_or(|(ms, _, _)| c.last_recv_ms > ms)
-                        {
-                            idlest = Some((c.last_recv_ms, fd, c.ino));
-                        }
-                    }
-                }
-                marks.retain(|ino, _| live.contains(ino));
-                lock(&skip).retain(|ino, _| live.contains(ino));
-                starving.store(starved, Ordering::Release);
-                let mut freed = 0;
-                if starved_long
-                    && let Some((ms, fd, ino)) = idlest
-                    && ms >= IDLE_ENOUGH
-                    && cut(fd, ino, libc::SHUT_RDWR)
-                {
-                    marks.remove(&ino);
-                    freed += 1;
-                }
-                if refused > 0 {
-                    eprintln!(
-                        "nib: guard: answered 431 to {refused} connections whose header block passed {} KiB",
-                        MAX_HEADER / 1024
-                    );
-                }
-                if freed > 0 {
-                    eprintln!(
-                        "nib: guard: closed an idle keep-alive connection to serve {starved} waiting for a thread"
-                    );
-                }
+                watch.look(started);
                 std::thread::sleep(WATCH_EVERY.max(started.elapsed() * 20).min(WATCH_MOST));
             }
         });
     if let Err(e) = spawned {
         eprintln!("nib: starting the socket watch: {e}");
+    }
+}
+
+/// The socket watch's state between looks.
+struct Watch {
+    skip: Arc<Mutex<HashMap<u64, bool>>>,
+    starving: Arc<AtomicUsize>,
+    marks: HashMap<u64, Mark>,
+    /// The sockets seen in the current look.
+    live: HashSet<u64>,
+}
+
+/// What one look found.
+#[derive(Default)]
+struct Look {
+    refused: usize,
+    starved: usize,
+    starved_long: bool,
+    /// The connection idle longest between requests: (idle ms, fd, inode).
+    idlest: Option<(u32, i32, u64)>,
+}
+
+impl Watch {
+    /// One look at every socket (see [`watch_sockets`]).
+    fn look(&mut self, started: Instant) {
+        self.live.clear();
+        let mut look = Look::default();
+        if let Ok(fds) = own_fds() {
+            for fd in fds {
+                let Some(c) = inspect(fd) else { continue };
+                if c.is_open() && self.live.insert(c.ino) {
+                    self.look_at(&c, started, &mut look);
+                }
+            }
+        }
+        let live = &self.live;
+        self.marks.retain(|ino, _| live.contains(ino));
+        lock(&self.skip).retain(|ino, _| live.contains(ino));
+        self.starving.store(look.starved, Ordering::Release);
+        let mut freed = 0;
+        if look.starved_long
+            && let Some((ms, fd, ino)) = look.idlest
+            && ms >= IDLE_ENOUGH
+            && cut(fd, ino, Shutdown::Both)
+        {
+            self.marks.remove(&ino);
+            freed += 1;
+        }
+        if look.refused > 0 {
+            eprintln!(
+                "nib: guard: answered 431 to {} connections whose header block passed {} KiB",
+                look.refused,
+                MAX_HEADER / 1024
+            );
+        }
+        if freed > 0 {
+            eprintln!(
+                "nib: guard: closed an idle keep-alive connection to serve {} waiting for a thread",
+                look.starved
+            );
+        }
+    }
+
+    /// Looks at one open connection, seen for the first time in this look.
+    fn look_at(&mut self, c: &Conn, started: Instant, look: &mut Look) {
+        let read = c.bytes_received.saturating_sub(c.inq as u64);
+        let m = self.marks.entry(c.ino).or_insert(Mark {
+            acked: c.bytes_acked,
+            read: 0,
+            unread_since: None,
+        });
+        if c.inq > 0 && read == m.read {
+            let since = *m.unread_since.get_or_insert(started);
+            if started - since >= STARVED {
+                look.starved += 1;
+            }
+            look.starved_long |= started - since >= STARVED_LONG;
+        } else {
+            m.unread_since = None;
+        }
+        if c.bytes_acked != m.acked || c.outq > 0 {
+            // An answer is going out: what came before it was a request (and its body, if
+            // nib read one and has answered it: the socket's mark moves past the body, so
+            // it is no longer set aside; a `100 Continue` before the body does not count).
+            m.acked = c.bytes_acked;
+            m.read = read;
+            let mut skip = lock(&self.skip);
+            if skip.get(&c.ino) == Some(&true) {
+                skip.remove(&c.ino);
+            }
+            return;
+        }
+        if read > m.read {
+            if read - m.read > MAX_HEADER + HEADER_SLACK
+                && !lock(&self.skip).contains_key(&c.ino)
+                && refuse_header(c.fd, c.ino)
+            {
+                look.refused += 1;
+            }
+            return;
+        }
+        // Nothing pending and nothing going out: between requests.
+        if c.inq == 0
+            && c.bytes_received > 0
+            && look.idlest.is_none_or(|(ms, _, _)| c.last_recv_ms > ms)
+        {
+            look.idlest = Some((c.last_recv_ms, c.fd, c.ino));
+        }
     }
 }
 
@@ -502,28 +487,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Writes the 431 to the socket at `fd` (if it still is `ino`) and shuts it.
 fn refuse_header(fd: i32, ino: u64) -> bool {
-    // SAFETY: F_DUPFD_CLOEXEC on any fd number is harmless; failure returns -1.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
+    let Some(dup) = pinned(fd, ino) else {
         return false;
-    }
-    let same = fstat_ino(dup).is_some_and(|(_, i)| i == ino);
-    // SAFETY: `dup` is our own descriptor. The send never waits (MSG_DONTWAIT) and never
-    // raises SIGPIPE (MSG_NOSIGNAL); tiny_http writes nothing on a connection whose
-    // request it is still reading, so the bytes cannot interleave with an answer.
-    unsafe {
-        if same {
-            libc::send(
-                dup,
-                TOO_LARGE.as_ptr().cast(),
-                TOO_LARGE.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            );
-            libc::shutdown(dup, libc::SHUT_RDWR);
-        }
-        libc::close(dup);
-    }
-    same
+    };
+    // tiny_http writes nothing on a connection whose request it is still reading, so the
+    // bytes cannot interleave with an answer. The send never waits: an answer the socket
+    // has no room for is lost, and the shutdown ends the connection either way, as it does
+    // when the peer has gone already; so neither result changes what happens next.
+    let _ = sys::send_nowait(dup.as_fd(), TOO_LARGE);
+    let _ = sys::shutdown(dup.as_fd(), Shutdown::Both);
+    true
 }
 
 #[cfg(test)]
@@ -579,8 +552,8 @@ mod tests {
         let (server, _) = l.accept().unwrap();
         let c = inspect(server.as_raw_fd()).expect("a connection");
         assert_eq!(c.state, TCP_ESTABLISHED);
-        assert!(!cut(server.as_raw_fd(), c.ino + 1, libc::SHUT_RDWR));
-        assert!(cut(server.as_raw_fd(), c.ino, libc::SHUT_RDWR));
+        assert!(!cut(server.as_raw_fd(), c.ino + 1, Shutdown::Both));
+        assert!(cut(server.as_raw_fd(), c.ino, Shutdown::Both));
         let mut buf = [0u8; 1];
         assert_eq!(
             client.read(&mut buf).unwrap(),

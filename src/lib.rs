@@ -1,6 +1,7 @@
 //! nib: a self-hosted blog engine and URL shortener in one small binary. This file holds
 //! the program's entry point, [`run`], which dispatches a parsed command line to the
 //! modules that do the work; see ARCHITECTURE.md for the map.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub use config::Args;
 
@@ -37,6 +38,7 @@ mod request;
 mod routes;
 mod secrets;
 mod shortener;
+mod sys;
 
 use std::collections::HashMap;
 use std::time::Instant;

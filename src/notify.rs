@@ -54,13 +54,7 @@ pub(crate) fn reloading_message(monotonic_usec: u64) -> String {
 
 /// `CLOCK_MONOTONIC` in microseconds, the clock systemd's `MONOTONIC_USEC` uses.
 pub(crate) fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass and nothing else.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+    crate::sys::monotonic_usec()
 }
 
 /// The process's link to systemd (or to nothing).

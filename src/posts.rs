@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use crate::db::{Db, FileStamp, Post};
 use crate::hash::Fnv;
 use crate::render;
 use crate::routes::slugify;
+use crate::sys;
 
 /// Front matter fields. Unknown fields are allowed (other generators' fields, `extra`).
 #[derive(Debug, Default, Deserialize)]
@@ -751,31 +752,17 @@ impl Watch {
         let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the path"))?;
         let identity = identity(dir)?;
-        // SAFETY: statfs fills the zeroed struct it is given, or fails.
-        let mut fs_info: libc::statfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statfs(path.as_ptr(), &mut fs_info) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        #[allow(clippy::unnecessary_cast)] // f_type is not i64 on every target
-        if !LOCAL_FILE_SYSTEMS.contains(&(fs_info.f_type as i64)) {
+        let fs_type = sys::fs_type(&path)?;
+        if !LOCAL_FILE_SYSTEMS.contains(&fs_type) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                format!(
-                    "its file system (type {:#x}) may not report changes",
-                    fs_info.f_type
-                ),
+                format!("its file system (type {fs_type:#x}) may not report changes"),
             ));
         }
-        // SAFETY: plain system calls; the descriptor is owned from here on, so it is
-        // closed on every path, and close-on-exec, so a restart does not inherit it.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), Self::EVENTS) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Owned from here on, so closed on every path, and close-on-exec, so a restart
+        // does not inherit it.
+        let fd = sys::inotify_init()?;
+        sys::inotify_add_watch(fd.as_fd(), &path, Self::EVENTS)?;
         Ok(Watch { fd, dir: identity })
     }
 
@@ -789,22 +776,15 @@ impl Watch {
         let mut buf = [0u8; 4096];
         let mut changed = false;
         loop {
-            // SAFETY: reads at most `buf.len()` bytes into `buf`.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock => Ok(changed),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(e),
-                };
-            }
-            if n == 0 {
-                return Ok(changed);
-            }
+            let n = match sys::read(self.fd.as_fd(), &mut buf) {
+                Ok(0) => return Ok(changed),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(changed),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             // Each event: wd (4 bytes), mask (4), cookie (4), name length (4), name.
             let mut at = 0;
-            let n = n as usize;
             while at + 16 <= n {
                 let word =
                     |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);

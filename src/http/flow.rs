@@ -158,7 +158,7 @@ impl Flow {
         {
             if c.parked.len() >= MAX_PARKED {
                 eprintln!("nib: {peer}: over {MAX_PARKED} pipelined requests unanswered; closing");
-                cut(Some(peer), libc::SHUT_RDWR);
+                cut(Some(peer), std::net::Shutdown::Both);
                 // Taking the writer out first keeps the drop from writing a 500 (which would
                 // wait behind the answer in flight); with the socket shut, what is left of
                 // a body reads as end-of-file at once.
@@ -350,7 +350,7 @@ impl Flow {
                 && let Some((fd, ino)) = r.sock
             {
                 // Reading ends at once; the 408 can still be written.
-                crate::guard::cut(fd, ino, libc::SHUT_RD);
+                crate::guard::cut(fd, ino, std::net::Shutdown::Read);
             }
         }
         let mut ready = false;
@@ -400,7 +400,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Shuts `peer`'s connection (`how`: `SHUT_RD` or `SHUT_RDWR`), found by its address.
-fn cut(peer: Option<SocketAddr>, how: i32) {
+fn cut(peer: Option<SocketAddr>, how: std::net::Shutdown) {
     if let Some((fd, ino)) = peer.and_then(crate::guard::find_by_peer) {
         crate::guard::cut(fd, ino, how);
     }

@@ -356,7 +356,7 @@ pub(crate) fn respond(req: Request, (status, extra, body): Parts) {
         .copied()
         .and_then(crate::guard::find_by_peer)
     {
-        crate::guard::cut(fd, ino, libc::SHUT_RD);
+        crate::guard::cut(fd, ino, std::net::Shutdown::Read);
     }
     let mut headers: Vec<Header> = BASE_HEADERS
         .iter()
