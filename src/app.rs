@@ -10,6 +10,7 @@ use crate::cache::PageCache;
 use crate::config::Config;
 use crate::dates;
 use crate::db::{Db, SiteVersion};
+use crate::error::StartupError;
 use crate::hash::{Fnv, strong_etag};
 use crate::links::{self, ClickBatch};
 use crate::posts::Index;
@@ -149,4 +150,23 @@ impl App {
         h.write(&self.config_fingerprint.to_le_bytes());
         strong_etag(h.finish())
     }
+}
+
+/// Opens (creating when needed) and migrates the configured database.
+pub(crate) fn open_db(cfg: &Config) -> Result<Db, StartupError> {
+    if let Some(parent) = cfg.db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StartupError::db(format!("creating {}", parent.display()), e))?;
+    }
+    Db::open(&cfg.db_path)
+        .map_err(|e| StartupError::db(format!("opening {}", cfg.db_path.display()), e))
+}
+
+/// Opens the database and brings the post index up to date.
+pub(crate) fn open_site(cfg: &Config) -> Result<(Db, Index, crate::posts::Refresh), StartupError> {
+    let db = open_db(cfg)?;
+    let mut index = Index::new();
+    index.max_post_bytes = cfg.max_post_kb * 1024;
+    let r = index.refresh(&db, &cfg.posts_dir);
+    Ok((db, index, r))
 }

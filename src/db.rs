@@ -178,6 +178,12 @@ impl std::error::Error for DbError {
     }
 }
 
+impl From<DbError> for crate::error::StartupError {
+    fn from(e: DbError) -> Self {
+        crate::error::StartupError::db("opening", e)
+    }
+}
+
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
         DbError::Sqlite(e)

@@ -80,12 +80,6 @@ impl StartupError {
     }
 }
 
-impl From<crate::db::DbError> for StartupError {
-    fn from(e: crate::db::DbError) -> Self {
-        StartupError::db("opening", e)
-    }
-}
-
 impl From<rusqlite::Error> for StartupError {
     fn from(e: rusqlite::Error) -> Self {
         StartupError::db("query", e)

@@ -10,8 +10,8 @@ pub use config::Args;
 #[doc(hidden)]
 pub mod test_support {
     pub use crate::auth::{COOKIE_TTL, make_cookie, unhex};
-    pub use crate::guard::HEADER_DEADLINE;
-    pub use crate::memory::parse_status_kb;
+    pub use crate::lifecycle::guard::HEADER_DEADLINE;
+    pub use crate::lifecycle::memory::parse_status_kb;
 }
 
 mod access_log;
@@ -23,14 +23,11 @@ mod dates;
 mod db;
 mod error;
 mod export;
-mod guard;
 mod handlers;
 mod hash;
 mod http;
 mod lifecycle;
 mod links;
-mod memory;
-mod notify;
 mod posts;
 mod render;
 mod reply;
@@ -38,11 +35,13 @@ mod request;
 mod routes;
 mod secrets;
 mod shortener;
+mod sockets;
 mod sys;
 
 use std::collections::HashMap;
 use std::time::Instant;
 
+use app::{open_db, open_site};
 use config::{Command, Config, USAGE};
 use db::Db;
 use error::StartupError;
@@ -65,7 +64,7 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
     let cfg = Config::load(&args, &env)?;
     match command {
         Command::Serve => {
-            memory::ensure_allocator_tunables();
+            lifecycle::memory::ensure_allocator_tunables();
             http::install_panic_hook();
             lifecycle::serve(cfg, &env)
         }
@@ -116,25 +115,6 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
         Command::Token { reset } => token(&cfg, reset),
         Command::Help | Command::Version => unreachable!("handled above"),
     }
-}
-
-/// Opens (creating when needed) and migrates the configured database.
-pub(crate) fn open_db(cfg: &Config) -> Result<Db, StartupError> {
-    if let Some(parent) = cfg.db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StartupError::db(format!("creating {}", parent.display()), e))?;
-    }
-    Db::open(&cfg.db_path)
-        .map_err(|e| StartupError::db(format!("opening {}", cfg.db_path.display()), e))
-}
-
-/// Opens the database and brings the post index up to date.
-pub(crate) fn open_site(cfg: &Config) -> Result<(Db, posts::Index, posts::Refresh), StartupError> {
-    let db = open_db(cfg)?;
-    let mut index = posts::Index::new();
-    index.max_post_bytes = cfg.max_post_kb * 1024;
-    let r = index.refresh(&db, &cfg.posts_dir);
-    Ok((db, index, r))
 }
 
 /// `nib check`: indexes the posts into a scratch database (the live one is not touched)

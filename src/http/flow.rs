@@ -229,7 +229,7 @@ impl Flow {
         }
         // The socket is set aside before the thread starts reading: the header watch must
         // not take the body for an endless header.
-        let sock = peer.and_then(crate::guard::find_by_peer);
+        let sock = peer.and_then(crate::sockets::find_by_peer);
         if let Some((_, ino)) = sock {
             lock(&self.reading_set).insert(ino, false);
         }
@@ -350,7 +350,7 @@ impl Flow {
                 && let Some((fd, ino)) = r.sock
             {
                 // Reading ends at once; the 408 can still be written.
-                crate::guard::cut(fd, ino, std::net::Shutdown::Read);
+                crate::sockets::cut(fd, ino, std::net::Shutdown::Read);
             }
         }
         let mut ready = false;
@@ -375,9 +375,9 @@ impl Flow {
 }
 
 /// 414 or 431 when the request line or the header block is over
-/// [`crate::guard::MAX_HEADER`], as nginx answers with its default buffers.
+/// [`crate::http::MAX_HEADER`], as nginx answers with its default buffers.
 fn oversized(req: &Request) -> Option<u16> {
-    let max = crate::guard::MAX_HEADER as usize;
+    let max = crate::http::MAX_HEADER as usize;
     if req.url().len() > max {
         return Some(414);
     }
@@ -401,7 +401,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Shuts `peer`'s connection (`how`: `SHUT_RD` or `SHUT_RDWR`), found by its address.
 fn cut(peer: Option<SocketAddr>, how: std::net::Shutdown) {
-    if let Some((fd, ino)) = peer.and_then(crate::guard::find_by_peer) {
-        crate::guard::cut(fd, ino, how);
+    if let Some((fd, ino)) = peer.and_then(crate::sockets::find_by_peer) {
+        crate::sockets::cut(fd, ino, how);
     }
 }

@@ -278,6 +278,11 @@ pub(crate) enum Framing {
     UntilClose,
 }
 
+/// The most a request line and header block may take, as nginx's default
+/// `large_client_header_buffers`: past it a request is answered 431 and its connection
+/// closed.
+pub(crate) const MAX_HEADER: u64 = 8 * 1024;
+
 /// The headers every answer carries, whichever way it is written.
 pub(crate) const BASE_HEADERS: [(&str, &str); 2] =
     [("Server", "nib"), ("X-Content-Type-Options", "nosniff")];
@@ -354,9 +359,9 @@ pub(crate) fn respond(req: Request, (status, extra, body): Parts) {
     if let Some((fd, ino)) = req
         .remote_addr()
         .copied()
-        .and_then(crate::guard::find_by_peer)
+        .and_then(crate::sockets::find_by_peer)
     {
-        crate::guard::cut(fd, ino, std::net::Shutdown::Read);
+        crate::sockets::cut(fd, ino, std::net::Shutdown::Read);
     }
     let mut headers: Vec<Header> = BASE_HEADERS
         .iter()

@@ -224,8 +224,8 @@ fn write_job(job: Job, wake_loop: &dyn Fn()) {
     } = job;
     let result = write_out(&mut to, &head, out, &wake, wake_loop);
     let cut = close || result.is_err();
-    if cut && let Some((fd, ino)) = peer.and_then(crate::guard::find_by_peer) {
-        crate::guard::cut(fd, ino, std::net::Shutdown::Both);
+    if cut && let Some((fd, ino)) = peer.and_then(crate::sockets::find_by_peer) {
+        crate::sockets::cut(fd, ino, std::net::Shutdown::Both);
     }
     drop(to);
     match result {

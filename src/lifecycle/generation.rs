@@ -19,9 +19,10 @@ use super::{Process, Why, current_exe};
 use crate::app::App;
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::guard::{self, Conn, Guard};
 use crate::http::flow::Flow;
-use crate::notify;
+use crate::lifecycle::guard::{self, Guard};
+use crate::lifecycle::notify;
+use crate::sockets::{self, Conn};
 use crate::sys;
 
 /// How long the loop waits for a request before doing its housekeeping anyway.
@@ -267,7 +268,7 @@ impl<'a> Serving<'a> {
     /// Opens the site, starts tiny_http and the socket watch, and tells systemd.
     fn start(cfg: &Config, p: &'a mut Process) -> Result<Serving<'a>, StartupError> {
         let started = Instant::now();
-        let (db, mut index, refresh) = crate::open_site(cfg)?;
+        let (db, mut index, refresh) = crate::app::open_site(cfg)?;
         let indexed_in = started.elapsed();
         // The watch first, then a second pass: a change made since the first pass is found
         // by it, and one made later is an event for the loop's first check. The pass finds
@@ -285,8 +286,8 @@ impl<'a> Serving<'a> {
             Ok(None) => {}
             Err(e) => return Err(StartupError::db("setting up the admin secrets", e)),
         }
-        crate::memory::return_free_heap();
-        crate::memory::drop_startup_code();
+        crate::lifecycle::memory::return_free_heap();
+        crate::lifecycle::memory::drop_startup_code();
         let public = app.db.count_public().unwrap_or(0);
         eprintln!(
             "nib: serving http://{} ({public} posts, {} with problems; indexed {} files in {} ms; a change scan takes {:.1} ms)",
@@ -359,7 +360,7 @@ impl<'a> Serving<'a> {
                 // A quiet tick after a burst: give the burst's freed heap (fragments glibc
                 // would keep) back to the kernel, once, so RSS returns to its idle size.
                 if !self.trimmed {
-                    crate::memory::return_free_heap();
+                    crate::lifecycle::memory::return_free_heap();
                     self.trimmed = true;
                 }
             }
@@ -421,7 +422,7 @@ impl<'a> Serving<'a> {
                 Action::ListConnections => {
                     // Without the list, no connection is known to be answered: the drain
                     // waits on, up to its limit, rather than cut requests in flight.
-                    self.conns = guard::scan(&self.quarantined);
+                    self.conns = sockets::scan(&self.quarantined);
                     f.none_open = Some(self.conns.as_ref().is_ok_and(|c| c.is_empty()));
                 }
                 Action::HandOver => self.hand_over(),
@@ -471,7 +472,7 @@ impl<'a> Serving<'a> {
     fn rss_over(&mut self) -> bool {
         self.last_rss = Instant::now();
         let limit = self.max_rss_kb.unwrap_or(u64::MAX);
-        match crate::memory::status_kb("VmRSS") {
+        match crate::lifecycle::memory::status_kb("VmRSS") {
             Some(rss) if rss > limit => {
                 eprintln!("nib: resident memory {rss} KB is above max_rss_kb = {limit}");
                 true
@@ -555,7 +556,7 @@ impl<'a> Serving<'a> {
     fn cut_all(&mut self) {
         let mut n = 0;
         for c in self.conns.as_deref().unwrap_or_default() {
-            n += guard::cut(c.fd, c.ino, Shutdown::Both) as usize;
+            n += sockets::cut(c.fd, c.ino, Shutdown::Both) as usize;
         }
         eprintln!(
             "nib: {} s passed: shut {n} connections still open{}",
@@ -576,7 +577,7 @@ impl<'a> Serving<'a> {
                 c.inq == 0 && (c.bytes_received > 0 || c.last_recv_ms >= FRESH_GRACE_MS);
             if nothing_left
                 && !self.read_shut.contains(&c.ino)
-                && guard::cut(c.fd, c.ino, Shutdown::Read)
+                && sockets::cut(c.fd, c.ino, Shutdown::Read)
             {
                 self.read_shut.insert(c.ino);
             }
@@ -649,8 +650,8 @@ fn refuse_huge_body(app: &App, req: Request, declared: usize) -> Option<u64> {
     let mut stream = req.upgrade("nib-refused", resp);
     let _ = stream.write_all(&body).and_then(|()| stream.flush());
     std::mem::forget(stream);
-    let (fd, ino) = guard::find_by_peer(peer?)?;
-    guard::cut(fd, ino, Shutdown::Both);
+    let (fd, ino) = sockets::find_by_peer(peer?)?;
+    sockets::cut(fd, ino, Shutdown::Both);
     Some(ino)
 }
 

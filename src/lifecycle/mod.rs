@@ -49,10 +49,13 @@ use std::sync::atomic::AtomicBool;
 
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::notify::Notifier;
+use crate::lifecycle::notify::Notifier;
 use crate::sys;
 
 mod generation;
+pub(crate) mod guard;
+pub(crate) mod memory;
+pub(crate) mod notify;
 mod restart;
 
 use generation::generation;

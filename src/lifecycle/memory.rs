@@ -51,29 +51,6 @@ pub(crate) fn drop_startup_code() {
     crate::sys::drop_clean_pages(&maps, &exe.to_string_lossy());
 }
 
-/// The address ranges in `maps` (the text of `/proc/self/maps`) of the binary `exe` that
-/// are never written: its code, and the read-only segment at the start of the file
-/// (headers, constant data, unwind tables), which is mapped as it is on disk. The
-/// read-only mapping further in is RELRO: relocated at start, so it differs from the file
-/// and is left out.
-pub(crate) fn clean_ranges<'a>(
-    maps: &'a str,
-    exe: &'a str,
-) -> impl Iterator<Item = (usize, usize)> + 'a {
-    maps.lines().filter_map(move |line| {
-        let mut parts = line.split_whitespace();
-        let (range, perms, offset) = (parts.next()?, parts.next()?, parts.next()?);
-        let clean = perms == "r-xp" || (perms == "r--p" && offset.bytes().all(|b| b == b'0'));
-        if !clean || !line.ends_with(exe) {
-            return None;
-        }
-        let (start, end) = range.split_once('-')?;
-        let start = usize::from_str_radix(start, 16).ok()?;
-        let end = usize::from_str_radix(end, 16).ok()?;
-        (start < end).then_some((start, end))
-    })
-}
-
 /// Returns free heap to the kernel: after start-up (parsing every post, migrating the
 /// database) and after a burst of requests, so the steady state is what serving needs.
 /// glibc keeps freed memory inside its heap when live blocks sit above it; `malloc_trim`
@@ -112,20 +89,5 @@ mod tests {
         for (key, want) in cases {
             assert_eq!(parse_status_kb(text, key), want, "{key}");
         }
-    }
-
-    #[test]
-    fn only_unwritten_mappings_of_the_binary_are_clean() {
-        let maps = "\
-1000-2000 r--p 00000000 08:01 7 /usr/bin/nib
-2000-5000 r-xp 00001000 08:01 7 /usr/bin/nib
-5000-6000 r--p 00004000 08:01 7 /usr/bin/nib
-6000-7000 rw-p 00005000 08:01 7 /usr/bin/nib
-7000-8000 r-xp 00000000 08:01 9 /usr/lib/other.so
-8000-9000 rw-p 00000000 00:00 0 [heap]
-zz-9000 r-xp 00000000 08:01 7 /usr/bin/nib
-";
-        let got: Vec<_> = clean_ranges(maps, "/usr/bin/nib").collect();
-        assert_eq!(got, [(0x1000, 0x2000), (0x2000, 0x5000)]);
     }
 }
