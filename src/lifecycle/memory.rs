@@ -54,9 +54,9 @@ pub(crate) fn drop_startup_code() {
 /// Returns free heap to the kernel: after start-up (parsing every post, migrating the
 /// database) and after a burst of requests, so the steady state is what serving needs.
 /// glibc keeps freed memory inside its heap when live blocks sit above it; `malloc_trim`
-/// releases those pages too. (Dropping the binary's own text pages was tried as well: on
-/// the measured kernel they are reported dirty after a static PIE's self-relocation, and
-/// dropping them crashed, so they stay.)
+/// releases those pages too. (The binary's code pages are [`drop_startup_code`]'s; its
+/// writable pages, which a static PIE relocates at start so they differ from the file, are
+/// never dropped.)
 pub(crate) fn return_free_heap() {
     crate::sys::malloc_trim();
 }
