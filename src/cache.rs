@@ -7,14 +7,15 @@
 //! names the route, the site's content version, the settings and the binary: the same
 //! ETag already promises the same bytes to every HTTP cache, so a hit can be neither
 //! another page nor a stale one. The cache is bounded in bytes and emptied when the site
-//! changes; the loop alone uses it, one request at a time.
+//! changes; the loop alone uses it, one request at a time (a writer thread holds a kept
+//! page's bytes, shared, while it sends them).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The most bytes the cache holds, counting each entry's route and ETag. A post page of
 /// the example theme is 5 to 8 KB and a listing page of ten summaries 4 to 15 KB, so this
-/// keeps the last few hot pages. Measured with `bench/run.sh` under mixed pages (so the cache is full
+/// keeps the last few hot pages. Measured with `bench/bench.py` under mixed pages (so the cache is full
 /// and churning), peak RSS rose by about 70 KB at this size and 110 KB at 64 KiB, against
 /// 3.2 MB without it.
 pub(crate) const MAX_BYTES: usize = 32 * 1024;
