@@ -165,6 +165,77 @@ impl Driver {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Opens a session of headless `chromium` with its profile in `profile`.
+    fn open_session(&mut self, chromium: &std::path::Path, profile: &std::path::Path) {
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "pageLoadStrategy": "normal",
+            "timeouts": {"pageLoad": 20000, "script": 10000, "implicit": 0},
+            "goog:chromeOptions": {
+                "binary": chromium.to_string_lossy(),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }}});
+        let v = match self.call("POST", "/session", Some(&caps)) {
+            Ok(v) => v,
+            Err(e) => panic!("new session: {e}"),
+        };
+        self.session = Some(
+            v["value"]["sessionId"]
+                .as_str()
+                .expect("session id")
+                .to_string(),
+        );
+    }
+}
+
+/// Logs in through the form at `base` and waits for the admin page.
+fn log_in(d: &Driver, base: &str) {
+    d.go(&format!("{base}/admin/login?next=%2Fadmin%2F"));
+    let field = d.wait_find("#token");
+    d.cmd(
+        "POST",
+        &format!("/element/{field}/value"),
+        Some(json!({ "text": TOKEN })),
+    );
+    let button = d.wait_find("form[action='/admin/login'] button[type=submit]");
+    d.cmd("POST", &format!("/element/{button}/click"), Some(json!({})));
+    d.wait_url("the admin page", |u| u == format!("{base}/admin/"));
+}
+
+/// Takes the "Shorten & share" bookmarklet from the admin page, as a user dragging it
+/// would, and returns its script without the `javascript:` scheme.
+fn bookmarklet_script(d: &Driver) -> String {
+    let link = d.wait_find("#bm-share");
+    let href = d.cmd("GET", &format!("/element/{link}/attribute/href"), None);
+    let href = href.as_str().expect("href").to_string();
+    href.strip_prefix("javascript:")
+        .expect("a javascript: URL")
+        .to_string()
+}
+
+/// Switches to the window the bookmarklet opened when popups are allowed; when it opened
+/// none (it then uses the same tab), stays on `main`.
+fn follow_to_new_window(d: &Driver, main: &Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let handles = d.cmd("GET", "/window/handles", None);
+        let handles = handles.as_array().cloned().unwrap_or_default();
+        if let Some(other) = handles.iter().find(|h| *h != main) {
+            d.cmd("POST", "/window", Some(json!({ "handle": other })));
+            break;
+        }
+        if d.url().contains("/admin/share") || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -195,51 +266,11 @@ fn bookmarklet_shortens_and_shares_in_a_real_browser() {
 
     let mut d = Driver::start(&driver);
     let profile = tempfile::tempdir().expect("profile dir");
-    let caps = json!({"capabilities": {"alwaysMatch": {
-        "browserName": "chrome",
-        "pageLoadStrategy": "normal",
-        "timeouts": {"pageLoad": 20000, "script": 10000, "implicit": 0},
-        "goog:chromeOptions": {
-            "binary": chromium.to_string_lossy(),
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }
-    }}});
-    let v = match d.call("POST", "/session", Some(&caps)) {
-        Ok(v) => v,
-        Err(e) => panic!("new session: {e}"),
-    };
-    d.session = Some(
-        v["value"]["sessionId"]
-            .as_str()
-            .expect("session id")
-            .to_string(),
-    );
+    d.open_session(&chromium, profile.path());
 
-    // Log in through the form.
-    d.go(&format!("{base}/admin/login?next=%2Fadmin%2F"));
-    let field = d.wait_find("#token");
-    d.cmd(
-        "POST",
-        &format!("/element/{field}/value"),
-        Some(json!({ "text": TOKEN })),
-    );
-    let button = d.wait_find("form[action='/admin/login'] button[type=submit]");
-    d.cmd("POST", &format!("/element/{button}/click"), Some(json!({})));
-    d.wait_url("the admin page", |u| u == format!("{base}/admin/"));
-
-    // Take the bookmarklet from the admin page, as a user dragging it would.
-    let link = d.wait_find("#bm-share");
-    let href = d.cmd("GET", &format!("/element/{link}/attribute/href"), None);
-    let href = href.as_str().expect("href").to_string();
-    let script = href
-        .strip_prefix("javascript:")
-        .expect("a javascript: URL")
-        .to_string();
+    // Log in through the form, then take the bookmarklet from the admin page.
+    log_in(&d, &base);
+    let script = bookmarklet_script(&d);
 
     // Another site's page: the same server under another host name.
     let page = format!("http://localhost:{}/posts/hello/", s.addr.port());
@@ -253,19 +284,7 @@ fn bookmarklet_shortens_and_shares_in_a_real_browser() {
     );
 
     // A new window when popups are allowed, else the same tab.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let handles = d.cmd("GET", "/window/handles", None);
-        let handles = handles.as_array().cloned().unwrap_or_default();
-        if let Some(other) = handles.iter().find(|h| **h != main) {
-            d.cmd("POST", "/window", Some(json!({ "handle": other })));
-            break;
-        }
-        if d.url().contains("/admin/share") || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    follow_to_new_window(&d, &main);
     d.wait_url("the share page", |u| {
         u.starts_with(&format!("{base}/admin/share?"))
     });

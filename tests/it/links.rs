@@ -86,14 +86,11 @@ fn form(s: &TestServer, path: &str, headers: &[&str], body: &str) -> Resp {
     request(s.addr, "POST", path, &h, body.as_bytes())
 }
 
-#[test]
-fn api_answers_every_status() {
-    let site = Site::new();
-    let s = server(&site);
-
-    // 201, then 200 with the same link for the same target.
+/// 201 for a new target, 200 with the same link for a repeat, an unrelated code for a
+/// second target, and a form-encoded body with a slug; returns the first link's code.
+fn creating_answers_201_then_200(s: &TestServer) -> String {
     let r = api(
-        &s,
+        s,
         "POST",
         "/api/links",
         Some(r#"{"url":"https://example.com/a","title":"A"}"#),
@@ -108,7 +105,7 @@ fn api_answers_every_status() {
     assert_eq!(first["clicks"], 0);
     assert!(first["created_at"].as_str().unwrap().ends_with('Z'));
     let r = api(
-        &s,
+        s,
         "POST",
         "/api/links",
         Some(r#"{"url":"https://example.com/a"}"#),
@@ -116,7 +113,7 @@ fn api_answers_every_status() {
     assert_eq!(r.status, 200);
     assert_eq!(json(&r)["code"], code.as_str());
     // A second target gets a code unrelated to the first.
-    let second = create(&s, r#"{"url":"https://example.com/b"}"#);
+    let second = create(s, r#"{"url":"https://example.com/b"}"#);
     assert_ne!(second["code"], code.as_str());
     // Form-encoded bodies work too, and a slug is honoured.
     let r = request(
@@ -128,8 +125,12 @@ fn api_answers_every_status() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(json(&r)["code"], "my-link");
+    code
+}
 
-    // 400: bad input, each with a JSON message.
+/// 400 for each kind of bad input, each with a JSON message; `code` is a link of this
+/// server, which may not be shortened again.
+fn bad_input_answers_400(s: &TestServer, code: &str) {
     let long = format!(r#"{{"url":"https://example.com/{}"}}"#, "a".repeat(2100));
     let self_link = format!(r#"{{"url":"http://{}/{code}"}}"#, s.addr);
     let cases: Vec<(&str, String)> = vec![
@@ -175,13 +176,17 @@ fn api_answers_every_status() {
         ("url not a string", r#"{"url":5}"#.into()),
     ];
     for (what, body) in &cases {
-        let r = api(&s, "POST", "/api/links", Some(body));
+        let r = api(s, "POST", "/api/links", Some(body));
         assert_eq!(r.status, 400, "{what}: {}", r.text());
         assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
         let msg = json(&r)["error"].as_str().unwrap().to_string();
         assert!(!msg.is_empty() && !msg.ends_with('.'), "{what}: {msg}");
     }
+}
 
+/// 401 without a good token, 404 for what does not exist (while `code` is found), and 405
+/// with `Allow` for a method a route does not take.
+fn refusals_answer_401_404_405(s: &TestServer, code: &str) {
     // 401: no token, wrong token, wrong scheme.
     for auth in [
         None,
@@ -195,42 +200,44 @@ fn api_answers_every_status() {
     }
 
     // 404, GET and DELETE of a link.
-    assert_eq!(api(&s, "GET", "/api/links/nope", None).status, 404);
+    assert_eq!(api(s, "GET", "/api/links/nope", None).status, 404);
     assert_eq!(
-        json(&api(&s, "GET", "/api/links/nope", None))["error"],
+        json(&api(s, "GET", "/api/links/nope", None))["error"],
         "not found"
     );
-    assert_eq!(api(&s, "GET", "/api/nothing", None).status, 404);
-    let r = api(&s, "GET", &format!("/api/links/{code}"), None);
+    assert_eq!(api(s, "GET", "/api/nothing", None).status, 404);
+    let r = api(s, "GET", &format!("/api/links/{code}"), None);
     assert_eq!(r.status, 200);
     assert_eq!(json(&r)["url"], "https://example.com/a");
 
     // 405 with Allow.
-    let r = api(&s, "PUT", "/api/links", Some("{}"));
+    let r = api(s, "PUT", "/api/links", Some("{}"));
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
     assert!(json(&r)["error"].is_string());
-    let r = api(&s, "POST", "/api/links/x", Some("{}"));
+    let r = api(s, "POST", "/api/links/x", Some("{}"));
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD, DELETE"));
+}
 
-    // 409: the slug belongs to another target; the same slug and target is a repeat.
+/// 409 when the slug `my-link` belongs to another target (and 200 for the same slug and
+/// target again), and 415 for a body of any other type, or of none.
+fn conflicts_answer_409_and_other_types_415(s: &TestServer) {
     let r = api(
-        &s,
+        s,
         "POST",
         "/api/links",
         Some(r#"{"url":"https://example.com/zzz","slug":"my-link"}"#),
     );
     assert_eq!(r.status, 409, "{}", r.text());
     let r = api(
-        &s,
+        s,
         "POST",
         "/api/links",
         Some(r#"{"url":"https://example.com/c","slug":"my-link"}"#),
     );
     assert_eq!(r.status, 200);
 
-    // 415.
     for ctype in [
         "text/plain",
         "multipart/form-data; boundary=x",
@@ -242,23 +249,37 @@ fn api_answers_every_status() {
     }
     let r = request(s.addr, "POST", "/api/links", &[&bearer()], b"{}");
     assert_eq!(r.status, 415, "no content type");
+}
 
-    // Listing, newest first, with limit and offset.
-    let r = api(&s, "GET", "/api/links?limit=2", None);
+/// The three links made so far are listed newest first, with limit and offset; `code`
+/// is the oldest. Bad paging values are 400.
+fn listing_pages_newest_first(s: &TestServer, code: &str) {
+    let r = api(s, "GET", "/api/links?limit=2", None);
     let list = json(&r)["links"].as_array().unwrap().clone();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["code"], "my-link");
-    let r = api(&s, "GET", "/api/links?limit=2&offset=2", None);
+    let r = api(s, "GET", "/api/links?limit=2&offset=2", None);
     let list = json(&r)["links"].as_array().unwrap().clone();
     assert_eq!(list.len(), 1);
-    assert_eq!(list[0]["code"], code.as_str());
+    assert_eq!(list[0]["code"], code);
     for bad in ["limit=0", "limit=x", "limit=1001", "offset=-1"] {
         assert_eq!(
-            api(&s, "GET", &format!("/api/links?{bad}"), None).status,
+            api(s, "GET", &format!("/api/links?{bad}"), None).status,
             400,
             "{bad}"
         );
     }
+}
+
+#[test]
+fn api_answers_every_status() {
+    let site = Site::new();
+    let s = server(&site);
+    let code = creating_answers_201_then_200(&s);
+    bad_input_answers_400(&s, &code);
+    refusals_answer_401_404_405(&s, &code);
+    conflicts_answer_409_and_other_types_415(&s);
+    listing_pages_newest_first(&s, &code);
 
     // 204, then gone.
     let r = api(&s, "DELETE", &format!("/api/links/{code}"), None);
@@ -455,11 +476,9 @@ fn clicks_are_written_within_a_second_or_so() {
     );
 }
 
-#[test]
-fn login_cookie_and_admin_page() {
-    let site = Site::new();
-    let s = server(&site);
-    // Not logged in: sent to log in, and back.
+/// Without a login, the admin page sends the browser to log in and back, and the login
+/// form is a page whose scripts may only come from the site.
+fn not_logged_in_is_sent_to_log_in(s: &TestServer) {
     let r = s.get("/admin/");
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/admin/login?next=%2Fadmin%2F"));
@@ -472,8 +491,12 @@ fn login_cookie_and_admin_page() {
             .contains("script-src 'self'")
     );
     assert!(r.text().contains("type=\"password\""));
+}
 
-    let o = origin(&s);
+/// Logs in through the form and checks the cookie's attributes (no `Secure` on a plain
+/// http base URL); returns the cookie pair.
+fn login_sets_a_strict_cookie(s: &TestServer) -> String {
+    let o = origin(s);
     let r = request(
         s.addr,
         "POST",
@@ -494,10 +517,13 @@ fn login_cookie_and_admin_page() {
         assert!(set.contains(attr), "{set}");
     }
     assert!(!set.contains("Secure"), "plain http base_url: {set}");
-    let cookie = set.split(';').next().unwrap().to_string();
+    set.split(';').next().unwrap().to_string()
+}
 
-    let ch = cookie_header(&cookie);
-    let r = get_with(s.addr, "/admin/", &[&ch]);
+/// The admin page, seen with the cookie header `ch`: its policy, its one script from
+/// `/static/admin.js` (served though the site has no such file), and its bookmarklets.
+fn admin_page_loads_only_its_own_script(s: &TestServer, ch: &str) {
+    let r = get_with(s.addr, "/admin/", &[ch]);
     assert_eq!(r.status, 200);
     assert_eq!(
         r.header("content-security-policy"),
@@ -518,11 +544,16 @@ fn login_cookie_and_admin_page() {
             .unwrap()
             .starts_with("text/javascript")
     );
+}
 
-    // Create through the form, search, delete.
-    let csrf = csrf_of(&s, &cookie);
+/// Creates a link through the admin form (its title escaped on the page), finds it by a
+/// search (in which LIKE wildcards are escaped), is refused a reserved slug with an HTML
+/// page, and deletes the link.
+fn admin_forms_create_search_and_delete(s: &TestServer, cookie: &str, csrf: &str) {
+    let o = origin(s);
+    let ch = cookie_header(cookie);
     let r = form(
-        &s,
+        s,
         "/admin/links",
         &[&o, &ch],
         &format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2F%3Ca%3E&slug=&title=T%3Cx%3E"),
@@ -543,7 +574,7 @@ fn login_cookie_and_admin_page() {
         "LIKE wildcards are escaped"
     );
     let r = form(
-        &s,
+        s,
         "/admin/links",
         &[&o, &ch],
         &format!("csrf={csrf}&url=https%3A%2F%2Fe.com%2F&slug=api"),
@@ -551,75 +582,85 @@ fn login_cookie_and_admin_page() {
     assert_eq!(r.status, 400);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     let r = form(
-        &s,
+        s,
         &format!("/admin/links/{code}/delete"),
         &[&o, &ch],
         &format!("csrf={csrf}"),
     );
     assert_eq!(r.status, 303);
     assert_eq!(s.get(&format!("/{code}")).status, 404);
+}
+
+#[test]
+fn login_cookie_and_admin_page() {
+    let site = Site::new();
+    let s = server(&site);
+    // Not logged in: sent to log in, and back.
+    not_logged_in_is_sent_to_log_in(&s);
+    let cookie = login_sets_a_strict_cookie(&s);
+    let ch = cookie_header(&cookie);
+    admin_page_loads_only_its_own_script(&s, &ch);
+
+    // Create through the form, search, delete.
+    let csrf = csrf_of(&s, &cookie);
+    admin_forms_create_search_and_delete(&s, &cookie, &csrf);
 
     // Log out ends the login on the server and drops the cookie.
+    let o = origin(&s);
     let r = form(&s, "/admin/logout", &[&o, &ch], &format!("csrf={csrf}"));
     assert_eq!(r.status, 303);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
 }
 
-#[test]
-fn csrf_and_forged_cookies_are_refused() {
-    let site = Site::new();
-    let s = server(&site);
-    let cookie = login(&s);
-    let ch = cookie_header(&cookie);
-    let csrf = csrf_of(&s, &cookie);
-    let o = origin(&s);
-    let body_ok = format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fcsrf");
+/// Admin forms sent with the cookie header `ch` but without a same-site `Origin` or
+/// `Referer`, or without the right `csrf` field, are 403, and without a cookie 401, each
+/// as an HTML page; none of them creates a link.
+fn forms_without_origin_or_csrf_are_refused(s: &TestServer, ch: &str, body_ok: &str) {
+    let o = origin(s);
     let body_none = "url=https%3A%2F%2Fexample.com%2Fcsrf".to_string();
     let body_wrong = format!(
         "csrf={}&url=https%3A%2F%2Fexample.com%2Fcsrf",
         "0".repeat(64)
     );
     let cases: Vec<(&str, Vec<&str>, &str, u16)> = vec![
-        ("no origin or referer", vec![&ch], &body_ok, 403),
+        ("no origin or referer", vec![ch], body_ok, 403),
         (
             "foreign origin",
-            vec![&ch, "Origin: https://evil.example"],
-            &body_ok,
+            vec![ch, "Origin: https://evil.example"],
+            body_ok,
             403,
         ),
-        ("null origin", vec![&ch, "Origin: null"], &body_ok, 403),
+        ("null origin", vec![ch, "Origin: null"], body_ok, 403),
         (
             "foreign referer",
-            vec![&ch, "Referer: https://evil.example/page"],
-            &body_ok,
+            vec![ch, "Referer: https://evil.example/page"],
+            body_ok,
             403,
         ),
-        ("missing csrf", vec![&ch, &o], &body_none, 403),
-        ("wrong csrf", vec![&ch, &o], &body_wrong, 403),
-        ("no cookie", vec![&o], &body_ok, 401),
+        ("missing csrf", vec![ch, &o], &body_none, 403),
+        ("wrong csrf", vec![ch, &o], &body_wrong, 403),
+        ("no cookie", vec![&o], body_ok, 401),
     ];
     for (what, headers, body, status) in &cases {
-        let r = form(&s, "/admin/links", headers, body);
+        let r = form(s, "/admin/links", headers, body);
         assert_eq!(r.status, *status, "{what}: {}", r.text());
         assert!(
             r.header("content-type").unwrap().starts_with("text/html"),
             "{what}"
         );
     }
-    let r = api(&s, "GET", "/api/links", None);
+    let r = api(s, "GET", "/api/links", None);
     assert_eq!(
         json(&r)["links"].as_array().unwrap().len(),
         0,
         "nothing was created"
     );
-    // Same-origin Referer instead of Origin is accepted.
-    let referer = format!("Referer: http://{}/admin/", s.addr);
-    assert_eq!(
-        form(&s, "/admin/links", &[&ch, &referer], &body_ok).status,
-        303
-    );
+}
 
-    // Forged, altered and expired cookies are not logins.
+/// Cookies made from the login `cookie` and the site's secret that must not be logins
+/// (one minted with a nonce no login put on record, malformed ones, one with its date
+/// altered, one expired), and last one that must: the login's own nonce, freshly signed.
+fn forged_cookies(site: &Site, cookie: &str) -> (Vec<String>, String) {
     let value = cookie.trim_start_matches("nib_admin=");
     let mut parts: Vec<String> = value.split('.').map(str::to_string).collect();
     parts[0] = (parts[0].parse::<i64>().unwrap() - 10).to_string();
@@ -651,13 +692,36 @@ fn csrf_and_forged_cookies_are_refused() {
         "nib_admin={}",
         nib::test_support::make_cookie(&secret, now - 5, value.split('.').nth(1).unwrap())
     );
-    for bad in [
+    let bad = vec![
         minted,
         "nib_admin=1.2.3".to_string(),
         format!("nib_admin=9999999999.abcd.{}", "0".repeat(64)),
         altered,
         expired,
-    ] {
+    ];
+    (bad, fresh)
+}
+
+#[test]
+fn csrf_and_forged_cookies_are_refused() {
+    let site = Site::new();
+    let s = server(&site);
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    let csrf = csrf_of(&s, &cookie);
+    let o = origin(&s);
+    let body_ok = format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fcsrf");
+    forms_without_origin_or_csrf_are_refused(&s, &ch, &body_ok);
+    // Same-origin Referer instead of Origin is accepted.
+    let referer = format!("Referer: http://{}/admin/", s.addr);
+    assert_eq!(
+        form(&s, "/admin/links", &[&ch, &referer], &body_ok).status,
+        303
+    );
+
+    // Forged, altered and expired cookies are not logins.
+    let (bad_cookies, fresh) = forged_cookies(&site, &cookie);
+    for bad in bad_cookies {
         let r = get_with(s.addr, "/admin/", &[&cookie_header(&bad)]);
         assert_eq!(r.status, 303, "{bad}");
         let r = form(&s, "/admin/links", &[&cookie_header(&bad), &o], &body_ok);
@@ -752,17 +816,18 @@ fn next_never_leaves_the_site() {
     assert!(!page.contains("evil.example"));
 }
 
-#[test]
-fn share_page_reads_only_and_confirming_shares() {
-    let site = Site::new();
-    site.write(
-        "nib.toml",
-        "share_url = \"https://social.example/share?text={text}&url={url}\"\n",
-    );
-    let s = server(&site);
-    let share = "/admin/share?url=https%3A%2F%2Fexample.com%2Fpage&title=A%20%3Ctitle%3E&text=chosen%20words";
+/// How many short links the API lists.
+fn link_count(s: &TestServer) -> usize {
+    json(&api(s, "GET", "/api/links", None))["links"]
+        .as_array()
+        .unwrap()
+        .len()
+}
 
-    // Not logged in: to the login form, with the way back.
+/// Without a login the share page at `share` sends the browser to log in with the way
+/// back; arriving from another site, it is first sent once through a same-site refresh,
+/// which carries its SameSite=Strict cookie.
+fn share_page_needs_a_login(s: &TestServer, share: &str) {
     let r = s.get(share);
     assert_eq!(r.status, 303);
     let loc = r.header("location").unwrap();
@@ -770,8 +835,6 @@ fn share_page_reads_only_and_confirming_shares() {
         loc.starts_with("/admin/login?next=%2Fadmin%2Fshare%3Furl%3D"),
         "{loc}"
     );
-    // Arriving from another site, the browser is first sent once through a same-site
-    // refresh, which carries its SameSite=Strict cookie.
     let r = get_with(s.addr, share, &["Sec-Fetch-Site: cross-site"]);
     assert_eq!(r.status, 200);
     assert!(r.text().contains("http-equiv=\"refresh\""));
@@ -783,11 +846,14 @@ fn share_page_reads_only_and_confirming_shares() {
     );
     assert_eq!(r.status, 303);
     assert!(!r.header("location").unwrap().contains("_b"));
+}
 
-    let cookie = login(&s);
-    let ch = cookie_header(&cookie);
+/// Logged in (cookie header `ch`), the share page at `share` shows what will be shared,
+/// as often as it is loaded, and may send its form to the share target; loading it
+/// creates no link, and a bad target is explained, not shortened.
+fn share_page_only_reads(s: &TestServer, share: &str, ch: &str) {
     for _ in 0..2 {
-        let r = get_with(s.addr, share, &[&ch]);
+        let r = get_with(s.addr, share, &[ch]);
         assert_eq!(r.status, 200);
         let page = r.text();
         assert!(page.contains("A new short link will be made"));
@@ -803,17 +869,29 @@ fn share_page_reads_only_and_confirming_shares() {
         );
     }
     // A GET changed nothing.
-    assert_eq!(
-        json(&api(&s, "GET", "/api/links", None))["links"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(link_count(s), 0);
     // A bad target is explained, not shortened.
-    let r = get_with(s.addr, "/admin/share?url=ftp%3A%2F%2Fx&title=x", &[&ch]);
+    let r = get_with(s.addr, "/admin/share?url=ftp%3A%2F%2Fx&title=x", &[ch]);
     assert_eq!(r.status, 400);
     assert!(r.text().contains("http or https"));
+}
+
+#[test]
+fn share_page_reads_only_and_confirming_shares() {
+    let site = Site::new();
+    site.write(
+        "nib.toml",
+        "share_url = \"https://social.example/share?text={text}&url={url}\"\n",
+    );
+    let s = server(&site);
+    let share = "/admin/share?url=https%3A%2F%2Fexample.com%2Fpage&title=A%20%3Ctitle%3E&text=chosen%20words";
+
+    // Not logged in: to the login form, with the way back.
+    share_page_needs_a_login(&s, share);
+
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    share_page_only_reads(&s, share, &ch);
 
     let csrf = csrf_of(&s, &cookie);
     let o = origin(&s);
@@ -856,13 +934,7 @@ fn share_page_reads_only_and_confirming_shares() {
     let page = get_with(s.addr, &loc, &[&ch]).text();
     assert!(page.contains(&format!("value=\"{short}\"")));
     assert!(page.contains("class=\"button copy\""));
-    assert_eq!(
-        json(&api(&s, "GET", "/api/links", None))["links"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(link_count(&s), 1);
     // Share forms are CSRF-checked like the others.
     let r = form(
         &s,
