@@ -52,16 +52,21 @@ fn origin(s: &TestServer) -> String {
     format!("Origin: http://{}", s.addr)
 }
 
-/// Logs in through the form and returns the cookie pair `nib_admin=...`.
-fn login(s: &TestServer) -> String {
+/// Posts the login form with the right token and `next=/admin/`.
+fn login_response(s: &TestServer) -> Resp {
     let o = origin(s);
-    let r = request(
+    request(
         s.addr,
         "POST",
         "/admin/login",
         &[&o, "Content-Type: application/x-www-form-urlencoded"],
         format!("token={TOKEN}&next=%2Fadmin%2F").as_bytes(),
-    );
+    )
+}
+
+/// Logs in through the form and returns the cookie pair `nib_admin=...`.
+fn login(s: &TestServer) -> String {
+    let r = login_response(s);
     assert_eq!(r.status, 303, "{}", r.text());
     let set = r.header("set-cookie").expect("cookie set").to_string();
     set.split(';').next().unwrap().to_string()
@@ -496,14 +501,7 @@ fn not_logged_in_is_sent_to_log_in(s: &TestServer) {
 /// Logs in through the form and checks the cookie's attributes (no `Secure` on a plain
 /// http base URL); returns the cookie pair.
 fn login_sets_a_strict_cookie(s: &TestServer) -> String {
-    let o = origin(s);
-    let r = request(
-        s.addr,
-        "POST",
-        "/admin/login",
-        &[&o, "Content-Type: application/x-www-form-urlencoded"],
-        format!("token={TOKEN}&next=%2Fadmin%2F").as_bytes(),
-    );
+    let r = login_response(s);
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/admin/"));
     let set = r.header("set-cookie").unwrap();
