@@ -503,9 +503,14 @@ fn accept_failing_with_emfile_restarts_like_the_rest() {
     first
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
+    // Usually this connection is answered whole and the accept after it fails. nib's
+    // socket watch lists /proc/self/fd every few milliseconds, which holds a descriptor
+    // for the moment: when that moment meets this accept, the accept fails first. Either
+    // way it is accept that fails, and the restart below must follow.
     let mut head = [0u8; 12];
-    first.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200");
+    if first.read_exact(&mut head).is_ok() {
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
     assert!(
         wait_line(&s, Duration::from_secs(10), |l| l
             .contains("restarting in place (tiny_http stopped accepting)")),
