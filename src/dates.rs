@@ -58,7 +58,9 @@ fn parse_ymd(s: &str) -> Option<i64> {
 /// Parses `HH:MM[:SS[.frac]]` into seconds of the day.
 fn parse_hms(s: &str) -> Option<i64> {
     let mut parts = s.splitn(3, ':');
-    let h = num(parts.next()?, 2)?;
+    // One-digit hours too (`9:00:00`, `T8:09:26`), as Jekyll and Hugo accept them.
+    let h = parts.next()?;
+    let h = num(h, 2).or_else(|| num(h, 1))?;
     let m = num(parts.next()?, 2)?;
     let sec = match parts.next() {
         None => 0,
@@ -76,8 +78,9 @@ fn parse_hms(s: &str) -> Option<i64> {
     (h < 24 && m < 60 && sec < 61).then_some(h as i64 * 3600 + m as i64 * 60 + sec.min(59) as i64)
 }
 
-/// Parses a post date: RFC 3339, `YYYY-MM-DD`, or `YYYY-MM-DD HH:MM[:SS]` (UTC). Returns Unix
-/// seconds, or `None` when the text is none of these.
+/// Parses a post date: RFC 3339, `YYYY-MM-DD`, or `YYYY-MM-DD HH:MM[:SS]`, the hour with
+/// one or two digits, with an optional zone (`Z`, `±HH:MM`, `±HHMM`, `±HH`; UTC without
+/// one). Returns Unix seconds, or `None` when the text is none of these.
 pub(crate) fn parse(text: &str) -> Option<i64> {
     let s = text.trim();
     let day = parse_ymd(s)?;
@@ -86,21 +89,29 @@ pub(crate) fn parse(text: &str) -> Option<i64> {
         return Some(day * 86_400);
     }
     let rest = rest.strip_prefix(['T', 't', ' '])?;
-    // Split the time of day from an optional zone: `Z`, `+HH:MM` or `-HH:MM`.
+    // Split the time of day from an optional zone: `Z`, or `+HH:MM`, `+HHMM` or `+HH` (and
+    // with `-`), after the time or a space (Jekyll writes `2015-10-26 15:37:30 -0700`).
     let (time, offset) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
         (t, 0)
     } else if let Some(pos) = rest.rfind(['+', '-']) {
         let (t, zone) = rest.split_at(pos);
         let sign = if zone.starts_with('-') { -1 } else { 1 };
-        let (zh, zm) = zone[1..].split_once(':')?;
-        (
-            t,
-            sign * (num(zh, 2)? as i64 * 3600 + num(zm, 2)? as i64 * 60),
-        )
+        (t.trim_end(), sign * zone_seconds(&zone[1..])?)
     } else {
         (rest, 0)
     };
     Some(day * 86_400 + parse_hms(time)? - offset)
+}
+
+/// A zone offset's `HH:MM`, `HHMM` or `HH`, in seconds.
+fn zone_seconds(z: &str) -> Option<i64> {
+    let (h, m) = match z.split_once(':') {
+        Some((h, m)) => (h, m),
+        None if z.len() == 4 => z.split_at(2),
+        None => (z, "00"),
+    };
+    let (h, m) = (num(h, 2)?, num(m, 2)?);
+    (h < 24 && m < 60).then_some(h as i64 * 3600 + m as i64 * 60)
 }
 
 /// The leading `YYYY-MM-DD-` of a file stem, as Unix seconds at midnight, and the rest.
@@ -256,7 +267,16 @@ mod tests {
             ("2024-1-5", None),
             ("yesterday", None),
             ("2024-01-05 25:00", None),
-            ("2024-01-05T10:00:00+0100", None),
+            // Jekyll's and Hugo's forms (issue "Real blogs move in").
+            ("2024-01-05T11:00:00+0100", Some(1_704_448_800)),
+            ("2024-01-05 03:00:00 -0700", Some(1_704_448_800)),
+            ("2015-10-26 15:37:30 -0700", Some(1_445_899_050)),
+            ("2024-01-05T12:00:00+02", Some(1_704_448_800)),
+            ("2024-01-05T8:09:26-07:00", Some(1_704_467_366)),
+            ("2024-01-05 9:00:00", Some(1_704_445_200)),
+            ("2024-01-05T10:00:00+2400", None),
+            ("2024-01-05T10:00:00+01:0", None),
+            ("2024-01-05 123:00", None),
             ("", None),
         ];
         for (text, want) in cases {

@@ -27,15 +27,50 @@ use crate::sys;
 struct FrontMatter {
     title: Option<String>,
     date: Option<DateValue>,
+    /// Hugo writes `lastmod`, Jekyll `last_modified_at`.
+    #[serde(alias = "lastmod", alias = "last_modified_at")]
     updated: Option<DateValue>,
     slug: Option<String>,
     tags: Option<Tags>,
-    draft: Option<bool>,
+    /// Jekyll's categories, merged into the tags.
+    #[serde(alias = "category")]
+    categories: Option<Tags>,
+    draft: Option<Flag>,
+    /// Jekyll's `published: false` hides a post as `draft: true` does.
+    published: Option<Flag>,
     description: Option<String>,
 }
 
-/// Tags as a list, or as one comma-separated string: trimmed, without empty ones, the
-/// first of each slug kept.
+/// A yes/no field as a boolean or as the strings "true" and "false" (`draft: "true"`).
+#[derive(Debug, Clone, Copy)]
+struct Flag(bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Flag;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Flag, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "true" => Ok(Flag(true)),
+                    "false" => Ok(Flag(false)),
+                    _ => Err(E::custom(format!("{v:?} is not true or false"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Tags as a list, or as one string separated by commas (or, without commas, by spaces, as
+/// Jekyll reads `tags: jekyll release`): trimmed, without empty ones, the first of each
+/// slug kept.
 ///
 /// Read element by element rather than as an untagged enum, which buffers the whole value
 /// first: YAML aliases expand as they are read, and 21 KB of `tags: *b`, with `b` a list of
@@ -65,8 +100,10 @@ impl<'de> Deserialize<'de> for Tags {
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Tags, E> {
                 let (mut tags, mut seen) = (Tags::default(), HashSet::new());
-                for t in v.split(',') {
-                    tags.add(&mut seen, t);
+                if v.contains(',') {
+                    v.split(',').for_each(|t| tags.add(&mut seen, t));
+                } else {
+                    v.split_whitespace().for_each(|t| tags.add(&mut seen, t));
                 }
                 Ok(tags)
             }
@@ -112,10 +149,24 @@ impl<'de> Deserialize<'de> for DateValue {
     }
 }
 
-/// Whether a file in `posts/` is a post: `.md`, not hidden, not an editor's leftover
-/// (`.#x.md` lock files, `x.md~` backups, `.x.md.swp` swap files are all caught here).
+/// The extensions of post files: `.md`, and Jekyll's default `.markdown`.
+const POST_EXTENSIONS: [&str; 2] = [".md", ".markdown"];
+
+/// A post file's name without its extension, if it has one of [`POST_EXTENSIONS`].
+pub(crate) fn post_stem(name: &str) -> Option<&str> {
+    POST_EXTENSIONS
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .filter(|stem| !stem.is_empty())
+}
+
+/// Whether a file in `posts/` is a post: `.md` or `.markdown`, not hidden, not an editor's
+/// leftover (`.#x.md` lock files, `x.md~` backups, `.x.md.swp` swap files are all caught
+/// here), and not a Zola section file (`_index.md`), which describes a folder.
 pub(crate) fn is_post_file(name: &str) -> bool {
-    !name.starts_with('.') && !name.starts_with('#') && name.ends_with(".md") && name.len() > 3
+    !name.starts_with('.')
+        && !name.starts_with('#')
+        && post_stem(name).is_some_and(|stem| stem != "_index")
 }
 
 /// Splits `text` into (front matter, format, body). `---` opens YAML, `+++` opens TOML; the
@@ -263,7 +314,7 @@ fn parse_parts(
         Some((t, is_toml)) => parse_front_matter(t, is_toml)?,
         None => FrontMatter::default(),
     };
-    let stem = file_name.strip_suffix(".md").unwrap_or(file_name);
+    let stem = post_stem(file_name).unwrap_or(file_name);
     let (name_date, name_slug) = match dates::split_date_prefix(stem) {
         Some((d, rest)) => (Some(d), rest),
         None => (None, stem),
@@ -319,7 +370,14 @@ fn parse_parts(
         .filter(|t| !t.is_empty())
         .or(heading_title.filter(|t| !t.is_empty()))
         .unwrap_or_else(|| slug.clone());
-    let tags = fm.tags.unwrap_or_default().0;
+    let mut tags = fm.tags.unwrap_or_default();
+    if let Some(categories) = fm.categories {
+        let mut seen: HashSet<String> = tags.0.iter().map(|t| slugify(t)).collect();
+        for c in &categories.0 {
+            tags.add(&mut seen, c);
+        }
+    }
+    let tags = tags.0;
     let description = fm
         .description
         .map(|d| d.trim().to_string())
@@ -330,7 +388,7 @@ fn parse_parts(
         date,
         updated,
         tags,
-        draft: fm.draft.unwrap_or(false),
+        draft: fm.draft.is_some_and(|f| f.0) || fm.published.is_some_and(|f| !f.0),
         description,
         summary: String::new(),
         html: String::new(),
@@ -1011,6 +1069,13 @@ mod tests {
             ("#hello.md#", false),
             ("notes.txt", false),
             (".md", false),
+            // Jekyll's default extension; Zola's section files are not posts.
+            ("2015-10-26-hello.markdown", true),
+            (".markdown", false),
+            ("hello.markdown~", false),
+            ("_index.md", false),
+            ("_index.markdown", false),
+            ("_indexes.md", true),
         ];
         for (name, want) in cases {
             assert_eq!(is_post_file(name), want, "{name}");
@@ -1257,6 +1322,54 @@ mod tests {
         let c = parse("x.md", "other", 5).unwrap();
         assert_eq!(a.hash, b.hash);
         assert_ne!(a.hash, c.hash);
+    }
+
+    /// The fields Jekyll and Hugo write for the same things nib reads (issue "Real blogs
+    /// move in"): their extension, dates, `lastmod`, categories, space-separated tags,
+    /// `published: false` and drafts written as strings.
+    #[test]
+    fn jekyll_and_hugo_fields_are_read() {
+        type Case<'a> = (&'a str, &'a str, &'a [&'a str], bool, Option<i64>);
+        let cases: &[Case] = &[
+            (
+                "2015-10-26-hello.markdown",
+                "---\ndate: 2015-10-26 15:37:30 -0700\ntags: jekyll release\ncategories: [news]\n---\nx",
+                &["jekyll", "release", "news"],
+                false,
+                None,
+            ),
+            (
+                "a.md",
+                "---\ntags: [a]\ncategory: A\nlast_modified_at: 2024-01-06\n---\nx",
+                &["a"],
+                false,
+                Some(1_704_499_200),
+            ),
+            (
+                "b.md",
+                "+++\ntags = [\"go\"]\nlastmod = 2024-01-06\ndraft = \"true\"\n+++\nx",
+                &["go"],
+                true,
+                Some(1_704_499_200),
+            ),
+            ("c.md", "---\npublished: false\n---\nx", &[], true, None),
+            (
+                "d.md",
+                "---\npublished: \"true\"\ndraft: \"false\"\n---\nx",
+                &[],
+                false,
+                None,
+            ),
+        ];
+        for (name, text, tags, draft, updated) in cases {
+            let p = parse(name, text, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(p.tags, *tags, "{name}");
+            assert_eq!(p.draft, *draft, "{name}");
+            assert_eq!(p.updated, *updated, "{name}");
+        }
+        let p = parse("2015-10-26-hello.markdown", cases[0].1, 0).unwrap();
+        assert_eq!((p.slug.as_str(), p.date), ("hello", 1_445_899_050));
+        assert!(parse("e.md", "---\ndraft: maybe\n---\nx", 0).is_err());
     }
 
     /// An empty scratch `posts` folder inside a temporary one. The temporary folder (with

@@ -677,3 +677,46 @@ fn a_post_over_max_post_kb_is_skipped_with_a_log_line() {
     assert_eq!(lines.len(), 1, "{log}");
     assert!(lines[0].contains("over max_post_kb = 8"), "{log}");
 }
+
+/// A post as Jekyll writes it, copied unchanged: `.markdown`, a date with an offset
+/// without a colon, space-separated tags and categories; beside it a Zola section file and
+/// an unpublished post, which are no posts (issue "Real blogs move in", first step).
+#[test]
+fn a_jekyll_post_shows_as_it_was_written() {
+    let site = example_site();
+    site.post(
+        "2015-10-26-moving-in.markdown",
+        "---\nlayout: post\ntitle: Moving in\ndate: 2015-10-26 15:37:30 -0700\ntags: jekyll release\ncategories: news\n---\nHello from Jekyll.\n",
+    );
+    site.post(
+        "_index.md",
+        "+++\ntitle = \"Blog\"\nsort_by = \"date\"\n+++\n",
+    );
+    site.post(
+        "2015-10-27-hidden.md",
+        "---\ntitle: Not yet\npublished: false\n---\nhidden\n",
+    );
+    // Only the example site's own broken post is a problem; the section file is no post.
+    let (_, out, _) = nib(&site, &["check"], &[]);
+    assert!(out.contains("4 public posts, 1 with problems"), "{out}");
+    assert!(
+        !out.contains("moving-in") && !out.contains("_index"),
+        "{out}"
+    );
+    let s = TestServer::start(&site);
+    let post = s.get("/posts/moving-in/");
+    assert_eq!(post.status, 200);
+    assert!(post.text().contains("Hello from Jekyll."));
+    for tag in ["jekyll", "release", "news"] {
+        let page = s.get(&format!("/tags/{tag}/"));
+        assert_eq!(page.status, 200, "{tag}");
+        assert!(page.text().contains("Moving in"), "{tag}");
+    }
+    assert_eq!(s.get("/posts/_index/").status, 404);
+    assert_eq!(s.get("/posts/hidden/").status, 404);
+    let index = s.get("/").text();
+    assert!(
+        !index.contains("Not yet") && !index.contains(">Blog<"),
+        "{index}"
+    );
+}
