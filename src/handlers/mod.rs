@@ -26,7 +26,13 @@ use site::{index, post as post_page, tag_page, tags};
 pub(crate) fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, Error> {
     let route = Route::parse(&t.path);
     if route == Route::NotFound {
-        return Err(Error::NotFound);
+        // A path no route claims may name a file of `static/`, as Hugo, Zola and Jekyll
+        // serve theirs at the site root (`/img/x.png` from `static/img/x.png`); it goes
+        // through the same checks as `/static/…`, and is a 404 otherwise.
+        return match t.method {
+            Method::Get | Method::Head => static_file(app, req, &t.path[1..]),
+            _ => Err(Error::NotFound),
+        };
     }
     if !route.methods().accepts(&t.method) {
         return Err(Error::MethodNotAllowed);

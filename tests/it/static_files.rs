@@ -361,3 +361,31 @@ fn if_range_honours_the_range_only_for_the_current_file() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "FEDCBA9876543210");
 }
+
+/// `static/` is also served at the site root for paths no route claims, as Hugo, Zola and
+/// Jekyll serve theirs (issue "Real blogs move in": `/img/x.png` from `static/img/x.png`),
+/// with the same refusals as under `/static/`.
+#[test]
+fn static_files_are_served_at_the_root_where_no_route_claims_the_path() {
+    let site = Site::new();
+    site.write(
+        "static/img/x.svg",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    )
+    .write("static/.secret/k.txt", "no");
+    let s = TestServer::start(&site);
+    let r = s.get("/img/x.svg");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(s.get("/static/img/x.svg").status, 200);
+    for missing in [
+        "/img/none.png",
+        "/img/",
+        "/.secret/k.txt",
+        "/img/../../etc/passwd",
+    ] {
+        assert_eq!(s.get(missing).status, 404, "{missing}");
+    }
+    let r = request(s.addr, "POST", "/img/x.svg", &[], b"");
+    assert_eq!(r.status, 404);
+}
