@@ -115,10 +115,8 @@ fn drafts_and_broken_posts_never_leak() {
     assert_eq!(s.get("/tags/hidden/").status, 404);
     assert_eq!(s.get("/posts/broken/").status, 404);
     // One line naming the broken file and the problem; leftovers are not even looked at.
+    assert_one_log_line(&s, "broken.md", "YAML");
     let log = s.stderr_text();
-    let lines: Vec<_> = log.lines().filter(|l| l.contains("broken.md")).collect();
-    assert_eq!(lines.len(), 1, "{log}");
-    assert!(lines[0].contains("YAML"), "{log}");
     assert!(
         !log.contains("lock.md") && !log.contains("notes.md~"),
         "{log}"
@@ -615,10 +613,7 @@ fn a_post_dated_year_9999_does_not_crash_the_feed() {
     }
     assert_eq!(s.get("/posts/far/").status, 404);
     assert_eq!(s.wait_exit(Duration::from_millis(100)), None, "nib died");
-    let log = s.stderr_text();
-    let lines: Vec<_> = log.lines().filter(|l| l.contains("far.md")).collect();
-    assert_eq!(lines.len(), 1, "{log}");
-    assert!(lines[0].contains("outside the years"), "{log}");
+    assert_one_log_line(&s, "far.md", "outside the years");
 }
 
 /// Regression: YAML front matter nested 100,000 deep (200 KB) held the loop for 58 s and
@@ -635,10 +630,7 @@ fn front_matter_nested_100k_deep_is_skipped_with_a_log_line() {
     let s = TestServer::start(&site);
     assert_eq!(s.get("/posts/deep/").status, 404);
     assert_eq!(s.get("/posts/hello/").status, 200);
-    let log = s.stderr_text();
-    let lines: Vec<_> = log.lines().filter(|l| l.contains("deep.md")).collect();
-    assert_eq!(lines.len(), 1, "{log}");
-    assert!(lines[0].contains("nests deeper than 64"), "{log}");
+    assert_one_log_line(&s, "deep.md", "nests deeper than 64");
     // Written while serving, it is skipped as quickly (posts are checked before requests).
     site.post("deep2.md", &deep);
     assert!(
@@ -672,10 +664,7 @@ fn a_post_over_max_post_kb_is_skipped_with_a_log_line() {
     let s = TestServer::start(&site);
     assert_eq!(s.get("/posts/big/").status, 404);
     assert_eq!(s.get("/posts/fits/").status, 200);
-    let log = s.stderr_text();
-    let lines: Vec<_> = log.lines().filter(|l| l.contains("big.md")).collect();
-    assert_eq!(lines.len(), 1, "{log}");
-    assert!(lines[0].contains("over max_post_kb = 8"), "{log}");
+    assert_one_log_line(&s, "big.md", "over max_post_kb = 8");
 }
 
 /// A post as Jekyll writes it, copied unchanged: `.markdown`, a date with an offset
@@ -719,4 +708,12 @@ fn a_jekyll_post_shows_as_it_was_written() {
         !index.contains("Not yet") && !index.contains(">Blog<"),
         "{index}"
     );
+}
+
+/// The server logged exactly one line naming `file`, and it says `problem`.
+fn assert_one_log_line(s: &TestServer, file: &str, problem: &str) {
+    let log = s.stderr_text();
+    let lines: Vec<_> = log.lines().filter(|l| l.contains(file)).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains(problem), "{log}");
 }
