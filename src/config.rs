@@ -15,6 +15,7 @@ use crate::error::StartupError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
     Serve,
+    Init { dir: PathBuf },
     Build { out: PathBuf },
     New { title: String },
     Shorten { url: String, slug: Option<String> },
@@ -42,6 +43,7 @@ usage: nib [--root DIR] [--db PATH] [--listen ADDR] [--config FILE] [COMMAND]
 
 commands:
   serve                   serve the site (the default)
+  init DIR                start a new site in DIR (posts/, nib.toml, static/)
   build --out DIR         export the public site as static files
   new \"Title\"             create posts/YYYY-MM-DD-title.md
   shorten URL [--slug S]  create a short link and print it
@@ -90,6 +92,7 @@ impl Args {
         let takes_arg = matches!(
             command,
             Command::New { .. }
+                | Command::Init { .. }
                 | Command::Shorten { .. }
                 | Command::Backup { .. }
                 | Command::Restore { .. }
@@ -186,6 +189,9 @@ impl Command {
         };
         Ok(match name {
             None | Some("serve") => Command::Serve,
+            Some("init") => Command::Init {
+                dir: need("a folder")?.into(),
+            },
             Some("build") => Command::Build {
                 out: flags
                     .remove("out")

@@ -84,9 +84,10 @@ fn prepare(out: &Path) -> Result<(), StartupError> {
     .map_err(err)
 }
 
-/// Copies `static/` to `out/static/`, skipping what the server would not serve (hidden
-/// files), and returns how many files were copied.
-fn copy_static(from: &Path, to: &Path) -> io::Result<usize> {
+/// Copies `static/` to `to`, skipping what the server would not serve (hidden files), and
+/// returns how many files were copied. With `keep` a file already in `to` stays: the copy
+/// at the site root never replaces a page the export wrote.
+fn copy_static(from: &Path, to: &Path, keep: bool) -> io::Result<usize> {
     let mut n = 0;
     let Ok(entries) = fs::read_dir(from) else {
         return Ok(0);
@@ -100,11 +101,31 @@ fn copy_static(from: &Path, to: &Path) -> io::Result<usize> {
         let (src, dst) = (entry.path(), to.join(&name));
         let meta = fs::metadata(&src)?;
         if meta.is_dir() {
-            n += copy_static(&src, &dst)?;
-        } else if meta.is_file() {
+            n += copy_static(&src, &dst, keep)?;
+        } else if meta.is_file() && !(keep && dst.exists()) {
             fs::create_dir_all(to)?;
             fs::copy(&src, &dst)?;
             n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Writes the built-in look (style, icons, admin files) wherever the site's `static/` did
+/// not provide its own: under `static/`, and the icons also at the top, where browsers
+/// look for `/favicon.ico` and `/apple-touch-icon.png`.
+fn write_embedded(out: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    for (name, bytes) in handlers::files::EMBEDDED {
+        let icon = name.ends_with(".ico") || name.ends_with(".png");
+        let dirs = [Some(out.join("static")), icon.then(|| out.to_path_buf())];
+        for dir in dirs.into_iter().flatten() {
+            let dst = dir.join(name);
+            if !dst.exists() {
+                fs::create_dir_all(&dir)?;
+                fs::write(&dst, bytes)?;
+                n += 1;
+            }
         }
     }
     Ok(n)
@@ -247,8 +268,10 @@ pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     write_body(app, &dest, not_found.body).map_err(|e| io_err(&dest, e))?;
     let links = write_links(app, out).map_err(|e| io_err(out, e))?;
     app.db.commit()?;
-    let files = copy_static(&app.cfg.static_dir, &out.join("static"))
+    let files = copy_static(&app.cfg.static_dir, &out.join("static"), false)
+        .and_then(|n| Ok(n + copy_static(&app.cfg.static_dir, out, true)?))
         .map_err(|e| io_err(&app.cfg.static_dir, e))?;
+    let files = files + write_embedded(out).map_err(|e| io_err(out, e))?;
     if progress.tty {
         eprintln!();
     }

@@ -26,6 +26,7 @@ mod export;
 mod handlers;
 mod hash;
 mod http;
+mod init;
 mod lifecycle;
 mod links;
 mod posts;
@@ -59,6 +60,8 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
             println!("nib {}", env!("CARGO_PKG_VERSION"));
             return Ok(0);
         }
+        // A new site has no configuration to load yet.
+        Command::Init { dir } => return init::init(&dir),
         _ => {}
     }
     let cfg = Config::load(&args, &env)?;
@@ -113,7 +116,7 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
         Command::Shorten { url, slug } => shorten(&cfg, &url, slug.as_deref()),
         Command::Links => list_links(&cfg),
         Command::Token { reset } => token(&cfg, reset),
-        Command::Help | Command::Version => unreachable!("handled above"),
+        Command::Help | Command::Version | Command::Init { .. } => unreachable!("handled above"),
     }
 }
 

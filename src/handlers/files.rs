@@ -309,20 +309,28 @@ pub(crate) fn parse_range(value: &str, len: u64) -> Ranged {
     }
 }
 
-/// The JavaScript and CSS of the admin pages, built into the binary so every site has
-/// them; a file of the same name in the site's `static/` folder wins.
+/// The default look: the reading and admin styles, the admin script and the icons, built
+/// into the binary so a site folder holding only `posts/` looks like the example site. A
+/// file of the same name in the site's `static/` folder wins, so an owner restyles the
+/// site by dropping a `style.css` there.
+pub(crate) const EMBEDDED: &[(&str, &[u8])] = &[
+    ("style.css", include_bytes!("../../static/style.css")),
+    ("admin.css", include_bytes!("../../static/admin.css")),
+    ("admin.js", include_bytes!("../../static/admin.js")),
+    ("favicon.svg", include_bytes!("../../static/favicon.svg")),
+    ("favicon.ico", include_bytes!("../../static/favicon.ico")),
+    (
+        "apple-touch-icon.png",
+        include_bytes!("../../static/apple-touch-icon.png"),
+    ),
+];
+
+/// The built-in file of that name, with its Content-Type.
 pub(crate) fn embedded_asset(name: &str) -> Option<(&'static str, &'static [u8])> {
-    match name {
-        "admin.js" => Some((
-            "text/javascript; charset=utf-8",
-            include_bytes!("../../static/admin.js"),
-        )),
-        "admin.css" => Some((
-            "text/css; charset=utf-8",
-            include_bytes!("../../static/admin.css"),
-        )),
-        _ => None,
-    }
+    EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(n, bytes)| (content_type(n), bytes))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Files under `/static/` from the real binary: only regular files inside `static/` are
+//! Files under `/static/` from the real binary: the built-in look when `static/` lacks a
+//! file, `nib init`; only regular files inside `static/` are
 //! served (a FIFO, a link out of the folder or an impossible name is a 404, and none stops
 //! the loop), single byte ranges with `If-Range`, and request text that cannot forge a log
 //! line.
@@ -388,4 +389,64 @@ fn static_files_are_served_at_the_root_where_no_route_claims_the_path() {
     }
     let r = request(s.addr, "POST", "/img/x.svg", &[], b"");
     assert_eq!(r.status, 404);
+}
+
+#[test]
+fn a_site_with_only_posts_looks_like_the_example_site() {
+    let site = Site::new();
+    site.post("2024-01-05-hi.md", "---\ntitle: Hi\n---\nHello.\n");
+    let s = TestServer::start(&site);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static");
+    for (path, file, ctype) in [
+        ("/static/style.css", "style.css", "text/css"),
+        ("/static/favicon.svg", "favicon.svg", "image/svg+xml"),
+        ("/favicon.ico", "favicon.ico", "image/x-icon"),
+        ("/static/favicon.ico", "favicon.ico", "image/x-icon"),
+        ("/apple-touch-icon.png", "apple-touch-icon.png", "image/png"),
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.header("content-type").unwrap().starts_with(ctype),
+            "{path}"
+        );
+        assert_eq!(r.body, std::fs::read(repo.join(file)).unwrap(), "{path}");
+    }
+    // Every page names itself in one <h1>, and a keyboard user can skip the header.
+    let home = s.get("/").text();
+    assert_eq!(home.matches("<h1").count(), 1, "{home}");
+    assert!(home.contains(r##"<a class="skip-link" href="#content">"##));
+    assert!(home.contains(r#"<link rel="apple-touch-icon" href="/apple-touch-icon.png">"#));
+    // A file in the site's own static/ wins over the built-in one.
+    site.write("static/style.css", "body { color: red }");
+    assert_eq!(s.get("/static/style.css").text(), "body { color: red }");
+}
+
+#[test]
+fn nib_init_starts_a_site_that_checks_clean_and_refuses_to_overwrite() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("blog");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(BIN).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["init".as_ref(), dir.as_os_str()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("next:"), "{text}");
+    assert!(dir.join("static").is_dir() && dir.join("nib.toml").is_file());
+    let db = scratch.path().join("nib.db");
+    let (code, text) = run(&[
+        "--root".as_ref(),
+        dir.as_os_str(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "check".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("1 public posts"), "{text}");
+    let (code, text) = run(&["init".as_ref(), dir.as_os_str()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not empty"), "{text}");
 }
