@@ -766,6 +766,22 @@ impl Db {
         .collect()
     }
 
+    /// The newest `limit` public posts' keys of one tag: a tag's feed.
+    pub fn tag_post_keys(&self, tag: &str, limit: u32) -> rusqlite::Result<Vec<PostKey>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t.date, t.slug, p.updated FROM post_tags t JOIN posts p ON p.id = t.post_id
+              WHERE t.tag = ?1 ORDER BY t.date DESC, t.slug LIMIT ?2",
+        )?;
+        stmt.query_map(params![tag, limit], |r| {
+            Ok(PostKey {
+                date: r.get(0)?,
+                slug: r.get(1)?,
+                updated: r.get(2)?,
+            })
+        })?
+        .collect()
+    }
+
     /// When any public page last changed, and a version number that moves with it: the
     /// basis of list pages' `Last-Modified` and `ETag`.
     pub fn site_version(&self) -> rusqlite::Result<SiteVersion> {

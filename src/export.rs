@@ -232,6 +232,13 @@ pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
         handlers::site::listing_pages(app)
             .map_err(|e| StartupError::Other(format!("listing pages: {e}")))?,
     );
+    // Each tag's feed; the sitemap lists pages only, so these are added here.
+    fixed.extend(
+        app.db
+            .tags()?
+            .into_iter()
+            .map(|(slug, _, _)| format!("/tags/{slug}/feed.xml")),
+    );
     let total = fixed.len() + total_posts as usize;
     let mut progress = Progress {
         tty: io::stderr().is_terminal(),

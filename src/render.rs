@@ -712,6 +712,8 @@ pub(crate) struct TagsPage<'a> {
 pub(crate) struct TagPage<'a> {
     pub site: &'a Site<'a>,
     pub path: &'a str,
+    /// The tag's URL segment (`/tags/TAG/`).
+    pub tag: &'a str,
     pub name: String,
     pub count: i64,
     pub posts: Vec<PostView>,
@@ -730,6 +732,11 @@ pub(crate) struct NotFoundPage<'a> {
 #[template(path = "atom_head.xml")]
 pub(crate) struct AtomHead<'a> {
     pub site: &'a Site<'a>,
+    /// The feed's title: the site's, or the site's and the tag's for a tag feed.
+    pub title: &'a str,
+    /// Where the feed is (`/feed.xml`) and the page it follows (`/`), site-relative.
+    pub feed_path: &'a str,
+    pub page_path: &'a str,
     pub updated: String,
     pub author: &'a str,
 }
@@ -763,6 +770,47 @@ pub(crate) const RSS_TAIL: &str = "</channel>\n</rss>\n";
 
 /// How many entries the feeds carry.
 pub(crate) const FEED_ENTRIES: u32 = 20;
+
+/// The JSON Feed (version 1.1) up to its first item, written as one object left open:
+/// `{"version":…,"items":[`. The items follow one at a time, then [`JSON_FEED_TAIL`].
+pub(crate) fn json_feed_head(buf: &mut Vec<u8>, site: &Site<'_>, author: &str) {
+    let head = serde_json::json!({
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": site.title,
+        "home_page_url": format!("{}/", site.base),
+        "feed_url": format!("{}/feed.json", site.base),
+        "description": site.description,
+        "language": "en",
+        "authors": [{ "name": author }],
+    });
+    let text = head.to_string();
+    // The object is complete; reopen it to add the items.
+    buf.extend_from_slice(&text.as_bytes()[..text.len() - 1]);
+    buf.extend_from_slice(b",\"items\":[");
+}
+
+/// One JSON Feed item: the whole post as HTML, with its dates and tags. `first` leaves
+/// out the comma that separates items.
+pub(crate) fn json_feed_item(buf: &mut Vec<u8>, site: &Site<'_>, post: &PostView, first: bool) {
+    let url = format!("{}/posts/{}/", site.base, post.slug);
+    let item = serde_json::json!({
+        "id": url,
+        "url": url,
+        "title": post.title,
+        "content_html": post.html,
+        "summary": post.description,
+        "date_published": post.date_iso,
+        "date_modified": post.updated_iso.as_deref().unwrap_or(&post.date_iso),
+        "tags": post.tags.iter().map(|(_, name)| name).collect::<Vec<_>>(),
+    });
+    if !first {
+        buf.push(b',');
+    }
+    // Writing a `Value` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, &item);
+}
+
+pub(crate) const JSON_FEED_TAIL: &str = "]}\n";
 
 /// The feed's own `updated`: the newest entry's date, so it moves only with content.
 /// `entries` are (date, updated) pairs.

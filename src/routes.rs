@@ -116,6 +116,7 @@ pub(crate) const NAMES: &[Name] = &[
     folder("static", None),
     file("feed.xml", "/feed.xml"),
     file("rss.xml", "/rss.xml"),
+    file("feed.json", "/feed.json"),
     file("sitemap.xml", "/sitemap.xml"),
     file("robots.txt", "/robots.txt"),
     private("admin"),
@@ -247,8 +248,11 @@ pub(crate) enum Route<'p> {
     Tags,
     /// `/tags/TAG/` (page 1) and `/tags/TAG/page/N/`.
     Tag(&'p str, u64),
+    /// `/tags/TAG/feed.xml`: the tag's Atom feed.
+    TagFeed(&'p str),
     Atom,
     Rss,
+    JsonFeed,
     Sitemap,
     Robots,
     Healthz,
@@ -291,6 +295,7 @@ impl<'p> Route<'p> {
             ["tags", tag] if !tag.is_empty() => {
                 Route::Moved(format!("/tags/{}/", encode_component(tag)))
             }
+            ["tags", tag, "feed.xml"] if !tag.is_empty() => Route::TagFeed(tag),
             ["tags", tag, "page", n, ""] => match page(n) {
                 Some(1) => Route::Moved(format!("/tags/{}/", encode_component(tag))),
                 Some(n) => Route::Tag(tag, n),
@@ -298,6 +303,7 @@ impl<'p> Route<'p> {
             },
             ["feed.xml"] => Route::Atom,
             ["rss.xml"] => Route::Rss,
+            ["feed.json"] => Route::JsonFeed,
             ["sitemap.xml"] => Route::Sitemap,
             ["robots.txt"] => Route::Robots,
             ["healthz"] => Route::Healthz,
@@ -361,6 +367,8 @@ mod tests {
             ("/tags/rust/page/1/", Route::Moved("/tags/rust/".into())),
             ("/feed.xml", Route::Atom),
             ("/rss.xml", Route::Rss),
+            ("/feed.json", Route::JsonFeed),
+            ("/tags/rust/feed.xml", Route::TagFeed("rust")),
             ("/sitemap.xml", Route::Sitemap),
             ("/robots.txt", Route::Robots),
             ("/healthz", Route::Healthz),
@@ -450,6 +458,7 @@ mod tests {
                 "/tags/",
                 "/feed.xml",
                 "/rss.xml",
+                "/feed.json",
                 "/sitemap.xml",
                 "/robots.txt"
             ]

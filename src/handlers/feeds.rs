@@ -1,5 +1,6 @@
-//! The machine-read answers: the Atom and RSS feeds and the sitemap, produced a piece at a
-//! time as they are sent, and `robots.txt`.
+//! The machine-read answers: the feeds (Atom, RSS and JSON Feed for the site, Atom for
+//! each tag) and the sitemap, produced a piece at a time as they are sent, and
+//! `robots.txt`.
 
 use askama::Template;
 use tiny_http::Request;
@@ -26,17 +27,46 @@ pub(crate) fn chunked(
     }
 }
 
-/// The Atom (`atom`) or RSS feed: the head, then one entry at a time, then the tail.
-pub(crate) fn feed_reply(app: &App, atom: bool) -> Result<Reply, Error> {
-    let entries = app.db.post_slugs_after(None, render::FEED_ENTRIES)?;
+/// The three feed formats nib writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Atom,
+    Rss,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Atom => "application/atom+xml; charset=utf-8",
+            Format::Rss => "application/rss+xml; charset=utf-8",
+            Format::Json => "application/feed+json; charset=utf-8",
+        }
+    }
+}
+
+/// A feed of the newest posts, of the whole site or of one tag (`tag`: its slug and
+/// display name; tag feeds are Atom): the head, then one entry at a time, then the tail.
+pub(crate) fn feed_reply(
+    app: &App,
+    format: Format,
+    tag: Option<(String, String)>,
+) -> Result<Reply, Error> {
+    let entries = match &tag {
+        None => app.db.post_slugs_after(None, render::FEED_ENTRIES)?,
+        Some((slug, _)) => app.db.tag_post_keys(slug, render::FEED_ENTRIES)?,
+    };
     let updated = render::feed_updated(entries.iter().map(|k| (k.date, k.updated)));
-    let ctype = if atom {
-        "application/atom+xml; charset=utf-8"
-    } else {
-        "application/rss+xml; charset=utf-8"
+    let (title, feed_path, page_path) = match &tag {
+        None => (app.cfg.title.clone(), "/feed.xml".into(), "/".into()),
+        Some((slug, name)) => (
+            format!("{} · #{name}", app.cfg.title),
+            format!("/tags/{slug}/feed.xml"),
+            format!("/tags/{slug}/"),
+        ),
     };
     let mut next = 0;
-    Ok(chunked(ctype, move |app, buf| {
+    Ok(chunked(format.content_type(), move |app, buf| {
         let site = app.site_view();
         let author = if app.cfg.author.is_empty() {
             &app.cfg.title
@@ -44,38 +74,44 @@ pub(crate) fn feed_reply(app: &App, atom: bool) -> Result<Reply, Error> {
             &app.cfg.author
         };
         match next {
-            0 if atom => render::AtomHead {
-                site: &site,
-                updated: dates::rfc3339(updated),
-                author,
-            }
-            .write_into(buf)?,
-            0 => render::RssHead {
-                site: &site,
-                updated: dates::http(updated),
-            }
-            .write_into(buf)?,
+            0 => match format {
+                Format::Atom => render::AtomHead {
+                    site: &site,
+                    title: &title,
+                    feed_path: &feed_path,
+                    page_path: &page_path,
+                    updated: dates::rfc3339(updated),
+                    author,
+                }
+                .write_into(buf)?,
+                Format::Rss => render::RssHead {
+                    site: &site,
+                    updated: dates::http(updated),
+                }
+                .write_into(buf)?,
+                Format::Json => render::json_feed_head(buf, &site, author),
+            },
             n if n <= entries.len() => {
                 // A post deleted since the list was read is left out.
                 if let Some(row) = app.db.post_by_slug(&entries[n - 1].slug)? {
                     let post = PostView::new(row);
-                    if atom {
-                        render::AtomEntry { site: &site, post }.write_into(buf)?
-                    } else {
-                        render::RssEntry {
+                    match format {
+                        Format::Atom => render::AtomEntry { site: &site, post }.write_into(buf)?,
+                        Format::Rss => render::RssEntry {
                             site: &site,
                             author,
                             post,
                         }
-                        .write_into(buf)?
+                        .write_into(buf)?,
+                        Format::Json => render::json_feed_item(buf, &site, &post, n == 1),
                     }
                 }
             }
             n if n == entries.len() + 1 => buf.extend_from_slice(
-                if atom {
-                    render::ATOM_TAIL
-                } else {
-                    render::RSS_TAIL
+                match format {
+                    Format::Atom => render::ATOM_TAIL,
+                    Format::Rss => render::RSS_TAIL,
+                    Format::Json => render::JSON_FEED_TAIL,
                 }
                 .as_bytes(),
             ),
@@ -86,14 +122,34 @@ pub(crate) fn feed_reply(app: &App, atom: bool) -> Result<Reply, Error> {
     }))
 }
 
-pub(crate) fn feed(app: &App, req: &Request, atom: bool) -> Result<Reply, Error> {
-    let path = if atom { "/feed.xml" } else { "/rss.xml" };
+/// `/feed.xml`, `/rss.xml` and `/feed.json`.
+pub(crate) fn feed(app: &App, req: &Request, format: Format) -> Result<Reply, Error> {
+    let path = match format {
+        Format::Atom => "/feed.xml",
+        Format::Rss => "/rss.xml",
+        Format::Json => "/feed.json",
+    };
     cached(
         req,
         app.page_etag(path),
         app.site.changed_at,
         CACHE_PAGE,
-        || feed_reply(app, atom),
+        || feed_reply(app, format, None),
+    )
+}
+
+/// `/tags/TAG/feed.xml`: the tag's newest posts as Atom; a 404 for a tag no public post has.
+pub(crate) fn tag_feed(app: &App, req: &Request, tag: &str) -> Result<Reply, Error> {
+    let Some((name, _)) = app.db.tag(tag)? else {
+        return Err(Error::NotFound);
+    };
+    let tag = (tag.to_string(), name);
+    cached(
+        req,
+        app.page_etag(&format!("/tags/{}/feed.xml", tag.0)),
+        app.site.changed_at,
+        CACHE_PAGE,
+        || feed_reply(app, Format::Atom, Some(tag)),
     )
 }
 
@@ -175,6 +231,8 @@ fn robots_txt(base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::PostRow;
+    use crate::render::Site;
 
     #[test]
     fn robots_keeps_crawlers_out_of_the_owners_folders() {
@@ -182,5 +240,52 @@ mod tests {
             robots_txt("https://example.org"),
             "User-agent: *\nAllow: /\nDisallow: /admin/\nDisallow: /api/\n\nSitemap: https://example.org/sitemap.xml\n"
         );
+    }
+
+    fn post(slug: &str, html: &str, tags: &[&str]) -> PostView {
+        PostView::new(PostRow {
+            slug: slug.into(),
+            title: format!("Title \"{slug}\""),
+            date: 1_700_000_000,
+            updated: None,
+            summary: String::new(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            description: Some("about it".into()),
+            html: html.into(),
+        })
+    }
+
+    #[test]
+    fn the_json_feed_is_one_valid_document_whatever_the_number_of_items() {
+        let site = Site {
+            title: "A \"quoted\" site",
+            description: "",
+            author: "Me",
+            base: "https://x.example",
+        };
+        let posts = [
+            post("a", "<p>one</p>", &["C++", "c"]),
+            post("b", "<p>two \\ \"three\"</p>", &[]),
+        ];
+        for n in 0..=posts.len() {
+            let mut buf = Vec::new();
+            render::json_feed_head(&mut buf, &site, site.author);
+            for (i, p) in posts[..n].iter().enumerate() {
+                render::json_feed_item(&mut buf, &site, p, i == 0);
+            }
+            buf.extend_from_slice(render::JSON_FEED_TAIL.as_bytes());
+            let doc: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(doc["version"], "https://jsonfeed.org/version/1.1");
+            assert_eq!(doc["title"], "A \"quoted\" site");
+            assert_eq!(doc["feed_url"], "https://x.example/feed.json");
+            let items = doc["items"].as_array().unwrap();
+            assert_eq!(items.len(), n);
+            if n > 1 {
+                assert_eq!(items[0]["url"], "https://x.example/posts/a/");
+                assert_eq!(items[0]["tags"], serde_json::json!(["C++", "c"]));
+                assert_eq!(items[1]["content_html"], "<p>two \\ \"three\"</p>");
+                assert_eq!(items[1]["date_modified"], items[1]["date_published"]);
+            }
+        }
     }
 }

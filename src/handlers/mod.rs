@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::reply::Reply;
 use crate::request::Target;
 use crate::routes::{Owner as RouteOwner, Route};
-use feeds::{feed, robots, sitemap};
+use feeds::{Format, feed, robots, sitemap, tag_feed};
 use files::static_file;
 use site::{index, post as post_page, tag_page, tags};
 
@@ -44,8 +44,10 @@ pub(crate) fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, E
         Route::Post(slug) => post_page(app, req, slug),
         Route::Tags => tags(app, req),
         Route::Tag(tag, n) => tag_page(app, req, tag, n),
-        Route::Atom => feed(app, req, true),
-        Route::Rss => feed(app, req, false),
+        Route::Atom => feed(app, req, Format::Atom),
+        Route::Rss => feed(app, req, Format::Rss),
+        Route::JsonFeed => feed(app, req, Format::Json),
+        Route::TagFeed(tag) => tag_feed(app, req, tag),
         Route::Sitemap => sitemap(app, req),
         Route::Robots => robots(app, req),
         Route::Healthz => Ok(match app.db.ping() {

@@ -165,6 +165,7 @@ pub(crate) fn tag_page(app: &App, req: &Request, tag: &str, page: u64) -> Result
         let page = render::TagPage {
             site: &site,
             path: &path,
+            tag,
             name,
             count,
             posts: posts.into_iter().map(PostView::new).collect(),

@@ -268,6 +268,72 @@ fn feeds_parse_and_carry_full_content() {
 }
 
 #[test]
+fn tag_feeds_and_the_json_feed_carry_full_posts_and_are_advertised() {
+    let site = example_site();
+    let s = TestServer::start_with(&site, &[], &[("NIB_BASE_URL", "https://blog.example/")]);
+    let r = s.get("/feed.json");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/feed+json")
+    );
+    let json = feed_rs::parser::parse(&r.body[..]).expect("JSON Feed parses");
+    assert_eq!(json.entries.len(), 3);
+    assert_eq!(json.entries[0].id, "https://blog.example/posts/toml/");
+    let text = r.text();
+    assert!(
+        text.contains(r#""version":"https://jsonfeed.org/version/1.1""#),
+        "{text}"
+    );
+    assert!(text.contains("More text"), "full content: {text}");
+    // A tag's feed holds that tag's posts only, in Atom, and points at the tag's page.
+    let r = s.get("/tags/rust/feed.xml");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/atom+xml")
+    );
+    let atom = feed_rs::parser::parse(&r.body[..]).expect("tag feed parses");
+    let mut links: Vec<_> = atom
+        .entries
+        .iter()
+        .map(|e| e.links[0].href.clone())
+        .collect();
+    links.sort();
+    assert_eq!(
+        links,
+        [
+            "https://blog.example/posts/hello/",
+            "https://blog.example/posts/toml/"
+        ]
+    );
+    let title = atom.title.unwrap().content;
+    assert!(title.to_lowercase().ends_with(" · #rust"), "{title}");
+    assert!(
+        r.text()
+            .contains(r#"href="https://blog.example/tags/rust/feed.xml""#)
+    );
+    assert_eq!(
+        s.get("/tags/hidden/feed.xml").status,
+        404,
+        "a draft's tag has no feed"
+    );
+    assert_eq!(s.get("/tags/nothing/feed.xml").status, 404);
+    // Every page advertises the site's feeds; a tag page also its own.
+    let home = s.get("/").text();
+    assert!(home.contains(r#"type="application/feed+json""#), "{home}");
+    assert!(!home.contains("/tags/rust/feed.xml"));
+    let tag = s.get("/tags/rust/").text();
+    assert!(tag.contains(r#"<link rel="alternate" type="application/atom+xml" title="#));
+    assert!(
+        tag.contains(r#"href="https://blog.example/tags/rust/feed.xml">"#),
+        "{tag}"
+    );
+}
+
+#[test]
 fn feed_updated_only_moves_when_content_changes() {
     let site = example_site();
     let s = TestServer::start(&site);

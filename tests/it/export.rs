@@ -74,10 +74,16 @@ fn export_matches_serve_page_for_page() {
         "/tags/all/page/2/",
         "/feed.xml",
         "/rss.xml",
+        "/feed.json",
+        "/tags/all/feed.xml",
         "/sitemap.xml",
         "/robots.txt",
         "/static/style.css",
         "/static/img/logo.svg",
+        // static/ also at the top, and the built-in icons wherever static/ has none.
+        "/img/logo.svg",
+        "/favicon.ico",
+        "/static/favicon.svg",
         "/404.html",
     ] {
         assert!(
