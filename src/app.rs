@@ -130,6 +130,8 @@ impl App {
             description: &self.cfg.description,
             author: &self.cfg.author,
             base: self.cfg.base(),
+            nav: &self.cfg.nav,
+            footer: &self.cfg.footer,
         }
     }
 

@@ -243,7 +243,20 @@ struct FileConfig {
     drain_seconds: Option<i64>,
     max_post_kb: Option<i64>,
     admin_token: Option<String>,
+    nav: Option<Vec<NavLink>>,
+    footer: Option<Vec<NavLink>>,
 }
+
+/// A link of the site's navigation (`[[nav]]`) or footer (`[[footer]]`) in `nib.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NavLink {
+    pub title: String,
+    pub url: String,
+}
+
+/// The most links `nav` or `footer` may hold: a header, not a sitemap.
+const MAX_NAV_LINKS: usize = 20;
 
 pub(crate) const DEFAULT_SHARE_URL: &str = "https://twitter.com/intent/tweet?text={text}&url={url}";
 
@@ -270,6 +283,10 @@ pub(crate) struct Config {
     /// The largest post file indexed, in KiB; a larger one is skipped as broken.
     pub max_post_kb: u64,
     pub admin_token: Option<String>,
+    /// The header's links; without `[[nav]]`, Posts, Tags and Feed.
+    pub nav: Vec<NavLink>,
+    /// Links added to the footer line.
+    pub footer: Vec<NavLink>,
 }
 
 impl Config {
@@ -318,6 +335,11 @@ impl Config {
         };
         let max_post_kb = in_range("max_post_kb", file.max_post_kb, 1024, 1, 64 * 1024)? as u64;
         let admin_token = admin_token(env, file.admin_token.clone())?;
+        let nav = match file.nav {
+            Some(links) => nav_links("nav", links)?,
+            None => default_nav(),
+        };
+        let footer = nav_links("footer", file.footer.unwrap_or_default())?;
         let text = |v: Option<String>, d: &str| {
             v.map(|s| s.trim().to_string())
                 .unwrap_or_else(|| d.to_string())
@@ -339,6 +361,8 @@ impl Config {
             drain_seconds,
             max_post_kb,
             admin_token,
+            nav,
+            footer,
         })
     }
 
@@ -363,8 +387,61 @@ impl Config {
             h.write(&[0]);
         }
         h.write(&self.per_page.to_le_bytes());
+        // A marker byte before each list, so a link cannot move from one to the other
+        // unseen.
+        for (list, links) in [&self.nav, &self.footer].into_iter().enumerate() {
+            h.write(&[list as u8 + 1]);
+            for link in links {
+                for part in [&link.title, &link.url] {
+                    h.write(part.as_bytes());
+                    h.write(&[0]);
+                }
+            }
+        }
         h.finish()
     }
+}
+
+/// The header's links when `nib.toml` names none.
+fn default_nav() -> Vec<NavLink> {
+    [("Posts", "/"), ("Tags", "/tags/"), ("Feed", "/feed.xml")]
+        .into_iter()
+        .map(|(title, url)| NavLink {
+            title: title.into(),
+            url: url.into(),
+        })
+        .collect()
+}
+
+/// `nav` and `footer`: at most [`MAX_NAV_LINKS`] links, each with a title and a URL that is
+/// a path on this site (`/about/`) or an http(s) address.
+fn nav_links(key: &str, links: Vec<NavLink>) -> Result<Vec<NavLink>, StartupError> {
+    if links.len() > MAX_NAV_LINKS {
+        return Err(StartupError::Config(format!(
+            "{key}: {} links is too many (at most {MAX_NAV_LINKS})",
+            links.len()
+        )));
+    }
+    links
+        .into_iter()
+        .enumerate()
+        .map(|(i, link)| {
+            let bad = |what: &str| StartupError::Config(format!("{key}: link {}: {what}", i + 1));
+            let (title, url) = (link.title.trim(), link.url.trim());
+            if title.is_empty() || title.chars().any(char::is_control) {
+                return Err(bad("title must be some text on one line"));
+            }
+            let local = url.starts_with('/') && !url.starts_with("//");
+            let web = url.starts_with("https://") || url.starts_with("http://");
+            if !(local || web) || url.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(bad("url must start with / or http:// or https://"));
+            }
+            Ok(NavLink {
+                title: title.into(),
+                url: url.into(),
+            })
+        })
+        .collect()
 }
 
 /// `redirect_status`: 302 (the default) or 301.
@@ -570,6 +647,20 @@ mod tests {
             ("max_post_kb = 0", "max_post_kb"),
             ("max_post_kb = 100000", "max_post_kb"),
             ("max_post_kb = '1 MB'", "max_post_kb"),
+            (
+                "[[nav]]\ntitle = 'About'\nurl = 'about'",
+                "nav: link 1: url",
+            ),
+            (
+                "[[nav]]\ntitle = ' '\nurl = '/about/'",
+                "nav: link 1: title",
+            ),
+            ("[[footer]]\ntitle = 'x'\nurl = '//evil.example/'", "footer"),
+            (
+                "[[footer]]\ntitle = 'x'\nurl = 'javascript:alert(1)'",
+                "footer",
+            ),
+            ("[[nav]]\ntitle = 'x'\nhref = '/'", "href"),
         ];
         for (text, key) in cases {
             let err = load_with(text, &[]).expect_err(text).to_string();

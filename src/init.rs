@@ -143,14 +143,30 @@ mod tests {
         let keys: Vec<&str> = known.split('`').skip(1).step_by(2).collect();
         assert!(keys.len() > 5, "{msg}");
         let config = commented_config();
+        let lines: Vec<&str> = config
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .collect();
         for key in keys {
-            let example = config
-                .lines()
-                .filter_map(|l| l.strip_prefix("# "))
-                .find(|l| is_setting(l) && l.split('=').next().unwrap().trim() == key);
-            let example = example.unwrap_or_else(|| panic!("nib.toml shows no example of {key}"));
+            // A plain key's example is its line; a table's (`[[nav]]`) runs from its
+            // header to the next blank or prose line.
+            let table = format!("[[{key}]]");
+            let example = if let Some(at) = lines.iter().position(|l| *l == table) {
+                let rest = lines[at + 1..].iter().take_while(|l| is_setting(l));
+                std::iter::once(&lines[at])
+                    .chain(rest)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                let line = lines
+                    .iter()
+                    .find(|l| is_setting(l) && l.split('=').next().unwrap().trim() == key);
+                line.unwrap_or_else(|| panic!("nib.toml shows no example of {key}"))
+                    .to_string()
+            };
             // Each example, uncommented on its own, is a valid setting.
-            fs::write(dir.path().join("nib.toml"), example).unwrap();
+            fs::write(dir.path().join("nib.toml"), &example).unwrap();
             if let Err(e) = load(dir.path()) {
                 panic!("the example {example:?} does not load: {e}");
             }

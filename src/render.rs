@@ -545,6 +545,8 @@ pub(crate) struct Site<'a> {
     pub author: &'a str,
     /// Absolute, without a trailing slash.
     pub base: &'a str,
+    pub nav: &'a [crate::config::NavLink],
+    pub footer: &'a [crate::config::NavLink],
 }
 
 /// A post as templates see it.

@@ -262,6 +262,8 @@ mod tests {
             description: "",
             author: "Me",
             base: "https://x.example",
+            nav: &[],
+            footer: &[],
         };
         let posts = [
             post("a", "<p>one</p>", &["C++", "c"]),

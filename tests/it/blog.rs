@@ -783,3 +783,29 @@ fn assert_one_log_line(s: &TestServer, file: &str, problem: &str) {
     assert_eq!(lines.len(), 1, "{log}");
     assert!(lines[0].contains(problem), "{log}");
 }
+
+#[test]
+fn nav_and_footer_links_come_from_nib_toml() {
+    let site = example_site();
+    site.write(
+        "nib.toml",
+        "title = \"T\"\n[[nav]]\ntitle = \"Home\"\nurl = \"/\"\n[[nav]]\ntitle = \"About me\"\nurl = \"/about/\"\n[[footer]]\ntitle = \"Code\"\nurl = \"https://code.example/?a=1&b=2\"\n",
+    );
+    let s = TestServer::start(&site);
+    for path in ["/", "/posts/hello/", "/tags/", "/no-such-page"] {
+        let page = s.get(path).text();
+        let nav = &page[page.find("<nav class=\"site-nav\"").expect(path)..];
+        let nav = &nav[..nav.find("</nav>").unwrap()];
+        assert!(nav.contains(r#"<a href="/about/">About me</a>"#), "{path}: {nav}");
+        assert!(!nav.contains("/tags/"), "the default links are replaced: {nav}");
+        assert!(
+            page.contains(r#"<a href="https://code.example/?a=1&#38;b=2">Code</a>"#),
+            "{path}: {page}"
+        );
+    }
+    // A link that is neither a path nor a web address stops nib before it serves.
+    site.write("nib.toml", "[[nav]]\ntitle = \"x\"\nurl = \"javascript:alert(1)\"\n");
+    let (code, _, err) = nib(&site, &["check"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nav: link 1: url"), "{err}");
+}
