@@ -25,6 +25,7 @@ mod error;
 mod export;
 mod handlers;
 mod hash;
+mod highlight;
 mod http;
 mod init;
 mod lifecycle;

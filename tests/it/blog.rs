@@ -796,15 +796,24 @@ fn nav_and_footer_links_come_from_nib_toml() {
         let page = s.get(path).text();
         let nav = &page[page.find("<nav class=\"site-nav\"").expect(path)..];
         let nav = &nav[..nav.find("</nav>").unwrap()];
-        assert!(nav.contains(r#"<a href="/about/">About me</a>"#), "{path}: {nav}");
-        assert!(!nav.contains("/tags/"), "the default links are replaced: {nav}");
+        assert!(
+            nav.contains(r#"<a href="/about/">About me</a>"#),
+            "{path}: {nav}"
+        );
+        assert!(
+            !nav.contains("/tags/"),
+            "the default links are replaced: {nav}"
+        );
         assert!(
             page.contains(r#"<a href="https://code.example/?a=1&#38;b=2">Code</a>"#),
             "{path}: {page}"
         );
     }
     // A link that is neither a path nor a web address stops nib before it serves.
-    site.write("nib.toml", "[[nav]]\ntitle = \"x\"\nurl = \"javascript:alert(1)\"\n");
+    site.write(
+        "nib.toml",
+        "[[nav]]\ntitle = \"x\"\nurl = \"javascript:alert(1)\"\n",
+    );
     let (code, _, err) = nib(&site, &["check"], &[]);
     assert_ne!(code, 0);
     assert!(err.contains("nav: link 1: url"), "{err}");
