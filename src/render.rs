@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
 use askama::Template;
-use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
+use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
 use crate::dates;
 use crate::db::PostRow;
@@ -121,8 +121,9 @@ impl fmt::Write for Counted<'_> {
     }
 }
 
-/// The parser's events on their way to the HTML writer: headings get ids, footnote labels
-/// their prefix, and the positions of the first paragraph and of `<!-- more -->` in the
+/// The parser's events on their way to the HTML writer: headings get ids, code blocks in a
+/// known language their highlighting, footnotes their prefix and links both ways (the
+/// number of a note leads back to where it was first cited), and the positions of the first paragraph and of `<!-- more -->` in the
 /// output are noted as they pass. The writer asks for an event only once it has written
 /// the one before, so `len` is then where the next one begins.
 struct Stream<'a, 'l, I: Iterator<Item = Event<'a>>> {
@@ -139,9 +140,40 @@ struct Stream<'a, 'l, I: Iterator<Item = Event<'a>>> {
     html_block_at: Option<usize>,
     /// Where the summary ends: before the first `<!-- more -->` HTML block.
     more_at: Option<usize>,
+    /// Footnote numbers by name, in the order the notes are first met, as the HTML writer
+    /// would number them; and the notes cited so far (the first citation gets the id a
+    /// note's number links back to).
+    footnotes: HashMap<String, usize>,
+    cited: HashSet<String>,
 }
 
 impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
+    /// A fenced code block in a language nib highlights, read whole (its text events) and
+    /// given as one HTML event; other code blocks pass through as they are.
+    fn highlight_code(&mut self, lang: &str) -> Event<'a> {
+        let mut code = String::new();
+        for e in self.events.by_ref() {
+            match e {
+                Event::Text(t) => code.push_str(&t),
+                Event::End(TagEnd::CodeBlock) => break,
+                _ => {}
+            }
+        }
+        let mut out = String::with_capacity(code.len() * 2 + 64);
+        out.push_str("<pre><code class=\"language-");
+        out.push_str(&escape(lang.split([' ', ',']).next().unwrap_or("")));
+        out.push_str("\">");
+        crate::highlight::highlight(lang, &code, &mut out);
+        out.push_str("</code></pre>\n");
+        Event::Html(CowStr::from(out))
+    }
+
+    /// A footnote's number: the one it has, or the next.
+    fn footnote_number(&mut self, name: &str) -> usize {
+        let next = self.footnotes.len() + 1;
+        *self.footnotes.entry(name.to_string()).or_insert(next)
+    }
+
     /// Reads a heading's events ahead, up to [`HEADING_LOOKAHEAD`], and gives it an id.
     fn name_heading(&mut self, start: Event<'a>) -> Event<'a> {
         let Event::Start(Tag::Heading {
@@ -200,13 +232,41 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
                 e => e,
             },
         };
-        // Prefixed, so a footnote called `intro` cannot take the id of a heading `# Intro`.
-        // (Listing pages show summaries, which rarely carry footnotes; two posts' `[^1]` on
-        // one listing page would still share an id.)
+        // Footnote ids are prefixed, so a footnote called `intro` cannot take the id of a
+        // heading `# Intro`. (Listing pages show summaries, which rarely carry footnotes;
+        // two posts' `[^1]` on one listing page would still share an id.)
         match &mut e {
-            Event::FootnoteReference(name) | Event::Start(Tag::FootnoteDefinition(name)) => {
-                *name = CowStr::from(format!("fn-{name}"))
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(lang)))
+                if crate::highlight::knows(lang) =>
+            {
+                let lang = lang.to_string();
+                e = self.highlight_code(&lang);
             }
+            Event::FootnoteReference(name) => {
+                let n = self.footnote_number(name);
+                let name = escape(name);
+                let id = if self.cited.insert(name.clone()) {
+                    format!(" id=\"fnref-{name}\"")
+                } else {
+                    String::new()
+                };
+                e = Event::InlineHtml(CowStr::from(format!(
+                    "<sup class=\"footnote-reference\"><a{id} href=\"#fn-{name}\">{n}</a></sup>"
+                )));
+            }
+            Event::Start(Tag::FootnoteDefinition(name)) => {
+                let n = self.footnote_number(name);
+                let name = escape(name);
+                let label = if self.cited.contains(&name) {
+                    format!("<a href=\"#fnref-{name}\" title=\"Back to the text\">{n}</a>")
+                } else {
+                    n.to_string()
+                };
+                e = Event::Html(CowStr::from(format!(
+                    "<div class=\"footnote-definition\" id=\"fn-{name}\"><sup class=\"footnote-definition-label\">{label}</sup>"
+                )));
+            }
+            Event::End(TagEnd::FootnoteDefinition) => e = Event::Html(CowStr::from("</div>\n")),
             Event::Start(Tag::Paragraph) if self.paragraph.is_none() => {
                 self.paragraph = Some((at, None))
             }
@@ -514,6 +574,8 @@ fn render_in_pieces(body: &str, at_least: usize) -> Rendered {
         paragraph_closing: false,
         html_block_at: None,
         more_at: None,
+        footnotes: HashMap::new(),
+        cited: HashSet::new(),
     };
     let written = html::write_html_fmt(
         Counted {
@@ -1041,6 +1103,53 @@ mod tests {
                 .summary()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn code_in_a_known_language_is_highlighted_once_at_render_time() {
+        let r = markdown("```rust\nfn main() { let x = \"<\"; }\n```\n\n```brainfuck\n<+>\n```\n");
+        assert!(
+            r.html.starts_with(
+                "<pre><code class=\"language-rust\"><span class=\"hl-k\">fn</span> <span class=\"hl-f\">main</span>()"
+            ),
+            "{}",
+            r.html
+        );
+        assert!(
+            r.html
+                .contains("<span class=\"hl-s\">&quot;&lt;&quot;</span>")
+        );
+        // An unknown language is left as the parser writes it: escaped, unmarked.
+        assert!(
+            r.html
+                .contains("<pre><code class=\"language-brainfuck\">&lt;+&gt;\n</code></pre>"),
+            "{}",
+            r.html
+        );
+    }
+
+    #[test]
+    fn footnotes_link_to_their_note_and_back_to_the_first_citation() {
+        let r = markdown(
+            "A[^x] b[^x] c[^y].\n\n[^x]: Note x.\n\n[^y]: Note y.\n\n[^z]: Never cited.\n",
+        );
+        let h = &r.html;
+        assert!(h.contains(r##"<a id="fnref-x" href="#fn-x">1</a>"##), "{h}");
+        assert!(
+            h.contains(r##"b<sup class="footnote-reference"><a href="#fn-x">1</a>"##),
+            "{h}"
+        );
+        assert!(h.contains(r##"<a id="fnref-y" href="#fn-y">2</a>"##), "{h}");
+        assert!(
+            h.contains(r##"<div class="footnote-definition" id="fn-x"><sup class="footnote-definition-label"><a href="#fnref-x" title="Back to the text">1</a></sup>"##),
+            "{h}"
+        );
+        // A note nobody cites has its number, and nothing to go back to.
+        assert!(
+            h.contains(r#"id="fn-z"><sup class="footnote-definition-label">3</sup>"#),
+            "{h}"
+        );
+        assert_eq!(h.matches(r#"id="fnref-x""#).count(), 1, "ids stay unique");
     }
 
     #[test]
