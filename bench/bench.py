@@ -6,7 +6,7 @@ the static deploy build against the dynamic one, measured on this machine.
     python3 bench/bench.py [--quick] [PART ...]
 
 With no PART, every part runs. A PART is one of the letters a-f below (several may be
-run together: "ae") or one of the names headroom, slow, fairness, flood, builds; e.g.
+run together: "ae") or one of the names headroom, slow, fairness, flood, builds, real; e.g.
 `python3 bench/bench.py slow` or `python3 bench/bench.py --quick headroom flood`.
 --quick shortens the runs (BENCH_SECONDS=3 unless set, 3 fairness runs, 1 round in
 part c) to check the bench itself; its figures are not the ones to quote.
@@ -58,6 +58,10 @@ What it measures (see issues 2 and 3 for the targets):
   builds: the static deploy binary and the dynamic one (`cargo build --release`), both
      built here: size, linkage, idle VmRSS after start and VmHWM under a short mixed
      load (at most 5 s), each on a fresh nib
+  real: 1,000 posts shaped like blogs moved from Jekyll, Hugo and Zola (bench/gen-real.py:
+     bundles with images, .markdown, -0700 dates, aliases, shortcodes, sections): the
+     time `nib check` takes to index them and what it says, then a cold start to the
+     first 200 and its VmHWM (targets <= 3 s, <= 3.5 MB)
 and ends with a Markdown table of every figure, ready to paste into a note.
 
 The code: bench.py reads the options and runs the parts in order; parts.py holds one
@@ -78,7 +82,7 @@ sys.dont_write_bytecode = True   # no __pycache__ in the work tree for the modul
 import parts as P  # noqa: E402
 from harness import Bench, BenchError, section, slug  # noqa: E402
 
-NAMED = ["headroom", "slow", "fairness", "flood", "builds"]
+NAMED = ["headroom", "slow", "fairness", "flood", "builds", "real"]
 ALL_PARTS = "abcdef " + " ".join(NAMED)
 
 
@@ -210,7 +214,7 @@ def run(b):
         P.hostile_via_nginx(b)
         P.hostile_direct(b)
     for name, fn in (("headroom", P.headroom), ("slow", P.slow), ("fairness", P.fairness),
-                     ("flood", P.flood), ("builds", P.builds)):
+                     ("flood", P.flood), ("builds", P.builds), ("real", P.real)):
         if want(name):
             fn(b)
     print_summary(b, cpu)

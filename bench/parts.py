@@ -714,3 +714,39 @@ def builds(b):
     b.row("builds: VmHWM, %ds mixed -c8, static / dynamic" % seconds, "%s / %s" % (mb(st[3]), mb(dy[3])),
           "static lower")
     b.row("builds: mixed req/s, static / dynamic", "%d / %d" % (st[4], dy[4]))
+
+
+def real(b):
+    """real. A 1,000-post site shaped like blogs moved from Jekyll, Hugo and Zola
+    (gen-real.py: bundles with images, .markdown, -0700 dates, TOML, aliases, shortcodes,
+    _index.md sections): `nib check` (index into a scratch database), then a cold start
+    to the first 200 and its VmHWM."""
+    n = 1000
+    section("real. %d posts shaped like Jekyll, Hugo and Zola blogs" % n)
+    site = b.work / "real"
+    subprocess.run([sys.executable, b.script("gen-real.py"), site, str(n)], check=True, timeout=300)
+    t0 = time.monotonic()
+    r = subprocess.run([b.nib_bin, "--root", site, "--db", site / "check.db", "check"],
+                       capture_output=True, text=True, timeout=300)
+    check_ms = int((time.monotonic() - t0) * 1000)
+    lines = (r.stdout + r.stderr).splitlines()
+    summary = next((l for l in lines if l.startswith("checked ")), "(no summary line)")
+    print("  nib check: %d ms, exit %d: %s" % (check_ms, r.returncode, summary))
+    print("  and %d other lines (skipped files, ignored keys, warnings)" % (len(lines) - 1))
+    b.row("real-shaped site, %d posts: nib check" % n, "%d ms" % check_ms)
+    b.row("real-shaped site: nib check says", summary)
+    port = free_port()
+    t0 = time.monotonic()
+    with open(b.work / "real.err", "wb") as fe:
+        p = b.spawn([b.nib_bin, "--root", site, "--db", site / "nib.db", "--listen",
+                     "%s:%d" % (HOST, port), "serve"], stdout=fe, stderr=fe,
+                    stdin=subprocess.DEVNULL)
+        if not b.wait_200(port, p, 60):
+            die("nib did not serve the real-shaped site within 60 s")
+    start_ms = int((time.monotonic() - t0) * 1000)
+    hwm, rss, _ = proc_mem(p.pid)
+    print("  cold start to first 200: %d ms; VmHWM %s, VmRSS %s" % (start_ms, mb(hwm), mb(rss)))
+    b.row("real-shaped site: cold start to serving", "%d ms" % start_ms, "<= 3000 ms")
+    b.row("real-shaped site: VmHWM after cold start", mb(hwm), "<= 3.5 MB")
+    p.terminate()
+    p.wait(timeout=60)
