@@ -1,7 +1,11 @@
 //! Calendar arithmetic for post dates: parsing the forms the contract (docs/contract.md) allows and formatting for
-//! pages (`5 January 2024`), Atom (RFC 3339) and HTTP/RSS headers. Times are Unix seconds in
-//! UTC, the site's time zone; the civil-date conversion is Howard Hinnant's public-domain
-//! algorithm, small enough that a date crate would cost more than it saves.
+//! pages (`5 January 2024`), Atom (RFC 3339) and HTTP/RSS headers. Times are Unix seconds
+//! (an instant), and a post keeps the UTC offset its date was written in beside it, so the
+//! day shown is the day written; a date written without one takes the site's `timezone`, a
+//! fixed offset ([`site_offset`]). The civil-date conversion is Howard Hinnant's
+//! public-domain algorithm, small enough that a date crate would cost more than it saves.
+
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Days since 1970-01-01 for a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -82,11 +86,17 @@ fn parse_hms(s: &str) -> Option<i64> {
 /// one or two digits, with an optional zone (`Z`, `±HH:MM`, `±HHMM`, `±HH`; UTC without
 /// one). Returns Unix seconds, or `None` when the text is none of these.
 pub(crate) fn parse(text: &str) -> Option<i64> {
+    parse_in(text, 0).map(|(ts, _)| ts)
+}
+
+/// [`parse`], keeping the zone: (Unix seconds, the offset east of UTC in seconds it was
+/// written in). A date written without a zone is a local time at `default_offset`.
+pub(crate) fn parse_in(text: &str, default_offset: i32) -> Option<(i64, i32)> {
     let s = text.trim();
     let day = parse_ymd(s)?;
     let rest = &s[10..];
     if rest.is_empty() {
-        return Some(day * 86_400);
+        return Some((day * 86_400 - default_offset as i64, default_offset));
     }
     let rest = rest.strip_prefix(['T', 't', ' '])?;
     // Split the time of day from an optional zone: `Z`, or `+HH:MM`, `+HHMM` or `+HH` (and
@@ -98,9 +108,9 @@ pub(crate) fn parse(text: &str) -> Option<i64> {
         let sign = if zone.starts_with('-') { -1 } else { 1 };
         (t.trim_end(), sign * zone_seconds(&zone[1..])?)
     } else {
-        (rest, 0)
+        (rest, default_offset as i64)
     };
-    Some(day * 86_400 + parse_hms(time)? - offset)
+    Some((day * 86_400 + parse_hms(time)? - offset, offset as i32))
 }
 
 /// A zone offset's `HH:MM`, `HHMM` or `HH`, in seconds.
@@ -124,6 +134,108 @@ pub(crate) fn split_date_prefix(stem: &str) -> Option<(i64, &str)> {
         rest.strip_prefix('-')?
     };
     Some((day * 86_400, rest))
+}
+
+/// The site's `timezone` as an offset east of UTC in seconds: set once from the
+/// configuration before any post is read (`lib::run`), read by the post parser and by
+/// "now". A process-wide value rather than a parameter because it is one setting of the
+/// one site a process serves, and the parser is reached from the index's walk, which
+/// would otherwise thread it through every step.
+static SITE_OFFSET: AtomicI32 = AtomicI32::new(0);
+
+pub(crate) fn set_site_offset(seconds: i32) {
+    SITE_OFFSET.store(seconds, Ordering::Relaxed);
+}
+
+pub(crate) fn site_offset() -> i32 {
+    SITE_OFFSET.load(Ordering::Relaxed)
+}
+
+/// A `timezone` setting: `UTC`, `Z`, or a fixed offset `±HH:MM` (`±HHMM`, `±HH`), as seconds
+/// east of UTC. IANA names (`Europe/Berlin`) are not read yet: see the `timezone` key in the
+/// README.
+pub(crate) fn parse_offset(text: &str) -> Option<i32> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("z") || t == "GMT" {
+        return Some(0);
+    }
+    let sign = match t.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    Some(sign * zone_seconds(&t[1..])? as i32)
+}
+
+/// The date at the start of a Zola `path` (`2022/04/07/slug` or `/2022/04/07/`), as Unix
+/// seconds at local midnight: the only date some migrated posts carry.
+pub(crate) fn path_date(path: &str) -> Option<i64> {
+    let mut parts = path.trim_start_matches('/').splitn(4, '/');
+    let y = num(parts.next()?, 4)? as i64;
+    let m = num(parts.next()?, 2)?;
+    let d = num(parts.next()?, 2)?;
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * 86_400)
+}
+
+/// `+02:00`, `-04:00` or `Z` for an offset in seconds.
+fn zone_text(offset: i32) -> String {
+    if offset == 0 {
+        return "Z".to_string();
+    }
+    let sign = if offset < 0 { '-' } else { '+' };
+    let a = offset.unsigned_abs();
+    format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60)
+}
+
+/// `2013-09-06T22:02:41-04:00`: the instant `ts` as written at `offset`, for Atom and
+/// `<time datetime>` (the same instant as [`rfc3339`], with the writer's wall clock).
+pub(crate) fn rfc3339_at(ts: i64, offset: i32) -> String {
+    let offset = shown_offset(ts, offset);
+    let (y, m, d, s) = split_at(ts, offset);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        zone_text(offset)
+    )
+}
+
+/// `6 September 2013`: the day `ts` was at `offset`, for people.
+pub(crate) fn human_at(ts: i64, offset: i32) -> String {
+    let (y, m, d, _) = split_at(ts, offset);
+    format!("{d} {} {y}", MONTHS[m as usize - 1])
+}
+
+/// `2013-09-06`: the day `ts` was at `offset`.
+pub(crate) fn ymd_at(ts: i64, offset: i32) -> String {
+    let (y, m, d, _) = split_at(ts, offset);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// (year, month, day) of `ts` at `offset`, for old permalink patterns.
+pub(crate) fn civil_at(ts: i64, offset: i32) -> (i64, u32, u32) {
+    let (y, m, d, _) = split_at(ts, offset);
+    (y, m, d)
+}
+
+/// `offset`, unless it would carry `ts` past the years every formatter shows: then the
+/// instant is shown in UTC, so the clamp in [`split`] never moves a real date.
+fn shown_offset(ts: i64, offset: i32) -> i32 {
+    let local = ts.saturating_add(offset as i64);
+    if (FIRST_TS..=LAST_SHOWN).contains(&local) {
+        offset
+    } else {
+        0
+    }
+}
+
+/// [`split`] of the wall clock at `offset` (see [`shown_offset`]).
+fn split_at(ts: i64, offset: i32) -> (i64, u32, u32, i64) {
+    split(ts.saturating_add(shown_offset(ts, offset) as i64))
 }
 
 const MONTHS: [&str; 12] = [
@@ -356,6 +468,81 @@ mod tests {
         // httpdate agrees with the hand-written form wherever it can show the time.
         for ts in [0, 86_399, 951_782_400, 1_704_448_830, 4_102_444_800] {
             assert_eq!(http(ts), httpdate::fmt_http_date(to_system(ts)), "{ts}");
+        }
+    }
+
+    /// Regression: `2013-09-06 22:02:41 -0400` showed "7 September 2013", the UTC day.
+    #[test]
+    fn the_day_shown_is_the_day_written() {
+        // (text, default offset, shown day, RFC 3339 as written)
+        let cases: &[(&str, i32, &str, &str)] = &[
+            (
+                "2013-09-06 22:02:41 -0400",
+                0,
+                "6 September 2013",
+                "2013-09-06T22:02:41-04:00",
+            ),
+            (
+                "2013-09-07T01:30:00+05:30",
+                0,
+                "7 September 2013",
+                "2013-09-07T01:30:00+05:30",
+            ),
+            (
+                "2024-01-05",
+                7_200,
+                "5 January 2024",
+                "2024-01-05T00:00:00+02:00",
+            ),
+            (
+                "2024-01-05 23:30",
+                -18_000,
+                "5 January 2024",
+                "2024-01-05T23:30:00-05:00",
+            ),
+            (
+                "2024-01-05T23:30:00Z",
+                7_200,
+                "5 January 2024",
+                "2024-01-05T23:30:00Z",
+            ),
+        ];
+        for (text, default, day, iso) in cases {
+            let (ts, off) = parse_in(text, *default).unwrap();
+            assert_eq!(human_at(ts, off), *day, "{text}");
+            assert_eq!(rfc3339_at(ts, off), *iso, "{text}");
+            // The instant is the same whichever way it is written.
+            assert_eq!(parse(&rfc3339_at(ts, off)), Some(ts), "{text}");
+        }
+        // An offset that would carry a date past year 9999 is shown in UTC.
+        assert_eq!(rfc3339_at(LAST_SHOWN, 3600), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn timezone_settings_and_path_dates() {
+        let offsets = [
+            ("UTC", Some(0)),
+            ("Z", Some(0)),
+            ("+02:00", Some(7_200)),
+            ("-0430", Some(-16_200)),
+            ("+05", Some(18_000)),
+            ("Europe/Berlin", None),
+            ("+25:00", None),
+            ("2", None),
+            ("", None),
+        ];
+        for (text, want) in offsets {
+            assert_eq!(parse_offset(text), want, "{text}");
+        }
+        let paths = [
+            ("2022/04/07/async-fn", Some(1_649_289_600)),
+            ("/2022/04/07/", Some(1_649_289_600)),
+            ("2022/02/30/x", None),
+            ("blog/2022/04/07/x", None),
+            ("2022-04-07-x", None),
+        ];
+        for (text, want) in paths {
+            assert_eq!(path_date(text), want, "{text}");
         }
     }
 

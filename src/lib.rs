@@ -28,6 +28,7 @@ mod hash;
 mod http;
 mod lifecycle;
 mod links;
+mod oldurls;
 mod posts;
 mod render;
 mod reply;
