@@ -237,6 +237,8 @@ struct FileConfig {
     drain_seconds: Option<i64>,
     max_post_kb: Option<i64>,
     admin_token: Option<String>,
+    timezone: Option<String>,
+    old_permalinks: Option<String>,
 }
 
 pub(crate) const DEFAULT_SHARE_URL: &str = "https://twitter.com/intent/tweet?text={text}&url={url}";
@@ -264,6 +266,12 @@ pub(crate) struct Config {
     /// The largest post file indexed, in KiB; a larger one is skipped as broken.
     pub max_post_kb: u64,
     pub admin_token: Option<String>,
+    /// The site's `timezone`, seconds east of UTC: dates written without an offset are
+    /// read in it, and "today" is its day.
+    pub timezone: i32,
+    /// `old_permalinks`: the URL pattern of the blog's previous home, whose paths answer
+    /// 301 to the post they name.
+    pub old_permalinks: Option<crate::oldurls::Pattern>,
 }
 
 impl Config {
@@ -312,6 +320,15 @@ impl Config {
         };
         let max_post_kb = in_range("max_post_kb", file.max_post_kb, 1024, 1, 64 * 1024)? as u64;
         let admin_token = admin_token(env, file.admin_token.clone())?;
+        let timezone = timezone(file.timezone.as_deref())?;
+        let old_permalinks = file
+            .old_permalinks
+            .as_deref()
+            .map(|p| {
+                crate::oldurls::Pattern::parse(p)
+                    .map_err(|e| StartupError::Config(format!("old_permalinks: {e}")))
+            })
+            .transpose()?;
         let text = |v: Option<String>, d: &str| {
             v.map(|s| s.trim().to_string())
                 .unwrap_or_else(|| d.to_string())
@@ -333,6 +350,8 @@ impl Config {
             drain_seconds,
             max_post_kb,
             admin_token,
+            timezone,
+            old_permalinks,
         })
     }
 
@@ -357,8 +376,27 @@ impl Config {
             h.write(&[0]);
         }
         h.write(&self.per_page.to_le_bytes());
+        // Dates are shown in the site's zone when they were written without one.
+        h.write(&self.timezone.to_le_bytes());
         h.finish()
     }
+}
+
+/// `timezone`: `UTC` (the default) or a fixed offset such as `+02:00`. An IANA name is
+/// refused with a message saying so, rather than read as UTC: its dates would be shown
+/// on the wrong day for half the year.
+fn timezone(v: Option<&str>) -> Result<i32, StartupError> {
+    let Some(text) = v else { return Ok(0) };
+    crate::dates::parse_offset(text).ok_or_else(|| {
+        let hint = if text.contains('/') {
+            "; zone names are not read yet, write its offset"
+        } else {
+            ""
+        };
+        StartupError::Config(format!(
+            "timezone: {text:?} is not UTC or an offset such as +02:00 or -05:00{hint}"
+        ))
+    })
 }
 
 /// `redirect_status`: 302 (the default) or 301.
@@ -555,6 +593,10 @@ mod tests {
         let cases = [
             ("titel = 'x'", "titel"),
             ("per_page = 0", "per_page"),
+            ("timezone = 'Mars/Olympus'", "timezone"),
+            ("timezone = '+25:00'", "timezone"),
+            ("old_permalinks = '/:year/:month/'", "old_permalinks"),
+            ("old_permalinks = '/:yday/:slug/'", "old_permalinks"),
             ("per_page = 'ten'", "per_page"),
             ("redirect_status = 307", "redirect_status"),
             ("base_url = 'ftp://x'", "base_url"),

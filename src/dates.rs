@@ -85,6 +85,7 @@ fn parse_hms(s: &str) -> Option<i64> {
 /// Parses a post date: RFC 3339, `YYYY-MM-DD`, or `YYYY-MM-DD HH:MM[:SS]`, the hour with
 /// one or two digits, with an optional zone (`Z`, `±HH:MM`, `±HHMM`, `±HH`; UTC without
 /// one). Returns Unix seconds, or `None` when the text is none of these.
+#[cfg(test)]
 pub(crate) fn parse(text: &str) -> Option<i64> {
     parse_in(text, 0).map(|(ts, _)| ts)
 }
