@@ -535,6 +535,8 @@ impl Db {
         now: i64,
     ) -> rusqlite::Result<bool> {
         let visibility = Visibility::of(post.draft, post.publish_at, post.expire_at, now) as i64;
+        // (id, hash, error, changed_at, visibility) of the row as stored.
+        #[allow(clippy::type_complexity)] // A one-off row, read just below.
         let old: Option<(i64, Option<i64>, Option<String>, i64, i64)> = self
             .conn
             .prepare_cached("SELECT id, hash, error, changed_at, draft FROM posts WHERE path = ?1")?
