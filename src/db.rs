@@ -1374,6 +1374,28 @@ mod tests {
     }
 
     #[test]
+    fn visibility_follows_draft_date_and_expiry() {
+        use Visibility::*;
+        // (draft, publish_at, expire_at, now, visibility)
+        let cases = [
+            (false, 100, None, 100, Public),
+            (false, 101, None, 100, Waiting),
+            (true, 0, None, 100, Draft),
+            (true, 200, Some(50), 100, Draft),
+            (false, 0, Some(100), 100, Expired),
+            (false, 0, Some(101), 100, Public),
+            (false, 150, Some(120), 100, Waiting),
+        ];
+        for (draft, publish_at, expire_at, now, want) in cases {
+            assert_eq!(
+                Visibility::of(draft, publish_at, expire_at, now),
+                want,
+                "{draft} {publish_at} {expire_at:?} {now}"
+            );
+        }
+    }
+
+    #[test]
     fn throttle_and_login_rows_stay_bounded() {
         let db = Db::memory();
         let now = 10_000;

@@ -1209,7 +1209,7 @@ pub(crate) fn alias_problems(db: &Db, live_db: &Path) -> rusqlite::Result<Vec<(S
         let bare = format!("/{alias}");
         let slashed = format!("/{alias}/");
         let mut problem = None;
-        for url in [&bare, &slashed] {
+        for url in [&slashed, &bare] {
             problem = match Route::parse(url) {
                 Route::NotFound | Route::Preview(_) => None,
                 Route::Short(code) if links.iter().any(|l| l == code) => Some(format!(
@@ -1582,6 +1582,94 @@ mod tests {
         let p = parse("2015-10-26-hello.markdown", cases[0].1, 0).unwrap();
         assert_eq!((p.slug.as_str(), p.date), ("hello", 1_445_899_050));
         assert!(parse("e.md", "---\ndraft: maybe\n---\nx", 0).is_err());
+    }
+
+    /// Dates, schedules, old URLs and taxonomies as Jekyll, Hugo and Zola write them.
+    #[test]
+    fn migrated_dates_schedules_and_old_urls_are_read() {
+        let mtime = 1_000_000;
+        // (file name, text, date, offset, publish_at, expire_at, aliases, note?)
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            i64,
+            i32,
+            i64,
+            Option<i64>,
+            &'a [&'a str],
+            bool,
+        );
+        let cases: &[Case] = &[
+            // Jekyll: the offset is kept, the day shown is the day written.
+            (
+                "2013-09-06-x.markdown",
+                "---\ndate: 2013-09-06 22:02:41 -0400\nredirect_from: /2013/09/06/x.html\n---\nx",
+                1_378_519_361,
+                -14_400,
+                1_378_519_361,
+                None,
+                &["2013/09/06/x"],
+                false,
+            ),
+            // Hugo: TOML datetimes with an offset, publishDate later than the date,
+            // expiryDate, aliases as a list.
+            (
+                "x.md",
+                "+++\ndate = 2024-01-05T10:00:00+02:00\npublishDate = 2024-02-01\nexpiryDate = 2025-01-01T00:00:00Z\naliases = [\"/old/x/\", \"/old/x.html\", \"/posts/x/\"]\n+++\nx",
+                1_704_441_600,
+                7_200,
+                1_706_745_600,
+                Some(1_735_689_600),
+                &["old/x"],
+                false,
+            ),
+            // Hugo: publishDate alone is the date too; an alias as one string.
+            (
+                "x.md",
+                "---\npublish_date: 2030-01-01\naliases: /y\n---\nx",
+                1_893_456_000,
+                0,
+                1_893_456_000,
+                None,
+                &["y"],
+                false,
+            ),
+            // Zola: the date only in `path`, which is an old URL too.
+            (
+                "x.md",
+                "+++\npath = \"2022/04/07/async\"\n[taxonomies]\ntags = [\"Rust\"]\n+++\nx",
+                1_649_289_600,
+                0,
+                1_649_289_600,
+                None,
+                &["2022/04/07/async"],
+                false,
+            ),
+            // No date anywhere: the modification time, with a warning.
+            ("x.md", "x", mtime, 0, mtime, None, &[], true),
+        ];
+        for (name, text, date, offset, publish_at, expire_at, aliases, note) in cases {
+            let p = parse(name, text, mtime).unwrap_or_else(|e| panic!("{name} {text:?}: {e}"));
+            assert_eq!(
+                (p.date, p.offset, p.publish_at, p.expire_at),
+                (*date, *offset, *publish_at, *expire_at),
+                "{text:?}"
+            );
+            assert_eq!(p.aliases, *aliases, "{text:?}");
+            assert_eq!(p.note.is_some(), *note, "{text:?}");
+        }
+        let p = parse(
+            "x.md",
+            "+++\ntags = [\"C++\", \"rust\"]\ncategories = [\"c\", \"Rust\"]\n[taxonomies]\ncategories = [\"Go\"]\n+++\nx",
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.tags, vec!["C++", "rust", "c", "Go"]);
+        assert!(
+            parse("x.md", "---\nexpiryDate: soon\n---\nx", 0)
+                .unwrap_err()
+                .contains("expiry_date")
+        );
     }
 
     /// An empty scratch `posts` folder inside a temporary one. The temporary folder (with
