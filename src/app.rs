@@ -192,6 +192,9 @@ pub(crate) fn open_db(cfg: &Config) -> Result<Db, StartupError> {
 /// Opens the database and brings the post index up to date.
 pub(crate) fn open_site(cfg: &Config) -> Result<(Db, Index, crate::posts::Refresh), StartupError> {
     let db = open_db(cfg)?;
+    if let Err(e) = crate::posts::follow_timezone(&db, cfg.timezone) {
+        eprintln!("nib: re-reading the posts in the new timezone: {e}");
+    }
     let mut index = Index::new();
     index.max_post_bytes = cfg.max_post_kb * 1024;
     let r = index.refresh(&db, &cfg.posts_dir);

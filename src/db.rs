@@ -112,7 +112,8 @@ const MIGRATIONS: &[&str] = &[
         post_id INTEGER NOT NULL REFERENCES posts(id) ON DELETE CASCADE
     ) WITHOUT ROWID;
     CREATE INDEX post_aliases_post ON post_aliases(post_id);
-    UPDATE posts SET mtime = -1;",
+    UPDATE posts SET mtime = -1;
+    DELETE FROM meta WHERE key = 'posts_fingerprint';",
 ];
 
 /// What the `draft` column of `posts` says (migration 4): whether a post is shown now.

@@ -1190,6 +1190,23 @@ fn index_file(
     Ok(changed || site_changed)
 }
 
+/// Makes every post be read again when the site's `timezone` is not the one the index was
+/// built with: the instants of dates written without an offset depend on it. Called
+/// before the first refresh of a process.
+pub(crate) fn follow_timezone(db: &Db, offset: i32) -> rusqlite::Result<()> {
+    const KEY: &str = "posts_timezone";
+    let now = offset.to_string();
+    if db.meta_get(KEY)?.as_deref() == Some(now.as_str()) {
+        return Ok(());
+    }
+    if db.meta_get(KEY)?.is_some() {
+        db.forget_post_stamps()?;
+        // The stored fingerprint would otherwise say nothing changed, and skip the scan.
+        db.meta_set(FINGERPRINT_KEY, "")?;
+    }
+    db.meta_set(KEY, &now)
+}
+
 /// The old URLs (`aliases`, `redirect_from`, `path`) that a route, a post or a short link
 /// (in the live database at `live_db`) answers before them, as (file, problem naming
 /// both), for `nib check`: the old URL would never redirect.

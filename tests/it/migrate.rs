@@ -98,6 +98,24 @@ fn the_day_shown_is_the_day_written() {
     assert!(rss.contains("Sat, 07 Sep 2013 02:02:41 GMT"), "{rss}");
 }
 
+/// A changed `timezone` moves the dates written without an offset, though no post changed.
+#[test]
+fn a_new_timezone_rereads_the_posts() {
+    let site = migrated_site();
+    let iso = |s: &TestServer| {
+        let page = s.get("/posts/tokyo/").text();
+        let at = page.find("<time datetime=\"").expect("a time element") + 16;
+        page[at..at + 25].split('"').next().unwrap().to_string()
+    };
+    {
+        let s = TestServer::start(&site);
+        assert_eq!(iso(&s), "2024-01-05T07:30:00+09:00");
+    }
+    site.write("nib.toml", "timezone = \"-05:00\"\n");
+    let s = TestServer::start(&site);
+    assert_eq!(iso(&s), "2024-01-05T07:30:00-05:00");
+}
+
 #[test]
 fn a_timezone_that_is_no_offset_stops_start_up_naming_the_key() {
     let site = Site::new();
