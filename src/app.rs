@@ -192,7 +192,7 @@ pub(crate) fn open_db(cfg: &Config) -> Result<Db, StartupError> {
 /// Opens the database and brings the post index up to date.
 pub(crate) fn open_site(cfg: &Config) -> Result<(Db, Index, crate::posts::Refresh), StartupError> {
     let db = open_db(cfg)?;
-    if let Err(e) = crate::posts::follow_timezone(&db, cfg.timezone) {
+    if let Err(e) = crate::posts::follow_timezone(&db, &cfg.timezone.key()) {
         eprintln!("nib: re-reading the posts in the new timezone: {e}");
     }
     let mut index = Index::new();

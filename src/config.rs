@@ -266,9 +266,9 @@ pub(crate) struct Config {
     /// The largest post file indexed, in KiB; a larger one is skipped as broken.
     pub max_post_kb: u64,
     pub admin_token: Option<String>,
-    /// The site's `timezone`, seconds east of UTC: dates written without an offset are
-    /// read in it, and "today" is its day.
-    pub timezone: i32,
+    /// The site's `timezone`: dates written without an offset are read in it, and
+    /// "today" is its day.
+    pub timezone: crate::dates::Zone,
     /// `old_permalinks`: the URL pattern of the blog's previous home, whose paths answer
     /// 301 to the post they name.
     pub old_permalinks: Option<crate::oldurls::Pattern>,
@@ -377,26 +377,19 @@ impl Config {
         }
         h.write(&self.per_page.to_le_bytes());
         // Dates are shown in the site's zone when they were written without one.
-        h.write(&self.timezone.to_le_bytes());
+        h.write(self.timezone.key().as_bytes());
         h.finish()
     }
 }
 
-/// `timezone`: `UTC` (the default) or a fixed offset such as `+02:00`. An IANA name is
-/// refused with a message saying so, rather than read as UTC: its dates would be shown
-/// on the wrong day for half the year.
-fn timezone(v: Option<&str>) -> Result<i32, StartupError> {
-    let Some(text) = v else { return Ok(0) };
-    crate::dates::parse_offset(text).ok_or_else(|| {
-        let hint = if text.contains('/') {
-            "; zone names are not read yet, write its offset"
-        } else {
-            ""
-        };
-        StartupError::Config(format!(
-            "timezone: {text:?} is not UTC or an offset such as +02:00 or -05:00{hint}"
-        ))
-    })
+/// `timezone`: `UTC` (the default), a fixed offset such as `+02:00`, or a zone of the
+/// system's tz database (`Europe/Berlin`, read from `/usr/share/zoneinfo` at start-up).
+fn timezone(v: Option<&str>) -> Result<crate::dates::Zone, StartupError> {
+    let Some(text) = v else {
+        return Ok(crate::dates::Zone::UTC);
+    };
+    crate::dates::Zone::parse(text, Path::new("/usr/share/zoneinfo"))
+        .map_err(|e| StartupError::Config(format!("timezone: {e}")))
 }
 
 /// `redirect_status`: 302 (the default) or 301.

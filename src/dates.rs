@@ -1,11 +1,12 @@
 //! Calendar arithmetic for post dates: parsing the forms the contract (docs/contract.md) allows and formatting for
 //! pages (`5 January 2024`), Atom (RFC 3339) and HTTP/RSS headers. Times are Unix seconds
 //! (an instant), and a post keeps the UTC offset its date was written in beside it, so the
-//! day shown is the day written; a date written without one takes the site's `timezone`, a
-//! fixed offset ([`site_offset`]). The civil-date conversion is Howard Hinnant's
-//! public-domain algorithm, small enough that a date crate would cost more than it saves.
+//! day shown is the day written; a date written without one takes the site's `timezone`
+//! ([`Zone`]: a fixed offset, or a zone of the system's tz database read through `jiff`).
+//! The civil-date conversion is Howard Hinnant's public-domain algorithm, small enough that
+//! a date crate would cost more than it saves for that part.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
 
 /// Days since 1970-01-01 for a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -87,31 +88,35 @@ fn parse_hms(s: &str) -> Option<i64> {
 /// one). Returns Unix seconds, or `None` when the text is none of these.
 #[cfg(test)]
 pub(crate) fn parse(text: &str) -> Option<i64> {
-    parse_in(text, 0).map(|(ts, _)| ts)
+    parse_in(text, &Zone::UTC).map(|(ts, _)| ts)
 }
 
 /// [`parse`], keeping the zone: (Unix seconds, the offset east of UTC in seconds it was
-/// written in). A date written without a zone is a local time at `default_offset`.
-pub(crate) fn parse_in(text: &str, default_offset: i32) -> Option<(i64, i32)> {
+/// written in). A date written without a zone is a local time in `zone`.
+pub(crate) fn parse_in(text: &str, zone: &Zone) -> Option<(i64, i32)> {
     let s = text.trim();
     let day = parse_ymd(s)?;
     let rest = &s[10..];
     if rest.is_empty() {
-        return Some((day * 86_400 - default_offset as i64, default_offset));
+        return Some(zone.local(day * 86_400));
     }
     let rest = rest.strip_prefix(['T', 't', ' '])?;
     // Split the time of day from an optional zone: `Z`, or `+HH:MM`, `+HHMM` or `+HH` (and
     // with `-`), after the time or a space (Jekyll writes `2015-10-26 15:37:30 -0700`).
     let (time, offset) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
-        (t, 0)
+        (t, Some(0))
     } else if let Some(pos) = rest.rfind(['+', '-']) {
-        let (t, zone) = rest.split_at(pos);
-        let sign = if zone.starts_with('-') { -1 } else { 1 };
-        (t.trim_end(), sign * zone_seconds(&zone[1..])?)
+        let (t, z) = rest.split_at(pos);
+        let sign = if z.starts_with('-') { -1 } else { 1 };
+        (t.trim_end(), Some(sign * zone_seconds(&z[1..])?))
     } else {
-        (rest, default_offset as i64)
+        (rest, None)
     };
-    Some((day * 86_400 + parse_hms(time)? - offset, offset as i32))
+    let local = day * 86_400 + parse_hms(time)?;
+    Some(match offset {
+        Some(o) => (local - o, o as i32),
+        None => zone.local(local),
+    })
 }
 
 /// A zone offset's `HH:MM`, `HHMM` or `HH`, in seconds.
@@ -137,24 +142,118 @@ pub(crate) fn split_date_prefix(stem: &str) -> Option<(i64, &str)> {
     Some((day * 86_400, rest))
 }
 
-/// The site's `timezone` as an offset east of UTC in seconds: set once from the
-/// configuration before any post is read (`lib::run`), read by the post parser and by
-/// "now". A process-wide value rather than a parameter because it is one setting of the
-/// one site a process serves, and the parser is reached from the index's walk, which
-/// would otherwise thread it through every step.
-static SITE_OFFSET: AtomicI32 = AtomicI32::new(0);
-
-pub(crate) fn set_site_offset(seconds: i32) {
-    SITE_OFFSET.store(seconds, Ordering::Relaxed);
+/// A site's `timezone`: a fixed offset east of UTC in seconds, or a zone of the tz
+/// database (`Europe/Berlin`), whose offset changes with the date.
+#[derive(Debug, Clone)]
+pub(crate) enum Zone {
+    Fixed(i32),
+    Named {
+        name: String,
+        tz: jiff::tz::TimeZone,
+    },
 }
 
-pub(crate) fn site_offset() -> i32 {
-    SITE_OFFSET.load(Ordering::Relaxed)
+impl Zone {
+    pub(crate) const UTC: Zone = Zone::Fixed(0);
+
+    /// Reads a `timezone` setting: `UTC`, `Z`, a fixed offset `±HH:MM` (`±HHMM`, `±HH`), or
+    /// a zone name found in `zoneinfo` (`/usr/share/zoneinfo`). The error says why not.
+    pub(crate) fn parse(text: &str, zoneinfo: &std::path::Path) -> Result<Zone, String> {
+        if let Some(o) = parse_offset(text) {
+            return Ok(Zone::Fixed(o));
+        }
+        let name = text.trim();
+        // A name is a path below `zoneinfo`: plain segments only, so none leads out.
+        let plain = !name.is_empty()
+            && name.split('/').all(|seg| {
+                !seg.is_empty()
+                    && !seg.starts_with('.')
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_+-".contains(&b))
+            });
+        if !plain {
+            return Err(format!(
+                "{text:?} is not UTC, an offset such as +02:00 or a zone name such as Europe/Berlin"
+            ));
+        }
+        let path = zoneinfo.join(name);
+        // A TZif file is a few KB; the bound keeps a wrong file from being read whole.
+        let data = std::fs::read(&path)
+            .map_err(|e| format!("{text:?}: no such zone ({}: {e})", path.display()))?;
+        if data.len() > 256 * 1024 {
+            return Err(format!("{text:?}: {} is not a zone file", path.display()));
+        }
+        let tz = jiff::tz::TimeZone::tzif(name, &data)
+            .map_err(|e| format!("{text:?}: {} is not a zone file ({e})", path.display()))?;
+        Ok(Zone::Named {
+            name: name.to_string(),
+            tz,
+        })
+    }
+
+    /// The setting as written back (`+02:00`, `Europe/Berlin`): what the index was built
+    /// with, and part of the pages' ETags.
+    pub(crate) fn key(&self) -> String {
+        match self {
+            Zone::Fixed(o) => zone_text(*o),
+            Zone::Named { name, .. } => name.clone(),
+        }
+    }
+
+    /// The offset east of UTC, in seconds, at the instant `ts`.
+    pub(crate) fn offset_at(&self, ts: i64) -> i32 {
+        match self {
+            Zone::Fixed(o) => *o,
+            Zone::Named { tz, .. } => {
+                let ts = ts.clamp(FIRST_TS, LAST_SHOWN);
+                jiff::Timestamp::from_second(ts)
+                    .map(|t| tz.to_offset(t).seconds())
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    /// The instant of a local wall-clock time (`local`: seconds since 1970-01-01 00:00 on
+    /// that clock) and the offset it was at. A time the clocks skipped (spring forward)
+    /// takes the offset before the change, and a time they passed twice (fall back) the
+    /// earlier instant, as Jekyll's and Hugo's Go and Ruby time libraries do.
+    pub(crate) fn local(&self, local: i64) -> (i64, i32) {
+        // The offsets a day before and after: a zone changes its clocks at most once a
+        // day, so the local time is at one of them (or at neither, in a gap).
+        let before = self.offset_at(local - 86_400);
+        let after = self.offset_at(local + 86_400);
+        let at = |o: i32| {
+            let ts = local - o as i64;
+            (self.offset_at(ts) == o).then_some(ts)
+        };
+        match (at(before), at(after)) {
+            (Some(a), Some(b)) if b < a => (b, after),
+            (Some(a), _) => (a, before),
+            (None, Some(b)) => (b, after),
+            (None, None) => (local - before as i64, before),
+        }
+    }
 }
 
-/// A `timezone` setting: `UTC`, `Z`, or a fixed offset `±HH:MM` (`±HHMM`, `±HH`), as seconds
-/// east of UTC. IANA names (`Europe/Berlin`) are not read yet: see the `timezone` key in the
-/// README.
+/// The site's `timezone`, set once from the configuration before any post is read
+/// (`lib::run`), read by the post parser and for "today". A process-wide value rather than
+/// a parameter because it is one setting of the one site a process serves, and the parser
+/// is reached from the index's walk, which would otherwise thread it through every step.
+static SITE_ZONE: OnceLock<Zone> = OnceLock::new();
+
+/// Sets the site's zone; only the first call counts (a process serves one site).
+pub(crate) fn set_site_zone(zone: Zone) {
+    let _ = SITE_ZONE.set(zone);
+}
+
+/// The site's zone: UTC until one is set.
+pub(crate) fn site_zone() -> &'static Zone {
+    SITE_ZONE.get().unwrap_or(&Zone::UTC)
+}
+
+/// A fixed offset `timezone` setting: `UTC`, `Z`, or `±HH:MM` (`±HHMM`, `±HH`), as seconds
+/// east of UTC.
 pub(crate) fn parse_offset(text: &str) -> Option<i32> {
     let t = text.trim();
     if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("z") || t == "GMT" {
@@ -475,7 +574,7 @@ mod tests {
     /// Regression: `2013-09-06 22:02:41 -0400` showed "7 September 2013", the UTC day.
     #[test]
     fn the_day_shown_is_the_day_written() {
-        // (text, default offset, shown day, RFC 3339 as written)
+        // (text, site offset, shown day, RFC 3339 as written)
         let cases: &[(&str, i32, &str, &str)] = &[
             (
                 "2013-09-06 22:02:41 -0400",
@@ -509,7 +608,7 @@ mod tests {
             ),
         ];
         for (text, default, day, iso) in cases {
-            let (ts, off) = parse_in(text, *default).unwrap();
+            let (ts, off) = parse_in(text, &Zone::Fixed(*default)).unwrap();
             assert_eq!(human_at(ts, off), *day, "{text}");
             assert_eq!(rfc3339_at(ts, off), *iso, "{text}");
             // The instant is the same whichever way it is written.
@@ -517,6 +616,50 @@ mod tests {
         }
         // An offset that would carry a date past year 9999 is shown in UTC.
         assert_eq!(rfc3339_at(LAST_SHOWN, 3600), "9999-12-31T23:59:59Z");
+    }
+
+    /// A named zone's offset follows the date: Berlin is +01:00 in winter and +02:00 in
+    /// summer, and a local time is read at the offset it had then.
+    #[test]
+    fn a_named_zone_follows_summer_time() {
+        let dir = std::path::Path::new("/usr/share/zoneinfo");
+        if !dir.join("Europe/Berlin").is_file() {
+            eprintln!("skipped: no /usr/share/zoneinfo/Europe/Berlin");
+            return;
+        }
+        let berlin = Zone::parse("Europe/Berlin", dir).unwrap();
+        assert_eq!(berlin.key(), "Europe/Berlin");
+        // (text, instant, offset)
+        let cases = [
+            ("2024-01-05 10:00", 1_704_445_200, 3_600),
+            ("2024-07-05 10:00", 1_720_166_400, 7_200),
+            ("2024-07-05", 1_720_130_400, 7_200),
+            // Written with an offset: kept as written, whatever the zone.
+            ("2024-07-05T10:00:00-04:00", 1_720_188_000, -14_400),
+            // 02:30 on 31 March 2024 never happened in Berlin.
+            ("2024-03-31 02:30", 1_711_848_600, 3_600),
+            // 02:30 on 27 October 2024 happened twice: the earlier one.
+            ("2024-10-27 02:30", 1_729_989_000, 7_200),
+        ];
+        for (text, ts, off) in cases {
+            assert_eq!(parse_in(text, &berlin), Some((ts, off)), "{text}");
+        }
+        assert_eq!(
+            human_at(1_720_130_400, berlin.offset_at(1_720_130_400)),
+            "5 July 2024"
+        );
+        let refused = [
+            "Mars/Olympus_Mons",
+            "../../etc/passwd",
+            "/etc/passwd",
+            "Europe/../Europe/Berlin",
+            "",
+        ];
+        for name in refused {
+            assert!(Zone::parse(name, dir).is_err(), "{name}");
+        }
+        assert_eq!(Zone::parse("+02:00", dir).unwrap().key(), "+02:00");
+        assert_eq!(Zone::parse("UTC", dir).unwrap().key(), "Z");
     }
 
     #[test]

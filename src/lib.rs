@@ -64,7 +64,7 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
     }
     let cfg = Config::load(&args, &env)?;
     // Before any post is read: dates written without an offset are read in this zone.
-    dates::set_site_offset(cfg.timezone);
+    dates::set_site_zone(cfg.timezone.clone());
     match command {
         Command::Serve => {
             lifecycle::memory::ensure_allocator_tunables();

@@ -383,7 +383,7 @@ fn parse_parts(
         Some((d, rest)) => (Some(d), rest),
         None => (None, stem),
     };
-    let tz = dates::site_offset();
+    let tz = dates::site_zone();
     let parse_date = |field: &str, v: &Option<DateValue>| -> Result<Option<(i64, i32)>, String> {
         match v {
             None => Ok(None),
@@ -517,19 +517,20 @@ fn post_date(
     path: Option<&str>,
     name_date: Option<i64>,
     mtime: i64,
-    tz: i32,
+    tz: &dates::Zone,
 ) -> Dated {
-    let local = |d: i64| d - tz as i64;
     let (ts, offset, source, note) = if let Some((ts, offset)) = written {
         (ts, offset, "the date", None)
     } else if let Some(d) = path.and_then(dates::path_date) {
-        (local(d), tz, "the path's date", None)
+        let (ts, offset) = tz.local(d);
+        (ts, offset, "the path's date", None)
     } else if let Some(d) = name_date {
-        (local(d), tz, "the file name's date", None)
+        let (ts, offset) = tz.local(d);
+        (ts, offset, "the file name's date", None)
     } else {
         (
             mtime,
-            tz,
+            tz.offset_at(mtime),
             "the file's modification time",
             Some(
                 "no date in front matter, path or file name: dated by the file's modification time",
@@ -1193,9 +1194,9 @@ fn index_file(
 /// Makes every post be read again when the site's `timezone` is not the one the index was
 /// built with: the instants of dates written without an offset depend on it. Called
 /// before the first refresh of a process.
-pub(crate) fn follow_timezone(db: &Db, offset: i32) -> rusqlite::Result<()> {
+pub(crate) fn follow_timezone(db: &Db, zone: &str) -> rusqlite::Result<()> {
     const KEY: &str = "posts_timezone";
-    let now = offset.to_string();
+    let now = zone.to_string();
     if db.meta_get(KEY)?.as_deref() == Some(now.as_str()) {
         return Ok(());
     }
@@ -1267,7 +1268,7 @@ pub(crate) fn new_post(
         ));
     }
     fs::create_dir_all(posts_dir).map_err(|e| format!("{}: {e}", posts_dir.display()))?;
-    let today = dates::ymd_at(now, dates::site_offset());
+    let today = dates::ymd_at(now, dates::site_zone().offset_at(now));
     let path = posts_dir.join(format!("{today}-{slug}.md"));
     let quoted = serde_json::to_string(title.trim()).unwrap_or_else(|_| "\"\"".into());
     let text =
