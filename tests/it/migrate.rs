@@ -210,6 +210,31 @@ fn a_future_post_appears_and_an_expiring_one_goes_on_their_own() {
     assert!(s.get("/sitemap.xml").text().contains("/posts/future/"));
 }
 
+/// `nib build` exports what is public when it runs: not a post waiting for its date.
+#[test]
+fn the_export_leaves_out_a_post_not_yet_due() {
+    let site = Site::new();
+    site.post(
+        "future.md",
+        &format!(
+            "---\ntitle: Far ahead\ndate: {}\n---\nLater.\n",
+            rfc3339(now() + 86_400)
+        ),
+    )
+    .post(
+        "past.md",
+        "---\ntitle: Done\ndate: 2020-01-01\n---\nDone.\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("site");
+    let (code, _, err) = nib(&site, &["build", "--out", dir.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dir.join("posts/past/index.html").is_file());
+    assert!(!dir.join("posts/future").exists());
+    let sitemap = std::fs::read_to_string(dir.join("sitemap.xml")).unwrap();
+    assert!(!sitemap.contains("/posts/future/"), "{sitemap}");
+}
+
 #[test]
 fn old_urls_answer_301_to_the_post() {
     let site = migrated_site();
@@ -289,16 +314,21 @@ fn check_names_mtime_dates_and_old_urls_that_routes_answer() {
     let site = migrated_site();
     let (code, out, err) = nib(&site, &["check"], &[]);
     assert_eq!(code, 1, "{out}{err}");
-    let line = |needle: &str, file: &str| {
+    let has_line = |out: &str, needle: &str, file: &str| {
         assert!(
             out.lines().any(|l| l.contains(needle) && l.contains(file)),
             "no line with {needle:?} for {file}: {out}"
         );
     };
-    line("warning: no date", "undated.md");
-    line("modification time", "undated.md");
-    line("old URL /tags/ is nib's route /tags/", "claims-a-route.md");
-    line(
+    has_line(&out, "warning: no date", "undated.md");
+    has_line(&out, "modification time", "undated.md");
+    has_line(
+        &out,
+        "old URL /tags/ is nib's route /tags/",
+        "claims-a-route.md",
+    );
+    has_line(
+        &out,
         "old URL /feed.xml is nib's route /feed.xml",
         "claims-a-route.md",
     );
@@ -308,4 +338,20 @@ fn check_names_mtime_dates_and_old_urls_that_routes_answer() {
         3,
         "{out}"
     );
+    // A short link made with the alias's name answers it: both are named.
+    let (code, _, err) = nib(
+        &site,
+        &["shorten", "https://example.com/", "--slug", "short-old"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = nib(&site, &["check"], &[]);
+    has_line(
+        &out,
+        "old URL /short-old is the short link /short-old",
+        "hugo-bundle-style.md",
+    );
+    let s = TestServer::start(&site);
+    let r = s.get("/short-old");
+    assert_eq!(r.header("Location"), Some("https://example.com/"));
 }
