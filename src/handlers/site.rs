@@ -145,6 +145,16 @@ pub(crate) fn tags(app: &App, req: &Request) -> Result<Reply, Error> {
 }
 
 pub(crate) fn tag_page(app: &App, req: &Request, tag: &str, page: u64) -> Result<Reply, Error> {
+    // Tags compare by their key: `/tags/Rust/` and `/tags/C++/` are `/tags/rust/` and
+    // `/tags/c-plus-plus/`, where their page is.
+    let key = crate::routes::tag_key(tag);
+    if key != tag && !key.is_empty() {
+        let mut to = format!("/tags/{}/", crate::routes::encode_component(&key));
+        if page > 1 {
+            to.push_str(&format!("page/{page}/"));
+        }
+        return Ok(Reply::redirect(301, &to));
+    }
     let prefix = format!("/tags/{tag}/");
     let path = if page == 1 {
         prefix.clone()

@@ -302,6 +302,18 @@ fn cpp_and_c_are_two_tags_and_rust_is_one() {
     // Zola's and Jekyll's categories are tags.
     assert_eq!(s.get("/tags/releases/").status, 200);
     assert_eq!(s.get("/tags/notes/").status, 200);
+    // A tag asked for as written is sent to its key.
+    for (asked, key) in [
+        ("/tags/C++/", "/tags/c-plus-plus/"),
+        ("/tags/Rust/", "/tags/rust/"),
+    ] {
+        let r = s.get(asked);
+        assert_eq!(
+            (r.status, r.header("Location")),
+            (301, Some(key)),
+            "{asked}"
+        );
+    }
     let post = s.get("/posts/renamed/").text();
     assert!(
         post.contains("href=\"/tags/c-plus-plus/\">#C++</a>"),
