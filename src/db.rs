@@ -178,6 +178,12 @@ const TAG_PAGE: &str = concat!(
      ORDER BY post_tags.date DESC, post_tags.slug LIMIT ?1 OFFSET ?2"
 );
 const LINK_TARGET: &str = "SELECT id, url FROM links WHERE code = ?1";
+// Asked for paths every route answered 404 (old URLs of a migrated blog).
+const ALIAS_TARGET: &str = "SELECT posts.slug FROM post_aliases
+   JOIN posts ON posts.id = post_aliases.post_id
+   WHERE alias = ?1 AND posts.error IS NULL AND posts.draft = 0";
+const POST_DATE: &str =
+    "SELECT date, date_offset FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0";
 
 pub(crate) struct Db {
     conn: Connection,
@@ -1165,10 +1171,7 @@ impl Db {
     /// The public post an old URL (by its `oldurls::alias_key`) names: its slug.
     pub fn alias_target(&self, key: &str) -> rusqlite::Result<Option<String>> {
         self.conn
-            .prepare_cached(
-                "SELECT posts.slug FROM post_aliases JOIN posts ON posts.id = post_aliases.post_id
-                 WHERE alias = ?1 AND posts.error IS NULL AND posts.draft = 0",
-            )?
+            .prepare_cached(ALIAS_TARGET)?
             .query_row([key], |r| r.get(0))
             .optional()
     }
@@ -1176,9 +1179,7 @@ impl Db {
     /// A public post's date and the offset it was written in, by slug.
     pub fn post_date(&self, slug: &str) -> rusqlite::Result<Option<(i64, i32)>> {
         self.conn
-            .prepare_cached(
-                "SELECT date, date_offset FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0",
-            )?
+            .prepare_cached(POST_DATE)?
             .query_row([slug], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
     }
@@ -1353,6 +1354,8 @@ mod tests {
             ("index page", INDEX_PAGE),
             ("tag page", TAG_PAGE),
             ("link target", LINK_TARGET),
+            ("old URL", ALIAS_TARGET),
+            ("post date", POST_DATE),
         ];
         for (name, sql) in queries {
             let mut stmt = db
