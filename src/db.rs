@@ -1184,7 +1184,8 @@ impl Db {
             .optional()
     }
 
-    /// Every old URL with the file of its post (drafts' included), for `nib check`.
+    /// Every old URL with the file of the post that declares it (drafts declare none),
+    /// for `nib check`.
     pub fn aliases(&self) -> rusqlite::Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT alias, posts.path FROM post_aliases JOIN posts ON posts.id = post_aliases.post_id
