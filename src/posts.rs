@@ -1663,6 +1663,17 @@ mod tests {
                 &["2022/04/07/async"],
                 false,
             ),
+            // TOML's local datetime (no offset): the site's zone, UTC here.
+            (
+                "x.md",
+                "+++\ndate = 2020-01-02T10:00:00\n+++\nx",
+                1_577_959_200,
+                0,
+                1_577_959_200,
+                None,
+                &[],
+                false,
+            ),
             // No date anywhere: the modification time, with a warning.
             ("x.md", "x", mtime, 0, mtime, None, &[], true),
         ];
