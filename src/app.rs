@@ -31,6 +31,10 @@ pub(crate) struct App {
     pub db: Db,
     pub index: Index,
     pub site: SiteVersion,
+    /// When a post waiting for its date appears or one expires next: the loop compares
+    /// it with the clock before each request and tick, so a scheduled post shows within
+    /// a tick of its time with no file change, and requests pay one clock read.
+    next_schedule: Option<i64>,
     config_fingerprint: u64,
     /// Clicks counted but not yet written; see [`App::tick`].
     pub clicks: RefCell<ClickBatch>,
@@ -51,11 +55,13 @@ impl App {
             .map(|m| m.len() ^ dates::mtime(&m).as_secs())
             .unwrap_or(0);
         let config_fingerprint = cfg.fingerprint() ^ build.rotate_left(17);
+        let next_schedule = db.next_schedule()?;
         Ok(App {
             cfg,
             db,
             index: Index::new(),
             site,
+            next_schedule,
             config_fingerprint,
             clicks: RefCell::new(ClickBatch::default()),
             last_flush: Instant::now(),
@@ -70,15 +76,36 @@ impl App {
     /// changed something: another nib on the same database (`nib build`, `nib check`) may
     /// have indexed an edit first, and the pages kept under the old version must go.
     pub fn refresh_posts(&mut self) {
-        if !self.index.is_due() {
+        let now = dates::now();
+        let scheduled = self.next_schedule.is_some_and(|t| now >= t);
+        if scheduled {
+            match self
+                .db
+                .apply_schedule(now)
+                .and_then(|_| self.db.next_schedule())
+            {
+                Ok(next) => self.next_schedule = next,
+                Err(e) => {
+                    eprintln!("nib: showing or hiding scheduled posts: {e}");
+                    // Tried again in a second, not at every request meanwhile.
+                    self.next_schedule = Some(now + 1);
+                }
+            }
+        } else if !self.index.is_due() {
             return;
         }
-        self.index.refresh_if_due(&self.db, &self.cfg.posts_dir);
+        if self.index.is_due() {
+            self.index.refresh_if_due(&self.db, &self.cfg.posts_dir);
+        }
         match self.db.site_version() {
             Ok(v) if v != self.site => {
                 self.site = v;
                 // Every kept page names the old version in its ETag: none is served again.
                 self.pages.borrow_mut().clear();
+                match self.db.next_schedule() {
+                    Ok(next) => self.next_schedule = next,
+                    Err(e) => eprintln!("nib: reading the post schedule: {e}"),
+                }
             }
             Ok(_) => {}
             Err(e) => eprintln!("nib: reading site version: {e}"),
@@ -167,8 +194,16 @@ pub(crate) fn open_db(cfg: &Config) -> Result<Db, StartupError> {
 /// Opens the database and brings the post index up to date.
 pub(crate) fn open_site(cfg: &Config) -> Result<(Db, Index, crate::posts::Refresh), StartupError> {
     let db = open_db(cfg)?;
+    if let Err(e) = crate::posts::follow_timezone(&db, &cfg.timezone.key()) {
+        eprintln!("nib: re-reading the posts in the new timezone: {e}");
+    }
     let mut index = Index::new();
     index.max_post_bytes = cfg.max_post_kb * 1024;
     let r = index.refresh(&db, &cfg.posts_dir);
+    // Posts whose time came while nib was not running (their files unchanged) are shown,
+    // and expired ones hidden, before anything is served or exported.
+    if let Err(e) = db.apply_schedule(crate::dates::now()) {
+        eprintln!("nib: showing or hiding scheduled posts: {e}");
+    }
     Ok((db, index, r))
 }

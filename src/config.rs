@@ -245,6 +245,8 @@ struct FileConfig {
     admin_token: Option<String>,
     nav: Option<Vec<NavLink>>,
     footer: Option<Vec<NavLink>>,
+    timezone: Option<String>,
+    old_permalinks: Option<String>,
 }
 
 /// A link of the site's navigation (`[[nav]]`) or footer (`[[footer]]`) in `nib.toml`.
@@ -287,6 +289,12 @@ pub(crate) struct Config {
     pub nav: Vec<NavLink>,
     /// Links added to the footer line.
     pub footer: Vec<NavLink>,
+    /// The site's `timezone`: dates written without an offset are read in it, and
+    /// "today" is its day.
+    pub timezone: crate::dates::Zone,
+    /// `old_permalinks`: the URL pattern of the blog's previous home, whose paths answer
+    /// 301 to the post they name.
+    pub old_permalinks: Option<crate::oldurls::Pattern>,
 }
 
 impl Config {
@@ -340,6 +348,15 @@ impl Config {
             None => default_nav(),
         };
         let footer = nav_links("footer", file.footer.unwrap_or_default())?;
+        let timezone = timezone(file.timezone.as_deref())?;
+        let old_permalinks = file
+            .old_permalinks
+            .as_deref()
+            .map(|p| {
+                crate::oldurls::Pattern::parse(p)
+                    .map_err(|e| StartupError::Config(format!("old_permalinks: {e}")))
+            })
+            .transpose()?;
         let text = |v: Option<String>, d: &str| {
             v.map(|s| s.trim().to_string())
                 .unwrap_or_else(|| d.to_string())
@@ -363,6 +380,8 @@ impl Config {
             admin_token,
             nav,
             footer,
+            timezone,
+            old_permalinks,
         })
     }
 
@@ -398,6 +417,8 @@ impl Config {
                 }
             }
         }
+        // Dates are shown in the site's zone when they were written without one.
+        h.write(self.timezone.key().as_bytes());
         h.finish()
     }
 }
@@ -442,6 +463,16 @@ fn nav_links(key: &str, links: Vec<NavLink>) -> Result<Vec<NavLink>, StartupErro
             })
         })
         .collect()
+}
+
+/// `timezone`: `UTC` (the default), a fixed offset such as `+02:00`, or a zone of the
+/// system's tz database (`Europe/Berlin`, read from `/usr/share/zoneinfo` at start-up).
+fn timezone(v: Option<&str>) -> Result<crate::dates::Zone, StartupError> {
+    let Some(text) = v else {
+        return Ok(crate::dates::Zone::UTC);
+    };
+    crate::dates::Zone::parse(text, Path::new("/usr/share/zoneinfo"))
+        .map_err(|e| StartupError::Config(format!("timezone: {e}")))
 }
 
 /// `redirect_status`: 302 (the default) or 301.
@@ -638,6 +669,10 @@ mod tests {
         let cases = [
             ("titel = 'x'", "titel"),
             ("per_page = 0", "per_page"),
+            ("timezone = 'Mars/Olympus'", "timezone"),
+            ("timezone = '+25:00'", "timezone"),
+            ("old_permalinks = '/:year/:month/'", "old_permalinks"),
+            ("old_permalinks = '/:yday/:slug/'", "old_permalinks"),
             ("per_page = 'ten'", "per_page"),
             ("redirect_status = 307", "redirect_status"),
             ("base_url = 'ftp://x'", "base_url"),

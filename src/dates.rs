@@ -1,7 +1,12 @@
 //! Calendar arithmetic for post dates: parsing the forms the contract (docs/contract.md) allows and formatting for
-//! pages (`5 January 2024`), Atom (RFC 3339) and HTTP/RSS headers. Times are Unix seconds in
-//! UTC, the site's time zone; the civil-date conversion is Howard Hinnant's public-domain
-//! algorithm, small enough that a date crate would cost more than it saves.
+//! pages (`5 January 2024`), Atom (RFC 3339) and HTTP/RSS headers. Times are Unix seconds
+//! (an instant), and a post keeps the UTC offset its date was written in beside it, so the
+//! day shown is the day written; a date written without one takes the site's `timezone`
+//! ([`Zone`]: a fixed offset, or a zone of the system's tz database read through `jiff`).
+//! The civil-date conversion is Howard Hinnant's public-domain algorithm, small enough that
+//! a date crate would cost more than it saves for that part.
+
+use std::sync::OnceLock;
 
 /// Days since 1970-01-01 for a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -81,26 +86,37 @@ fn parse_hms(s: &str) -> Option<i64> {
 /// Parses a post date: RFC 3339, `YYYY-MM-DD`, or `YYYY-MM-DD HH:MM[:SS]`, the hour with
 /// one or two digits, with an optional zone (`Z`, `±HH:MM`, `±HHMM`, `±HH`; UTC without
 /// one). Returns Unix seconds, or `None` when the text is none of these.
+#[cfg(test)]
 pub(crate) fn parse(text: &str) -> Option<i64> {
+    parse_in(text, &Zone::UTC).map(|(ts, _)| ts)
+}
+
+/// [`parse`], keeping the zone: (Unix seconds, the offset east of UTC in seconds it was
+/// written in). A date written without a zone is a local time in `zone`.
+pub(crate) fn parse_in(text: &str, zone: &Zone) -> Option<(i64, i32)> {
     let s = text.trim();
     let day = parse_ymd(s)?;
     let rest = &s[10..];
     if rest.is_empty() {
-        return Some(day * 86_400);
+        return Some(zone.local(day * 86_400));
     }
     let rest = rest.strip_prefix(['T', 't', ' '])?;
     // Split the time of day from an optional zone: `Z`, or `+HH:MM`, `+HHMM` or `+HH` (and
     // with `-`), after the time or a space (Jekyll writes `2015-10-26 15:37:30 -0700`).
     let (time, offset) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
-        (t, 0)
+        (t, Some(0))
     } else if let Some(pos) = rest.rfind(['+', '-']) {
-        let (t, zone) = rest.split_at(pos);
-        let sign = if zone.starts_with('-') { -1 } else { 1 };
-        (t.trim_end(), sign * zone_seconds(&zone[1..])?)
+        let (t, z) = rest.split_at(pos);
+        let sign = if z.starts_with('-') { -1 } else { 1 };
+        (t.trim_end(), Some(sign * zone_seconds(&z[1..])?))
     } else {
-        (rest, 0)
+        (rest, None)
     };
-    Some(day * 86_400 + parse_hms(time)? - offset)
+    let local = day * 86_400 + parse_hms(time)?;
+    Some(match offset {
+        Some(o) => (local - o, o as i32),
+        None => zone.local(local),
+    })
 }
 
 /// A zone offset's `HH:MM`, `HHMM` or `HH`, in seconds.
@@ -124,6 +140,202 @@ pub(crate) fn split_date_prefix(stem: &str) -> Option<(i64, &str)> {
         rest.strip_prefix('-')?
     };
     Some((day * 86_400, rest))
+}
+
+/// A site's `timezone`: a fixed offset east of UTC in seconds, or a zone of the tz
+/// database (`Europe/Berlin`), whose offset changes with the date.
+#[derive(Debug, Clone)]
+pub(crate) enum Zone {
+    Fixed(i32),
+    Named {
+        name: String,
+        tz: jiff::tz::TimeZone,
+    },
+}
+
+impl Zone {
+    pub(crate) const UTC: Zone = Zone::Fixed(0);
+
+    /// Reads a `timezone` setting: `UTC`, `Z`, a fixed offset `±HH:MM` (`±HHMM`, `±HH`), or
+    /// a zone name found in `zoneinfo` (`/usr/share/zoneinfo`). The error says why not.
+    pub(crate) fn parse(text: &str, zoneinfo: &std::path::Path) -> Result<Zone, String> {
+        if let Some(o) = parse_offset(text) {
+            return Ok(Zone::Fixed(o));
+        }
+        let name = text.trim();
+        // A name is a path below `zoneinfo`: plain segments only, so none leads out.
+        let plain = !name.is_empty()
+            && name.split('/').all(|seg| {
+                !seg.is_empty()
+                    && !seg.starts_with('.')
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_+-".contains(&b))
+            });
+        if !plain {
+            return Err(format!(
+                "{text:?} is not UTC, an offset such as +02:00 or a zone name such as Europe/Berlin"
+            ));
+        }
+        let path = zoneinfo.join(name);
+        // A TZif file is a few KB; the bound keeps a wrong file from being read whole.
+        let data = std::fs::read(&path)
+            .map_err(|e| format!("{text:?}: no such zone ({}: {e})", path.display()))?;
+        if data.len() > 256 * 1024 {
+            return Err(format!("{text:?}: {} is not a zone file", path.display()));
+        }
+        let tz = jiff::tz::TimeZone::tzif(name, &data)
+            .map_err(|e| format!("{text:?}: {} is not a zone file ({e})", path.display()))?;
+        Ok(Zone::Named {
+            name: name.to_string(),
+            tz,
+        })
+    }
+
+    /// The setting as written back (`+02:00`, `Europe/Berlin`): what the index was built
+    /// with, and part of the pages' ETags.
+    pub(crate) fn key(&self) -> String {
+        match self {
+            Zone::Fixed(o) => zone_text(*o),
+            Zone::Named { name, .. } => name.clone(),
+        }
+    }
+
+    /// The offset east of UTC, in seconds, at the instant `ts`.
+    pub(crate) fn offset_at(&self, ts: i64) -> i32 {
+        match self {
+            Zone::Fixed(o) => *o,
+            Zone::Named { tz, .. } => {
+                let ts = ts.clamp(FIRST_TS, LAST_SHOWN);
+                jiff::Timestamp::from_second(ts)
+                    .map(|t| tz.to_offset(t).seconds())
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    /// The instant of a local wall-clock time (`local`: seconds since 1970-01-01 00:00 on
+    /// that clock) and the offset it was at. A time the clocks skipped (spring forward)
+    /// takes the offset before the change, and a time they passed twice (fall back) the
+    /// earlier instant, as Jekyll's and Hugo's Go and Ruby time libraries do.
+    pub(crate) fn local(&self, local: i64) -> (i64, i32) {
+        // The offsets a day before and after: a zone changes its clocks at most once a
+        // day, so the local time is at one of them (or at neither, in a gap).
+        let before = self.offset_at(local - 86_400);
+        let after = self.offset_at(local + 86_400);
+        let at = |o: i32| {
+            let ts = local - o as i64;
+            (self.offset_at(ts) == o).then_some(ts)
+        };
+        match (at(before), at(after)) {
+            (Some(a), Some(b)) if b < a => (b, after),
+            (Some(a), _) => (a, before),
+            (None, Some(b)) => (b, after),
+            (None, None) => (local - before as i64, before),
+        }
+    }
+}
+
+/// The site's `timezone`, set once from the configuration before any post is read
+/// (`lib::run`), read by the post parser and for "today". A process-wide value rather than
+/// a parameter because it is one setting of the one site a process serves, and the parser
+/// is reached from the index's walk, which would otherwise thread it through every step.
+static SITE_ZONE: OnceLock<Zone> = OnceLock::new();
+
+/// Sets the site's zone; only the first call counts (a process serves one site).
+pub(crate) fn set_site_zone(zone: Zone) {
+    let _ = SITE_ZONE.set(zone);
+}
+
+/// The site's zone: UTC until one is set.
+pub(crate) fn site_zone() -> &'static Zone {
+    SITE_ZONE.get().unwrap_or(&Zone::UTC)
+}
+
+/// A fixed offset `timezone` setting: `UTC`, `Z`, or `±HH:MM` (`±HHMM`, `±HH`), as seconds
+/// east of UTC.
+pub(crate) fn parse_offset(text: &str) -> Option<i32> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("z") || t == "GMT" {
+        return Some(0);
+    }
+    let sign = match t.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    Some(sign * zone_seconds(&t[1..])? as i32)
+}
+
+/// The date at the start of a Zola `path` (`2022/04/07/slug` or `/2022/04/07/`), as Unix
+/// seconds at local midnight: the only date some migrated posts carry.
+pub(crate) fn path_date(path: &str) -> Option<i64> {
+    let mut parts = path.trim_start_matches('/').splitn(4, '/');
+    let y = num(parts.next()?, 4)? as i64;
+    let m = num(parts.next()?, 2)?;
+    let d = num(parts.next()?, 2)?;
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * 86_400)
+}
+
+/// `+02:00`, `-04:00` or `Z` for an offset in seconds.
+fn zone_text(offset: i32) -> String {
+    if offset == 0 {
+        return "Z".to_string();
+    }
+    let sign = if offset < 0 { '-' } else { '+' };
+    let a = offset.unsigned_abs();
+    format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60)
+}
+
+/// `2013-09-06T22:02:41-04:00`: the instant `ts` as written at `offset`, for Atom and
+/// `<time datetime>` (the same instant as [`rfc3339`], with the writer's wall clock).
+pub(crate) fn rfc3339_at(ts: i64, offset: i32) -> String {
+    let offset = shown_offset(ts, offset);
+    let (y, m, d, s) = split_at(ts, offset);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        zone_text(offset)
+    )
+}
+
+/// `6 September 2013`: the day `ts` was at `offset`, for people.
+pub(crate) fn human_at(ts: i64, offset: i32) -> String {
+    let (y, m, d, _) = split_at(ts, offset);
+    format!("{d} {} {y}", MONTHS[m as usize - 1])
+}
+
+/// `2013-09-06`: the day `ts` was at `offset`.
+pub(crate) fn ymd_at(ts: i64, offset: i32) -> String {
+    let (y, m, d, _) = split_at(ts, offset);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// (year, month, day) of `ts` at `offset`, for old permalink patterns.
+pub(crate) fn civil_at(ts: i64, offset: i32) -> (i64, u32, u32) {
+    let (y, m, d, _) = split_at(ts, offset);
+    (y, m, d)
+}
+
+/// `offset`, unless it would carry `ts` past the years every formatter shows: then the
+/// instant is shown in UTC, so the clamp in [`split`] never moves a real date.
+fn shown_offset(ts: i64, offset: i32) -> i32 {
+    let local = ts.saturating_add(offset as i64);
+    if (FIRST_TS..=LAST_SHOWN).contains(&local) {
+        offset
+    } else {
+        0
+    }
+}
+
+/// [`split`] of the wall clock at `offset` (see [`shown_offset`]).
+fn split_at(ts: i64, offset: i32) -> (i64, u32, u32, i64) {
+    split(ts.saturating_add(shown_offset(ts, offset) as i64))
 }
 
 const MONTHS: [&str; 12] = [
@@ -356,6 +568,125 @@ mod tests {
         // httpdate agrees with the hand-written form wherever it can show the time.
         for ts in [0, 86_399, 951_782_400, 1_704_448_830, 4_102_444_800] {
             assert_eq!(http(ts), httpdate::fmt_http_date(to_system(ts)), "{ts}");
+        }
+    }
+
+    /// Regression: `2013-09-06 22:02:41 -0400` showed "7 September 2013", the UTC day.
+    #[test]
+    fn the_day_shown_is_the_day_written() {
+        // (text, site offset, shown day, RFC 3339 as written)
+        let cases: &[(&str, i32, &str, &str)] = &[
+            (
+                "2013-09-06 22:02:41 -0400",
+                0,
+                "6 September 2013",
+                "2013-09-06T22:02:41-04:00",
+            ),
+            (
+                "2013-09-07T01:30:00+05:30",
+                0,
+                "7 September 2013",
+                "2013-09-07T01:30:00+05:30",
+            ),
+            (
+                "2024-01-05",
+                7_200,
+                "5 January 2024",
+                "2024-01-05T00:00:00+02:00",
+            ),
+            (
+                "2024-01-05 23:30",
+                -18_000,
+                "5 January 2024",
+                "2024-01-05T23:30:00-05:00",
+            ),
+            (
+                "2024-01-05T23:30:00Z",
+                7_200,
+                "5 January 2024",
+                "2024-01-05T23:30:00Z",
+            ),
+        ];
+        for (text, default, day, iso) in cases {
+            let (ts, off) = parse_in(text, &Zone::Fixed(*default)).unwrap();
+            assert_eq!(human_at(ts, off), *day, "{text}");
+            assert_eq!(rfc3339_at(ts, off), *iso, "{text}");
+            // The instant is the same whichever way it is written.
+            assert_eq!(parse(&rfc3339_at(ts, off)), Some(ts), "{text}");
+        }
+        // An offset that would carry a date past year 9999 is shown in UTC.
+        assert_eq!(rfc3339_at(LAST_SHOWN, 3600), "9999-12-31T23:59:59Z");
+    }
+
+    /// A named zone's offset follows the date: Berlin is +01:00 in winter and +02:00 in
+    /// summer, and a local time is read at the offset it had then.
+    #[test]
+    fn a_named_zone_follows_summer_time() {
+        let dir = std::path::Path::new("/usr/share/zoneinfo");
+        if !dir.join("Europe/Berlin").is_file() {
+            eprintln!("skipped: no /usr/share/zoneinfo/Europe/Berlin");
+            return;
+        }
+        let berlin = Zone::parse("Europe/Berlin", dir).unwrap();
+        assert_eq!(berlin.key(), "Europe/Berlin");
+        // (text, instant, offset)
+        let cases = [
+            ("2024-01-05 10:00", 1_704_445_200, 3_600),
+            ("2024-07-05 10:00", 1_720_166_400, 7_200),
+            ("2024-07-05", 1_720_130_400, 7_200),
+            // Written with an offset: kept as written, whatever the zone.
+            ("2024-07-05T10:00:00-04:00", 1_720_188_000, -14_400),
+            // 02:30 on 31 March 2024 never happened in Berlin.
+            ("2024-03-31 02:30", 1_711_848_600, 3_600),
+            // 02:30 on 27 October 2024 happened twice: the earlier one.
+            ("2024-10-27 02:30", 1_729_989_000, 7_200),
+        ];
+        for (text, ts, off) in cases {
+            assert_eq!(parse_in(text, &berlin), Some((ts, off)), "{text}");
+        }
+        assert_eq!(
+            human_at(1_720_130_400, berlin.offset_at(1_720_130_400)),
+            "5 July 2024"
+        );
+        let refused = [
+            "Mars/Olympus_Mons",
+            "../../etc/passwd",
+            "/etc/passwd",
+            "Europe/../Europe/Berlin",
+            "",
+        ];
+        for name in refused {
+            assert!(Zone::parse(name, dir).is_err(), "{name}");
+        }
+        assert_eq!(Zone::parse("+02:00", dir).unwrap().key(), "+02:00");
+        assert_eq!(Zone::parse("UTC", dir).unwrap().key(), "Z");
+    }
+
+    #[test]
+    fn timezone_settings_and_path_dates() {
+        let offsets = [
+            ("UTC", Some(0)),
+            ("Z", Some(0)),
+            ("+02:00", Some(7_200)),
+            ("-0430", Some(-16_200)),
+            ("+05", Some(18_000)),
+            ("Europe/Berlin", None),
+            ("+25:00", None),
+            ("2", None),
+            ("", None),
+        ];
+        for (text, want) in offsets {
+            assert_eq!(parse_offset(text), want, "{text}");
+        }
+        let paths = [
+            ("2022/04/07/async-fn", Some(1_649_289_600)),
+            ("/2022/04/07/", Some(1_649_289_600)),
+            ("2022/02/30/x", None),
+            ("blog/2022/04/07/x", None),
+            ("2022-04-07-x", None),
+        ];
+        for (text, want) in paths {
+            assert_eq!(path_date(text), want, "{text}");
         }
     }
 

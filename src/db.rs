@@ -91,14 +91,63 @@ const MIGRATIONS: &[&str] = &[
         expires    INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX logins_created ON logins(created_at);",
+    // 4: migrated blogs. A post keeps the offset its date was written in (`date_offset`,
+    // seconds east of UTC), so the day shown is the day written; `publish_at` and
+    // `expire_at` are its schedule, and `draft` now says whether it is shown: 0 public,
+    // 1 a draft, 2 waiting for `publish_at`, 3 past `expire_at` (see `Visibility`), so
+    // every public query keeps its `draft = 0` and its partial indexes. `note` is a
+    // warning for `nib check` about a post that is served (a date from the file's
+    // modification time). Old URLs (`aliases`, `redirect_from`, Zola's `path`) are rows
+    // of `post_aliases`, by their key (`oldurls::alias_key`). Every post is read again,
+    // so the new columns are filled.
+    "ALTER TABLE posts ADD COLUMN date_offset INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE posts ADD COLUMN publish_at INTEGER;
+    ALTER TABLE posts ADD COLUMN expire_at INTEGER;
+    ALTER TABLE posts ADD COLUMN note TEXT;
+    CREATE INDEX posts_waiting ON posts(publish_at) WHERE error IS NULL AND draft = 2;
+    CREATE INDEX posts_expiring ON posts(expire_at)
+      WHERE error IS NULL AND draft = 0 AND expire_at IS NOT NULL;
+    CREATE TABLE post_aliases (
+        alias   TEXT PRIMARY KEY,
+        post_id INTEGER NOT NULL REFERENCES posts(id) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX post_aliases_post ON post_aliases(post_id);
+    UPDATE posts SET mtime = -1;
+    DELETE FROM meta WHERE key = 'posts_fingerprint';",
 ];
+
+/// What the `draft` column of `posts` says (migration 4): whether a post is shown now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Visibility {
+    Public = 0,
+    Draft = 1,
+    /// Dated (or `publishDate`d) in the future.
+    Waiting = 2,
+    /// Past its `expiryDate`.
+    Expired = 3,
+}
+
+impl Visibility {
+    /// A post's visibility at `now`.
+    pub(crate) fn of(draft: bool, publish_at: i64, expire_at: Option<i64>, now: i64) -> Self {
+        if draft {
+            Visibility::Draft
+        } else if publish_at > now {
+            Visibility::Waiting
+        } else if expire_at.is_some_and(|e| e <= now) {
+            Visibility::Expired
+        } else {
+            Visibility::Public
+        }
+    }
+}
 
 /// The columns [`Db::row_to_post`] reads, in its order: a macro, so the queries below
 /// are `&'static str` built at compile time (no SQL is formatted per request) and the
 /// plan test can name them.
 macro_rules! post_columns {
     () => {
-        "posts.slug, title, posts.date, updated, posts.summary, tags, description, hash, changed_at"
+        "posts.slug, title, posts.date, updated, posts.summary, tags, description, hash, changed_at, date_offset"
     };
 }
 
@@ -125,9 +174,16 @@ const TAG_PAGE: &str = concat!(
     post_columns!(),
     " FROM post_tags JOIN posts ON posts.id = post_tags.post_id
      WHERE post_tags.tag = ?3
+       AND posts.draft = 0
      ORDER BY post_tags.date DESC, post_tags.slug LIMIT ?1 OFFSET ?2"
 );
 const LINK_TARGET: &str = "SELECT id, url FROM links WHERE code = ?1";
+// Asked for paths every route answered 404 (old URLs of a migrated blog).
+const ALIAS_TARGET: &str = "SELECT posts.slug FROM post_aliases
+   JOIN posts ON posts.id = post_aliases.post_id
+   WHERE alias = ?1 AND posts.error IS NULL AND posts.draft = 0";
+const POST_DATE: &str =
+    "SELECT date, date_offset FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0";
 
 pub(crate) struct Db {
     conn: Connection,
@@ -205,6 +261,16 @@ pub(crate) struct Post {
     pub updated: Option<i64>,
     pub tags: Vec<String>,
     pub draft: bool,
+    /// The offset east of UTC, in seconds, `date` was written in.
+    pub offset: i32,
+    /// When the post is shown from: its date, or a later `publishDate`.
+    pub publish_at: i64,
+    /// When the post is hidden again (`expiryDate`).
+    pub expire_at: Option<i64>,
+    /// Its old URLs' keys (`oldurls::alias_key`), answered with a 301 to it.
+    pub aliases: Vec<String>,
+    /// A warning for `nib check` (the post is served all the same).
+    pub note: Option<String>,
     pub description: Option<String>,
     pub summary: String,
     pub html: String,
@@ -234,6 +300,8 @@ pub(crate) struct PostRow {
     pub slug: String,
     pub title: String,
     pub date: i64,
+    /// The offset `date` was written in: pages show the day written.
+    pub offset: i32,
     pub updated: Option<i64>,
     pub summary: String,
     pub tags: Vec<String>,
@@ -448,12 +516,13 @@ impl Db {
             .optional()
     }
 
-    /// The file that already uses `slug` for a public post, other than `path`. Drafts own
-    /// no slug: a draft can never take a published post's URL away.
+    /// The file that already uses `slug` for a post, other than `path`. Drafts own no slug:
+    /// a draft can never take a published post's URL away. A post waiting for its date
+    /// (or past its expiry) owns its slug, so appearing never takes another's.
     pub fn slug_owner(&self, slug: &str, path: &str) -> rusqlite::Result<Option<String>> {
         self.conn
             .prepare_cached(
-                "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0 AND path <> ?2",
+                "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND draft <> 1 AND path <> ?2",
             )?
             .query_row([slug, path], |r| r.get(0))
             .optional()
@@ -472,38 +541,48 @@ impl Db {
         mut post: Post,
         now: i64,
     ) -> rusqlite::Result<bool> {
-        let old: Option<(i64, Option<i64>, Option<String>, i64)> = self
+        let visibility = Visibility::of(post.draft, post.publish_at, post.expire_at, now) as i64;
+        // (id, hash, error, changed_at, visibility) of the row as stored.
+        #[allow(clippy::type_complexity)] // A one-off row, read just below.
+        let old: Option<(i64, Option<i64>, Option<String>, i64, i64)> = self
             .conn
-            .prepare_cached("SELECT id, hash, error, changed_at FROM posts WHERE path = ?1")?
+            .prepare_cached("SELECT id, hash, error, changed_at, draft FROM posts WHERE path = ?1")?
             .query_row([path], |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
                     r.get(2)?,
                     r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    r.get(4)?,
                 ))
             })
             .optional()?;
         let hash = post.hash as i64;
-        let unchanged = matches!(&old, Some((_, Some(h), None, _)) if *h == hash);
+        // A post that appeared or went while its file did not change changed the site too.
+        let unchanged =
+            matches!(&old, Some((_, Some(h), None, _, v)) if *h == hash && *v == visibility);
         let changed_at = match &old {
-            Some((_, _, _, at)) if unchanged => *at,
+            Some((_, _, _, at, _)) if unchanged => *at,
             _ => now,
         };
         let tags = post.tags.join(&TAG_SEP.to_string());
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO posts(path, mtime, size, error, slug, title, date, updated, draft,
-                               description, tags, summary, hash, changed_at)
-             VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                               description, tags, summary, hash, changed_at,
+                               date_offset, publish_at, expire_at, note)
+             VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                     ?14, ?15, ?16, ?17)
              ON CONFLICT(path) DO UPDATE SET
                mtime = excluded.mtime, size = excluded.size, error = NULL,
                slug = excluded.slug, title = excluded.title, date = excluded.date,
                updated = excluded.updated, draft = excluded.draft,
                description = excluded.description, tags = excluded.tags,
                summary = excluded.summary, hash = excluded.hash,
-               changed_at = excluded.changed_at",
+               changed_at = excluded.changed_at, date_offset = excluded.date_offset,
+               publish_at = excluded.publish_at, expire_at = excluded.expire_at,
+               note = excluded.note",
         )?;
-        let values: [&dyn rusqlite::ToSql; 13] = [
+        let values: [&dyn rusqlite::ToSql; 17] = [
             &path,
             &stamp.mtime,
             &stamp.size,
@@ -511,12 +590,16 @@ impl Db {
             &post.title,
             &post.date,
             &post.updated,
-            &post.draft,
+            &visibility,
             &post.description,
             &tags,
             &post.summary,
             &hash,
             &changed_at,
+            &post.offset,
+            &post.publish_at,
+            &post.expire_at,
+            &post.note,
         ];
         for (i, v) in values.into_iter().enumerate() {
             insert.raw_bind_parameter(i + 1, v)?;
@@ -539,13 +622,25 @@ impl Db {
         self.conn
             .prepare_cached("DELETE FROM post_tags WHERE post_id = ?1")?
             .execute([id])?;
-        // Drafts keep no tags: tags exist only for what the public sees.
+        // Drafts keep no tags: tags exist only for what the public sees (a post waiting for
+        // its date keeps them, and tag pages and counts skip it until it is shown).
         for name in post.tags.iter().filter(|_| !post.draft) {
             self.conn
                 .prepare_cached(
                     "INSERT OR IGNORE INTO post_tags(tag, name, date, slug, post_id) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![crate::routes::slugify(name), name, post.date, post.slug, id])?;
+                .execute(params![crate::routes::tag_key(name), name, post.date, post.slug, id])?;
+        }
+        self.conn
+            .prepare_cached("DELETE FROM post_aliases WHERE post_id = ?1")?
+            .execute([id])?;
+        // Of two posts claiming one old URL, the first stored keeps it.
+        for alias in post.aliases.iter().filter(|_| !post.draft) {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO post_aliases(alias, post_id) VALUES (?1, ?2)",
+                )?
+                .execute(params![alias, id])?;
         }
         Ok(!unchanged)
     }
@@ -574,6 +669,11 @@ impl Db {
         self.conn
             .prepare_cached(
                 "DELETE FROM post_bodies WHERE post_id = (SELECT id FROM posts WHERE path = ?1)",
+            )?
+            .execute([path])?;
+        self.conn
+            .prepare_cached(
+                "DELETE FROM post_aliases WHERE post_id = (SELECT id FROM posts WHERE path = ?1)",
             )?
             .execute([path])?;
         Ok(was_valid)
@@ -667,8 +767,9 @@ impl Db {
                 .map(|t| t.split(TAG_SEP).map(str::to_string).collect())
                 .unwrap_or_default(),
             description: r.get(6)?,
+            offset: r.get(9)?,
             html: if with_html {
-                r.get::<_, Option<String>>(9)?.unwrap_or_default()
+                r.get::<_, Option<String>>(10)?.unwrap_or_default()
             } else {
                 String::new()
             },
@@ -1022,11 +1123,125 @@ impl Db {
         )?;
         self.meta_set("public_count", &count.to_string())?;
         self.meta_set("newest_post", &newest.unwrap_or(0).to_string())?;
+        self.store_next_schedule()?;
         self.conn.execute_batch(
             "DELETE FROM tag_counts;
              INSERT INTO tag_counts(tag, name, count)
-               SELECT tag, min(name), count(*) FROM post_tags GROUP BY tag;",
+               SELECT tag, min(name), count(*) FROM post_tags
+                 JOIN posts ON posts.id = post_tags.post_id AND posts.draft = 0
+                 GROUP BY tag;",
         )
+    }
+
+    /// Keeps the next instant a post appears or goes, for the loop to watch for.
+    fn store_next_schedule(&self) -> rusqlite::Result<()> {
+        let next: Option<i64> = self.conn.query_row(
+            "SELECT min(t) FROM (
+               SELECT min(publish_at) AS t FROM posts INDEXED BY posts_waiting
+                 WHERE error IS NULL AND draft = 2
+               UNION ALL
+               SELECT min(expire_at) FROM posts INDEXED BY posts_expiring
+                 WHERE error IS NULL AND draft = 0 AND expire_at IS NOT NULL)",
+            [],
+            |r| r.get(0),
+        )?;
+        self.meta_set(
+            "next_schedule",
+            &next.map_or(String::new(), |t| t.to_string()),
+        )
+    }
+
+    /// The next instant a post waiting for its date appears or a post expires, as the
+    /// last [`Db::bump_site_version`] found it.
+    pub fn next_schedule(&self) -> rusqlite::Result<Option<i64>> {
+        Ok(self.meta_get("next_schedule")?.and_then(|v| v.parse().ok()))
+    }
+
+    /// Shows the posts whose time has come and hides those past their expiry, at `now`.
+    /// Returns whether any changed (then the site's version has moved). Runs only when
+    /// [`Db::next_schedule`] has passed (and at start-up), never per request.
+    pub fn apply_schedule(&self, now: i64) -> rusqlite::Result<bool> {
+        self.write_transaction(|| {
+            let n = self
+                .conn
+                .prepare_cached(
+                    "UPDATE posts SET draft = CASE
+                       WHEN publish_at > ?1 THEN 2
+                       WHEN expire_at <= ?1 THEN 3 ELSE 0 END
+                     WHERE error IS NULL AND draft IN (0, 2, 3) AND draft <> CASE
+                       WHEN publish_at > ?1 THEN 2
+                       WHEN expire_at <= ?1 THEN 3 ELSE 0 END",
+                )?
+                .execute([now])?;
+            if n > 0 {
+                self.bump_site_version(now)?;
+            } else {
+                // Nothing was due (another process applied it first): the instant kept
+                // must still move on, or the loop would ask at every request.
+                self.store_next_schedule()?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    /// The public post an old URL (by its `oldurls::alias_key`) names: its slug.
+    pub fn alias_target(&self, key: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .prepare_cached(ALIAS_TARGET)?
+            .query_row([key], |r| r.get(0))
+            .optional()
+    }
+
+    /// A public post's date and the offset it was written in, by slug.
+    pub fn post_date(&self, slug: &str) -> rusqlite::Result<Option<(i64, i32)>> {
+        self.conn
+            .prepare_cached(POST_DATE)?
+            .query_row([slug], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    }
+
+    /// Every old URL with the file of the post that declares it (drafts declare none),
+    /// for `nib check`.
+    pub fn aliases(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT alias, posts.path FROM post_aliases JOIN posts ON posts.id = post_aliases.post_id
+             ORDER BY alias LIMIT 100000",
+        )?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    }
+
+    /// The warnings about posts that are served all the same, for `nib check`.
+    pub fn post_notes(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, note FROM posts WHERE error IS NULL AND note IS NOT NULL
+             ORDER BY path LIMIT 10000",
+        )?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    }
+
+    /// Whether a public post has this slug.
+    pub fn has_post(&self, slug: &str) -> rusqlite::Result<bool> {
+        Ok(self.post_date(slug)?.is_some())
+    }
+
+    /// Which of `codes` are short links in the database at `path`, opened read-only and
+    /// not migrated: `nib check` indexes the posts into a scratch database and must not
+    /// write the live one. None when there is no database to read.
+    pub fn short_links_in(path: &Path, codes: &[&str]) -> Vec<String> {
+        use rusqlite::OpenFlags;
+        let Ok(conn) = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+            return Vec::new();
+        };
+        let Ok(mut stmt) = conn.prepare("SELECT 1 FROM links WHERE code = ?1") else {
+            return Vec::new();
+        };
+        codes
+            .iter()
+            .filter(|c| stmt.exists([c]).unwrap_or(false))
+            .map(|c| c.to_string())
+            .collect()
     }
 }
 
@@ -1156,6 +1371,8 @@ mod tests {
             ("index page", INDEX_PAGE),
             ("tag page", TAG_PAGE),
             ("link target", LINK_TARGET),
+            ("old URL", ALIAS_TARGET),
+            ("post date", POST_DATE),
         ];
         for (name, sql) in queries {
             let mut stmt = db
@@ -1174,6 +1391,28 @@ mod tests {
                 let sort = step.contains("TEMP B-TREE");
                 assert!(!full_scan && !sort, "{name}: {plan:?}");
             }
+        }
+    }
+
+    #[test]
+    fn visibility_follows_draft_date_and_expiry() {
+        use Visibility::*;
+        // (draft, publish_at, expire_at, now, visibility)
+        let cases = [
+            (false, 100, None, 100, Public),
+            (false, 101, None, 100, Waiting),
+            (true, 0, None, 100, Draft),
+            (true, 200, Some(50), 100, Draft),
+            (false, 0, Some(100), 100, Expired),
+            (false, 0, Some(101), 100, Public),
+            (false, 150, Some(120), 100, Waiting),
+        ];
+        for (draft, publish_at, expire_at, now, want) in cases {
+            assert_eq!(
+                Visibility::of(draft, publish_at, expire_at, now),
+                want,
+                "{draft} {publish_at} {expire_at:?} {now}"
+            );
         }
     }
 

@@ -30,6 +30,7 @@ mod http;
 mod init;
 mod lifecycle;
 mod links;
+mod oldurls;
 mod posts;
 mod render;
 mod reply;
@@ -66,6 +67,8 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
         _ => {}
     }
     let cfg = Config::load(&args, &env)?;
+    // Before any post is read: dates written without an offset are read in this zone.
+    dates::set_site_zone(cfg.timezone.clone());
     match command {
         Command::Serve => {
             lifecycle::memory::ensure_allocator_tunables();
@@ -148,7 +151,19 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
     for (path, problem) in &broken {
         println!("{}: {problem}", cfg.posts_dir.join(path).display());
     }
-    Ok(if broken.is_empty() { 0 } else { 1 })
+    // Served all the same: a warning, not a problem.
+    for (path, note) in db.post_notes()? {
+        println!("{}: warning: {note}", cfg.posts_dir.join(path).display());
+    }
+    let old_urls = posts::alias_problems(&db, &cfg.db_path)?;
+    for (path, problem) in &old_urls {
+        println!("{}: {problem}", cfg.posts_dir.join(path).display());
+    }
+    Ok(if broken.is_empty() && old_urls.is_empty() {
+        0
+    } else {
+        1
+    })
 }
 
 /// Opens the live database for a short-link command, beside a running server (WAL and

@@ -18,8 +18,9 @@ use serde::Deserialize;
 use crate::dates;
 use crate::db::{Db, FileStamp, Post};
 use crate::hash::Fnv;
+use crate::oldurls;
 use crate::render;
-use crate::routes::slugify;
+use crate::routes::{slugify, tag_key};
 use crate::sys;
 
 /// Front matter fields. Unknown fields are allowed (other generators' fields, `extra`).
@@ -27,6 +28,20 @@ use crate::sys;
 struct FrontMatter {
     title: Option<String>,
     date: Option<DateValue>,
+    /// Hugo's `publishDate` (and `publish_date`): hidden until then.
+    #[serde(alias = "publishDate", alias = "publishdate")]
+    publish_date: Option<DateValue>,
+    /// Hugo's `expiryDate` (and `expiry_date`, `unpublishdate`): hidden from then on.
+    #[serde(alias = "expiryDate", alias = "expirydate", alias = "unpublishdate")]
+    expiry_date: Option<DateValue>,
+    /// Hugo's and Zola's old URLs of the post.
+    aliases: Option<Strings>,
+    /// Jekyll's (the jekyll-redirect-from plugin's) old URLs of the post.
+    redirect_from: Option<Strings>,
+    /// Zola's URL path (`2022/04/07/slug`): an old URL, and the date when there is none.
+    path: Option<String>,
+    /// Zola's `[taxonomies] tags = [...]` and `categories`, merged into the tags.
+    taxonomies: Option<Taxonomies>,
     /// Hugo writes `lastmod`, Jekyll `last_modified_at`.
     #[serde(alias = "lastmod", alias = "last_modified_at")]
     updated: Option<DateValue>,
@@ -39,6 +54,55 @@ struct FrontMatter {
     /// Jekyll's `published: false` hides a post as `draft: true` does.
     published: Option<Flag>,
     description: Option<String>,
+}
+
+/// Zola's taxonomies; other taxonomies are ignored.
+#[derive(Debug, Default, Deserialize)]
+struct Taxonomies {
+    tags: Option<Tags>,
+    categories: Option<Tags>,
+}
+
+/// A list of strings, or one string (`aliases: /old/`, `redirect_from: /old.html`).
+/// Read element by element, like [`Tags`], and bounded: a post has a few old URLs, and
+/// more than [`MAX_ALIASES`] is a mistake that would only fill the table.
+#[derive(Debug, Default)]
+struct Strings(Vec<String>);
+
+/// The most old URLs one post keeps.
+const MAX_ALIASES: usize = 64;
+
+impl<'de> Deserialize<'de> for Strings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Strings;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path or a list of paths")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Strings, E> {
+                Ok(Strings(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Strings, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    if out.len() == MAX_ALIASES {
+                        return Err(serde::de::Error::custom(format!(
+                            "more than {MAX_ALIASES} old URLs"
+                        )));
+                    }
+                    if !out.contains(&s) {
+                        out.push(s);
+                    }
+                }
+                Ok(Strings(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A yes/no field as a boolean or as the strings "true" and "false" (`draft: "true"`).
@@ -70,7 +134,7 @@ impl<'de> Deserialize<'de> for Flag {
 
 /// Tags as a list, or as one string separated by commas (or, without commas, by spaces, as
 /// Jekyll reads `tags: jekyll release`): trimmed, without empty ones, the first of each
-/// slug kept.
+/// key ([`tag_key`]: `Rust` and `rust` are one tag, `C++` and `c` two) kept.
 ///
 /// Read element by element rather than as an untagged enum, which buffers the whole value
 /// first: YAML aliases expand as they are read, and 21 KB of `tags: *b`, with `b` a list of
@@ -83,7 +147,7 @@ struct Tags(Vec<String>);
 impl Tags {
     fn add(&mut self, seen: &mut HashSet<String>, tag: &str) {
         let tag = tag.trim();
-        let slug = slugify(tag);
+        let slug = tag_key(tag);
         if !slug.is_empty() && seen.insert(slug) {
             self.0.push(tag.to_string());
         }
@@ -319,32 +383,50 @@ fn parse_parts(
         Some((d, rest)) => (Some(d), rest),
         None => (None, stem),
     };
-    let parse_date = |field: &str, v: &Option<DateValue>| -> Result<Option<i64>, String> {
+    let tz = dates::site_zone();
+    let parse_date = |field: &str, v: &Option<DateValue>| -> Result<Option<(i64, i32)>, String> {
         match v {
             None => Ok(None),
-            Some(DateValue(s)) => dates::parse(s).map(Some).ok_or_else(|| {
+            Some(DateValue(s)) => dates::parse_in(s, tz).map(Some).ok_or_else(|| {
                 format!(
                     "{field}: {s:?} is not a date (use 2024-01-05, 2024-01-05 10:00 or RFC 3339)"
                 )
             }),
         }
     };
-    let date = parse_date("date", &fm.date)?.or(name_date).unwrap_or(mtime);
-    let updated = parse_date("updated", &fm.updated)?;
+    let dated = post_date(
+        parse_date("date", &fm.date)?.or(parse_date("publish_date", &fm.publish_date)?),
+        fm.path.as_deref(),
+        name_date,
+        mtime,
+        tz,
+    );
+    let (date, offset) = (dated.ts, dated.offset);
+    let updated = parse_date("updated", &fm.updated)?.map(|(ts, _)| ts);
+    let publish = parse_date("publish_date", &fm.publish_date)?.map(|(ts, _)| ts);
+    let expiry = parse_date("expiry_date", &fm.expiry_date)?.map(|(ts, _)| ts);
     // Pages, feeds and HTTP headers show four-digit years; a date outside them is a typo.
-    let out_of_range = |field: &str, shown: Option<&DateValue>, ts: i64| {
+    let out_of_range = |field: &str, shown: Option<&DateValue>| {
         let what = match shown {
             Some(DateValue(s)) => format!("{s:?}"),
-            None if Some(ts) == name_date => "the file name's date".to_string(),
-            None => "the file's modification time".to_string(),
+            None => dated.source.to_string(),
         };
         format!("{field}: {what} is outside the years 1 to 9998")
     };
     if !dates::in_range(date) {
-        return Err(out_of_range("date", fm.date.as_ref(), date));
+        return Err(out_of_range(
+            "date",
+            fm.date.as_ref().or(fm.publish_date.as_ref()),
+        ));
     }
-    if let Some(u) = updated.filter(|u| !dates::in_range(*u)) {
-        return Err(out_of_range("updated", fm.updated.as_ref(), u));
+    for (field, value, ts) in [
+        ("updated", &fm.updated, updated),
+        ("publish_date", &fm.publish_date, publish),
+        ("expiry_date", &fm.expiry_date, expiry),
+    ] {
+        if ts.is_some_and(|t| !dates::in_range(t)) {
+            return Err(out_of_range(field, value.as_ref()));
+        }
     }
 
     // A leading `# Heading` becomes the title when front matter has none, and leaves the
@@ -371,9 +453,13 @@ fn parse_parts(
         .or(heading_title.filter(|t| !t.is_empty()))
         .unwrap_or_else(|| slug.clone());
     let mut tags = fm.tags.unwrap_or_default();
-    if let Some(categories) = fm.categories {
-        let mut seen: HashSet<String> = tags.0.iter().map(|t| slugify(t)).collect();
-        for c in &categories.0 {
+    let taxonomies = fm.taxonomies.unwrap_or_default();
+    let mut seen: HashSet<String> = tags.0.iter().map(|t| tag_key(t)).collect();
+    for more in [fm.categories, taxonomies.tags, taxonomies.categories]
+        .into_iter()
+        .flatten()
+    {
+        for c in &more.0 {
             tags.add(&mut seen, c);
         }
     }
@@ -382,6 +468,14 @@ fn parse_parts(
         .description
         .map(|d| d.trim().to_string())
         .filter(|d| !d.is_empty());
+    let aliases = old_urls(
+        [fm.aliases, fm.redirect_from]
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a.0)
+            .chain(fm.path),
+        &slug,
+    );
     let post = Post {
         slug,
         title,
@@ -389,12 +483,79 @@ fn parse_parts(
         updated,
         tags,
         draft: fm.draft.is_some_and(|f| f.0) || fm.published.is_some_and(|f| !f.0),
+        offset,
+        // Hugo and Jekyll publish a post at its date or its publishDate, whichever is later.
+        publish_at: publish.map_or(date, |p| p.max(date)),
+        expire_at: expiry,
+        aliases,
+        note: dated.note.map(str::to_string),
         description,
         summary: String::new(),
         html: String::new(),
         hash: 0,
     };
     Ok((post, render::markdown(body)))
+}
+
+/// Where a post's date came from.
+struct Dated {
+    ts: i64,
+    /// The offset east of UTC it was written in (the site's for a date without one).
+    offset: i32,
+    /// What the date is, for a message about it.
+    source: &'static str,
+    /// A warning for `nib check` when the date is only the file's modification time.
+    note: Option<&'static str>,
+}
+
+/// A post's date: the one written in front matter (`date`, else `publishDate`), else the
+/// date Zola's `path` starts with, else the file name's `YYYY-MM-DD-`, else the file's
+/// modification time, which copying a blog resets, so `nib check` warns about it. The
+/// dates without a time are local midnights in the site's zone (`tz`).
+fn post_date(
+    written: Option<(i64, i32)>,
+    path: Option<&str>,
+    name_date: Option<i64>,
+    mtime: i64,
+    tz: &dates::Zone,
+) -> Dated {
+    let (ts, offset, source, note) = if let Some((ts, offset)) = written {
+        (ts, offset, "the date", None)
+    } else if let Some(d) = path.and_then(dates::path_date) {
+        let (ts, offset) = tz.local(d);
+        (ts, offset, "the path's date", None)
+    } else if let Some(d) = name_date {
+        let (ts, offset) = tz.local(d);
+        (ts, offset, "the file name's date", None)
+    } else {
+        (
+            mtime,
+            tz.offset_at(mtime),
+            "the file's modification time",
+            Some(
+                "no date in front matter, path or file name: dated by the file's modification time",
+            ),
+        )
+    };
+    Dated {
+        ts,
+        offset,
+        source,
+        note,
+    }
+}
+
+/// The keys ([`oldurls::alias_key`]) of a post's old URLs, without its own URL, repeats
+/// or paths that cannot be an old URL.
+fn old_urls(urls: impl Iterator<Item = String>, slug: &str) -> Vec<String> {
+    let own = format!("posts/{slug}");
+    let mut out: Vec<String> = Vec::new();
+    for key in urls.filter_map(|u| oldurls::alias_key(&u)) {
+        if key != own && !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
 }
 
 /// Completes a post from its rendered body: the summary is what stands before
@@ -427,9 +588,16 @@ fn post_hash(p: &Post) -> u64 {
         h.write(t.as_bytes());
         h.write(&[1]);
     }
+    for a in &p.aliases {
+        h.write(a.as_bytes());
+        h.write(&[2]);
+    }
     h.write(&p.date.to_le_bytes());
     h.write(&p.updated.unwrap_or(-1).to_le_bytes());
     h.write(&[p.draft as u8]);
+    h.write(&p.offset.to_le_bytes());
+    h.write(&p.publish_at.to_le_bytes());
+    h.write(&p.expire_at.unwrap_or(-1).to_le_bytes());
     h.finish()
 }
 
@@ -1023,6 +1191,69 @@ fn index_file(
     Ok(changed || site_changed)
 }
 
+/// Makes every post be read again when the site's `timezone` is not the one the index was
+/// built with: the instants of dates written without an offset depend on it. Called
+/// before the first refresh of a process.
+pub(crate) fn follow_timezone(db: &Db, zone: &str) -> rusqlite::Result<()> {
+    const KEY: &str = "posts_timezone";
+    let now = zone.to_string();
+    if db.meta_get(KEY)?.as_deref() == Some(now.as_str()) {
+        return Ok(());
+    }
+    if db.meta_get(KEY)?.is_some() {
+        db.forget_post_stamps()?;
+        // The stored fingerprint would otherwise say nothing changed, and skip the scan.
+        db.meta_set(FINGERPRINT_KEY, "")?;
+    }
+    db.meta_set(KEY, &now)
+}
+
+/// The old URLs (`aliases`, `redirect_from`, `path`) that a route, a post or a short link
+/// (in the live database at `live_db`) answers before them, as (file, problem naming
+/// both), for `nib check`: the old URL would never redirect.
+pub(crate) fn alias_problems(db: &Db, live_db: &Path) -> rusqlite::Result<Vec<(String, String)>> {
+    use crate::routes::Route;
+    let mut out = Vec::new();
+    let aliases = db.aliases()?;
+    let codes: Vec<&str> = aliases
+        .iter()
+        .filter_map(|(a, _)| match Route::parse(&format!("/{a}")) {
+            Route::Short(_) => Some(a.as_str()),
+            _ => None,
+        })
+        .collect();
+    let links = Db::short_links_in(live_db, &codes);
+    for (alias, path) in &aliases {
+        let bare = format!("/{alias}");
+        let slashed = format!("/{alias}/");
+        let mut problem = None;
+        for url in [&slashed, &bare] {
+            problem = match Route::parse(url) {
+                Route::NotFound | Route::Preview(_) => None,
+                Route::Short(code) if links.iter().any(|l| l == code) => Some(format!(
+                    "old URL {url} is the short link /{code}, which answers it instead"
+                )),
+                Route::Short(_) => None,
+                Route::Post(slug) if db.has_post(slug)? => Some(format!(
+                    "old URL {url} is the post /posts/{slug}/, which answers it instead"
+                )),
+                Route::Post(_) | Route::Moved(_) if alias.starts_with("posts/") => None,
+                _ => Some(format!(
+                    "old URL {url} is nib's route {url}, which answers it instead"
+                )),
+            };
+            if problem.is_some() {
+                break;
+            }
+        }
+        if let Some(p) = problem {
+            out.push((path.clone(), p));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// `nib new "Title"`: writes `posts/YYYY-MM-DD-slug.md` and returns its path. Refuses to
 /// overwrite an existing file.
 pub(crate) fn new_post(
@@ -1037,12 +1268,11 @@ pub(crate) fn new_post(
         ));
     }
     fs::create_dir_all(posts_dir).map_err(|e| format!("{}: {e}", posts_dir.display()))?;
-    let path = posts_dir.join(format!("{}-{slug}.md", dates::ymd(now)));
+    let today = dates::ymd_at(now, dates::site_zone().offset_at(now));
+    let path = posts_dir.join(format!("{today}-{slug}.md"));
     let quoted = serde_json::to_string(title.trim()).unwrap_or_else(|_| "\"\"".into());
-    let text = format!(
-        "---\ntitle: {quoted}\ndate: {}\ntags: []\ndraft: true\n---\n\nWrite here.\n",
-        dates::ymd(now)
-    );
+    let text =
+        format!("---\ntitle: {quoted}\ndate: {today}\ntags: []\ndraft: true\n---\n\nWrite here.\n");
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -1370,6 +1600,105 @@ mod tests {
         let p = parse("2015-10-26-hello.markdown", cases[0].1, 0).unwrap();
         assert_eq!((p.slug.as_str(), p.date), ("hello", 1_445_899_050));
         assert!(parse("e.md", "---\ndraft: maybe\n---\nx", 0).is_err());
+    }
+
+    /// Dates, schedules, old URLs and taxonomies as Jekyll, Hugo and Zola write them.
+    #[test]
+    fn migrated_dates_schedules_and_old_urls_are_read() {
+        let mtime = 1_000_000;
+        // (file name, text, date, offset, publish_at, expire_at, aliases, note?)
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            i64,
+            i32,
+            i64,
+            Option<i64>,
+            &'a [&'a str],
+            bool,
+        );
+        let cases: &[Case] = &[
+            // Jekyll: the offset is kept, the day shown is the day written.
+            (
+                "2013-09-06-x.markdown",
+                "---\ndate: 2013-09-06 22:02:41 -0400\nredirect_from: /2013/09/06/x.html\n---\nx",
+                1_378_519_361,
+                -14_400,
+                1_378_519_361,
+                None,
+                &["2013/09/06/x"],
+                false,
+            ),
+            // Hugo: TOML datetimes with an offset, publishDate later than the date,
+            // expiryDate, aliases as a list.
+            (
+                "x.md",
+                "+++\ndate = 2024-01-05T10:00:00+02:00\npublishDate = 2024-02-01\nexpiryDate = 2025-01-01T00:00:00Z\naliases = [\"/old/x/\", \"/old/x.html\", \"/posts/x/\"]\n+++\nx",
+                1_704_441_600,
+                7_200,
+                1_706_745_600,
+                Some(1_735_689_600),
+                &["old/x"],
+                false,
+            ),
+            // Hugo: publishDate alone is the date too; an alias as one string.
+            (
+                "x.md",
+                "---\npublish_date: 2030-01-01\naliases: /y\n---\nx",
+                1_893_456_000,
+                0,
+                1_893_456_000,
+                None,
+                &["y"],
+                false,
+            ),
+            // Zola: the date only in `path`, which is an old URL too.
+            (
+                "x.md",
+                "+++\npath = \"2022/04/07/async\"\n[taxonomies]\ntags = [\"Rust\"]\n+++\nx",
+                1_649_289_600,
+                0,
+                1_649_289_600,
+                None,
+                &["2022/04/07/async"],
+                false,
+            ),
+            // TOML's local datetime (no offset): the site's zone, UTC here.
+            (
+                "x.md",
+                "+++\ndate = 2020-01-02T10:00:00\n+++\nx",
+                1_577_959_200,
+                0,
+                1_577_959_200,
+                None,
+                &[],
+                false,
+            ),
+            // No date anywhere: the modification time, with a warning.
+            ("x.md", "x", mtime, 0, mtime, None, &[], true),
+        ];
+        for (name, text, date, offset, publish_at, expire_at, aliases, note) in cases {
+            let p = parse(name, text, mtime).unwrap_or_else(|e| panic!("{name} {text:?}: {e}"));
+            assert_eq!(
+                (p.date, p.offset, p.publish_at, p.expire_at),
+                (*date, *offset, *publish_at, *expire_at),
+                "{text:?}"
+            );
+            assert_eq!(p.aliases, *aliases, "{text:?}");
+            assert_eq!(p.note.is_some(), *note, "{text:?}");
+        }
+        let p = parse(
+            "x.md",
+            "+++\ntags = [\"C++\", \"rust\"]\ncategories = [\"c\", \"Rust\"]\n[taxonomies]\ncategories = [\"Go\"]\n+++\nx",
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.tags, vec!["C++", "rust", "c", "Go"]);
+        assert!(
+            parse("x.md", "---\nexpiryDate: soon\n---\nx", 0)
+                .unwrap_err()
+                .contains("expiry_date")
+        );
     }
 
     /// An empty scratch `posts` folder inside a temporary one. The temporary folder (with

@@ -634,18 +634,20 @@ impl PostView {
             .clone()
             .unwrap_or_else(|| plain_text(&p.summary, 200));
         PostView {
-            date_iso: dates::rfc3339(p.date),
-            date_human: dates::human(p.date),
+            // The day written, with the offset it was written in: the same instant as UTC,
+            // on the day the author saw (`2013-09-06 22:02:41 -0400` is 6 September).
+            date_iso: dates::rfc3339_at(p.date, p.offset),
+            date_human: dates::human_at(p.date, p.offset),
             date_rfc822: dates::http(p.date),
-            updated_iso: p.updated.map(dates::rfc3339),
+            updated_iso: p.updated.map(|u| dates::rfc3339_at(u, p.offset)),
             updated_human: p
                 .updated
-                .filter(|u| dates::ymd(*u) != dates::ymd(p.date))
-                .map(dates::human),
+                .filter(|u| dates::ymd_at(*u, p.offset) != dates::ymd_at(p.date, p.offset))
+                .map(|u| dates::human_at(u, p.offset)),
             tags: p
                 .tags
                 .iter()
-                .map(|t| (crate::routes::slugify(t), t.clone()))
+                .map(|t| (crate::routes::tag_key(t), t.clone()))
                 .collect(),
             slug: p.slug,
             title: p.title,

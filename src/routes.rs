@@ -40,6 +40,22 @@ pub(crate) fn slugify(text: &str) -> String {
     out
 }
 
+/// The key a tag is compared, stored and linked by (`/tags/KEY/`): its slug, with `+`, `#`
+/// and `&` spelled out first, so `Rust` and `rust` are one tag but `C++`, `C#` and `c`
+/// stay three (`c-plus-plus`, `c-sharp`, `c`), with URLs a reader can still read.
+pub(crate) fn tag_key(name: &str) -> String {
+    let mut spelled = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '+' => spelled.push_str(" plus "),
+            '#' => spelled.push_str(" sharp "),
+            '&' => spelled.push_str(" and "),
+            c => spelled.push(c),
+        }
+    }
+    slugify(&spelled)
+}
+
 /// Everything but RFC 3986's unreserved characters.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -495,6 +511,27 @@ mod tests {
         ];
         for (path, want) in cases {
             assert_eq!(is_public(path), want, "{path}");
+        }
+    }
+
+    /// Regression: a post tagged `C++` and `c` kept only `C++`, both slugs being `c`.
+    #[test]
+    fn tag_keys_fold_case_but_keep_cpp_apart_from_c() {
+        let cases = [
+            ("Rust", "rust"),
+            ("rust", "rust"),
+            ("C++", "c-plus-plus"),
+            ("c", "c"),
+            ("C#", "c-sharp"),
+            ("F#", "f-sharp"),
+            ("R&D", "r-and-d"),
+            ("Node.js", "node-js"),
+            ("Café", "café"),
+            ("+", "plus"),
+            ("--", ""),
+        ];
+        for (name, want) in cases {
+            assert_eq!(tag_key(name), want, "{name}");
         }
     }
 }

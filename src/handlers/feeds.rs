@@ -252,6 +252,7 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             description: Some("about it".into()),
             html: html.into(),
+            offset: 0,
         })
     }
 

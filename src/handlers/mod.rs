@@ -30,7 +30,7 @@ pub(crate) fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, E
         // serve theirs at the site root (`/img/x.png` from `static/img/x.png`); it goes
         // through the same checks as `/static/…`, and is a 404 otherwise.
         return match t.method {
-            Method::Get | Method::Head => static_file(app, req, &t.path[1..]),
+            Method::Get | Method::Head => or_old_url(app, t, static_file(app, req, &t.path[1..])),
             _ => Err(Error::NotFound),
         };
     }
@@ -41,7 +41,8 @@ pub(crate) fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, E
     match route {
         Route::Home(n) => index(app, req, n),
         Route::Moved(to) => Ok(Reply::redirect(301, &to)),
-        Route::Post(slug) => post_page(app, req, slug),
+        // A missing post or short link may be a migrated blog's old URL.
+        Route::Post(slug) => or_old_url(app, t, post_page(app, req, slug)),
         Route::Tags => tags(app, req),
         Route::Tag(tag, n) => tag_page(app, req, tag, n),
         Route::Atom => feed(app, req, Format::Atom),
@@ -74,8 +75,17 @@ pub(crate) fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, E
         Route::ApiLinks => api::api_list(app, req, t),
         Route::ApiLink(code) if t.method == Method::Delete => api::api_delete(app, req, code),
         Route::ApiLink(code) => api::api_get(app, req, code),
-        Route::Short(code) => links::redirect(app, req, t, code),
+        Route::Short(code) => or_old_url(app, t, links::redirect(app, req, t, code)),
         Route::Preview(code) => links::preview(app, req, t, code),
         Route::NotFound => Err(Error::NotFound),
+    }
+}
+
+/// `answer`, or when it is a 404, the 301 of an old URL (`site::old_url`) if the path is
+/// one: the order is route, file of `static/` at the root, old URL, 404.
+fn or_old_url(app: &App, t: &Target, answer: Result<Reply, Error>) -> Result<Reply, Error> {
+    match answer {
+        Err(Error::NotFound) => site::old_url(app, &t.path),
+        other => other,
     }
 }

@@ -145,6 +145,16 @@ pub(crate) fn tags(app: &App, req: &Request) -> Result<Reply, Error> {
 }
 
 pub(crate) fn tag_page(app: &App, req: &Request, tag: &str, page: u64) -> Result<Reply, Error> {
+    // Tags compare by their key: `/tags/Rust/` and `/tags/C++/` are `/tags/rust/` and
+    // `/tags/c-plus-plus/`, where their page is.
+    let key = crate::routes::tag_key(tag);
+    if key != tag && !key.is_empty() {
+        let mut to = format!("/tags/{}/", crate::routes::encode_component(&key));
+        if page > 1 {
+            to.push_str(&format!("page/{page}/"));
+        }
+        return Ok(Reply::redirect(301, &to));
+    }
     let prefix = format!("/tags/{tag}/");
     let path = if page == 1 {
         prefix.clone()
@@ -173,4 +183,50 @@ pub(crate) fn tag_page(app: &App, req: &Request, tag: &str, page: u64) -> Result
         };
         Ok(Reply::html(page.render()?))
     })
+}
+
+/// A migrated blog's old URL: a path no route claims (nor a file of `static/`, a short
+/// link or a post) that a post declared in `aliases`, `redirect_from` or Zola's `path`, or
+/// that the site's `old_permalinks` pattern names, answered with a 301 to the post. Asked
+/// only after everything else said 404, so no route, file or link can be shadowed.
+pub(crate) fn old_url(app: &App, path: &str) -> Result<Reply, Error> {
+    let key = crate::oldurls::alias_key(path).ok_or(Error::NotFound)?;
+    let slug = match app.db.alias_target(&key)? {
+        Some(slug) => slug,
+        None => permalink_target(app, path)?.ok_or(Error::NotFound)?,
+    };
+    let to = format!("/posts/{}/", crate::routes::encode_component(&slug));
+    // Cached for a while, not for ever: the post may be renamed again or expire.
+    Ok(Reply::redirect(301, &to).header("Cache-Control", "public, max-age=3600"))
+}
+
+/// The post an `old_permalinks` path names: by its slug (as written, or slugified, as a
+/// Jekyll `:title` may differ in case), on the day the path says, if it says one.
+fn permalink_target(app: &App, path: &str) -> Result<Option<String>, Error> {
+    let Some(m) = app
+        .cfg
+        .old_permalinks
+        .as_ref()
+        .and_then(|p| p.matches(path))
+    else {
+        return Ok(None);
+    };
+    let mut candidates = vec![m.slug.clone()];
+    let slugified = crate::routes::slugify(&m.slug);
+    if slugified != m.slug {
+        candidates.push(slugified);
+    }
+    for slug in candidates {
+        let Some((date, offset)) = app.db.post_date(&slug)? else {
+            continue;
+        };
+        let (y, mo, d) = crate::dates::civil_at(date, offset);
+        let same_day = m.year.is_none_or(|v| v == y)
+            && m.month.is_none_or(|v| v == mo)
+            && m.day.is_none_or(|v| v == d);
+        if same_day {
+            return Ok(Some(slug));
+        }
+    }
+    Ok(None)
 }
