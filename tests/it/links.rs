@@ -222,7 +222,7 @@ fn refusals_answer_401_404_405(s: &TestServer, code: &str) {
     assert!(json(&r)["error"].is_string());
     let r = api(s, "POST", "/api/links/x", Some("{}"));
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD, DELETE"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, PATCH, DELETE"));
 }
 
 /// 409 when the slug `my-link` belongs to another target (and 200 for the same slug and
@@ -461,7 +461,7 @@ fn clicks_are_batched_exact_and_survive_shutdown() {
     // The admin page shows them in the sparkline too.
     let cookie = login(&s);
     let page = get_with(s.addr, "/admin/", &[&cookie_header(&cookie)]).text();
-    assert!(page.contains("5 clicks in 30 days"), "{page}");
+    assert!(page.contains("5 clicks in the last 30 days"), "{page}");
 }
 
 #[test]
@@ -561,7 +561,7 @@ fn admin_forms_create_search_and_delete(s: &TestServer, cookie: &str, csrf: &str
     assert!(loc.starts_with("/admin/?created="), "{loc}");
     let code = loc.trim_start_matches("/admin/?created=").to_string();
     let page = get_with(s.addr, &loc, &[&ch]).text();
-    assert!(page.contains(&format!("Created http://{}/{code}", s.addr)));
+    assert!(page.contains(&format!("Created {}/{code}", s.addr)));
     assert!(page.contains("T&#60;x&#62;") || page.contains("T&lt;x&gt;"));
     assert!(!page.contains("T<x>"));
     let found = get_with(s.addr, "/admin/?q=T%3Cx", &[&ch]).text();
@@ -854,7 +854,7 @@ fn share_page_only_reads(s: &TestServer, share: &str, ch: &str) {
         let r = get_with(s.addr, share, &[ch]);
         assert_eq!(r.status, 200);
         let page = r.text();
-        assert!(page.contains("A new short link will be made"));
+        assert!(page.contains("Post to Mastodon"), "{page}");
         assert!(
             page.contains("A &#60;title&#62; “chosen words”")
                 || page.contains("A &lt;title&gt; “chosen words”"),
@@ -871,7 +871,12 @@ fn share_page_only_reads(s: &TestServer, share: &str, ch: &str) {
     // A bad target is explained, not shortened.
     let r = get_with(s.addr, "/admin/share?url=ftp%3A%2F%2Fx&title=x", &[ch]);
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("http or https"));
+    let page = r.text();
+    assert!(
+        page.contains("needs to start with http:// or https://"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"ftp://x\""), "{page}");
 }
 
 #[test]
@@ -1330,4 +1335,293 @@ fn forged_x_real_ip_values_do_not_escape_the_throttle_through_caddy() {
         return;
     };
     forged_addresses_are_throttled_as_one(caddy.addr);
+}
+
+/// Waits until the link `code` shows `n` clicks on the API (clicks are written in batches).
+fn wait_clicks(s: &TestServer, code: &str, n: i64) {
+    let ok = eventually(Duration::from_secs(5), || clicks(s, code) == n);
+    assert!(ok, "{code} never reached {n} clicks");
+}
+
+/// `PATCH /api/links/CODE`: each field alone, then a rename whose old code still redirects
+/// (and stays taken), with the clicks kept; and each refusal as for create.
+#[test]
+fn a_link_edited_on_the_api_keeps_its_old_code_and_its_clicks() {
+    let site = Site::new();
+    let s = server(&site);
+    let l = create(&s, r#"{"url":"https://example.com/old","title":"Old"}"#);
+    let code = l["code"].as_str().unwrap().to_string();
+    create(&s, r#"{"url":"https://example.com/other","slug":"other"}"#);
+    assert_eq!(s.get(&format!("/{code}")).status, 302);
+    wait_clicks(&s, &code, 1);
+
+    let path = format!("/api/links/{code}");
+    let r = api(
+        &s,
+        "PATCH",
+        &path,
+        Some(r#"{"url":"https://example.com/new"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(json(&r)["url"], "https://example.com/new");
+    assert_eq!(json(&r)["title"], "Old");
+    let r = api(
+        &s,
+        "PATCH",
+        &path,
+        Some(r#"{"title":"New","slug":"renamed"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = json(&r);
+    assert_eq!(
+        (v["code"].as_str(), v["title"].as_str()),
+        (Some("renamed"), Some("New"))
+    );
+    assert_eq!(v["clicks"], 1);
+    assert_eq!(r.header("location"), Some("/api/links/renamed"));
+
+    // Both codes lead to the new target; the old one's clicks count for the link.
+    for c in [code.as_str(), "renamed"] {
+        let r = s.get(&format!("/{c}"));
+        assert_eq!(r.status, 302, "{c}");
+        assert_eq!(r.header("location"), Some("https://example.com/new"));
+    }
+    wait_clicks(&s, "renamed", 3);
+    assert!(s.get(&format!("/{code}+")).text().contains("renamed"));
+
+    // The old code stays taken, for new links and for renames.
+    let r = api(
+        &s,
+        "POST",
+        "/api/links",
+        Some(&format!(
+            r#"{{"url":"https://e.example/","slug":"{code}"}}"#
+        )),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = api(
+        &s,
+        "PATCH",
+        "/api/links/other",
+        Some(&format!(r#"{{"slug":"{code}"}}"#)),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    // Refusals as for create, and an unknown code.
+    let cases = [
+        (r#"{"url":"ftp://x"}"#, 400),
+        (r#"{"slug":"admin"}"#, 400),
+        (r#"{"slug":"a b"}"#, 400),
+        (r#"{"title":5}"#, 400),
+        ("[1]", 400),
+        (r#"{"slug":"other"}"#, 409),
+    ];
+    for (body, status) in cases {
+        let r = api(&s, "PATCH", "/api/links/renamed", Some(body));
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+        assert!(json(&r)["error"].is_string());
+    }
+    assert_eq!(api(&s, "PATCH", "/api/links/nope", Some("{}")).status, 404);
+    let r = request(s.addr, "PATCH", "/api/links/renamed", &[], b"{}");
+    assert_eq!(r.status, 401);
+    // Deleting the link frees both codes.
+    assert_eq!(api(&s, "DELETE", "/api/links/renamed", None).status, 204);
+    assert_eq!(s.get(&format!("/{code}")).status, 404);
+}
+
+/// The admin's edit view: owner only, CSRF-checked, a rename keeps the old code, and a
+/// refused field comes back beside its field with what was typed.
+#[test]
+fn a_link_edited_in_the_admin_follows_old_and_new_codes() {
+    let site = Site::new();
+    let s = server(&site);
+    let l = create(&s, r#"{"url":"https://example.com/a","slug":"first"}"#);
+    assert_eq!(l["code"], "first");
+    // Not logged in: the login form, and a POST is refused before its body is read.
+    let r = get_with(s.addr, "/admin/links/first/edit", &[]);
+    assert_eq!(r.status, 303);
+    let o = origin(&s);
+    let r = form(
+        &s,
+        "/admin/links/first/edit",
+        &[&o],
+        "url=https%3A%2F%2Fevil.example%2F",
+    );
+    assert_eq!(r.status, 401);
+
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    let csrf = csrf_of(&s, &cookie);
+    let page = get_with(s.addr, "/admin/links/first/edit", &[&ch]);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("value=\"https://example.com/a\""));
+    assert_eq!(
+        get_with(s.addr, "/admin/links/nope/edit", &[&ch]).status,
+        404
+    );
+    let r = form(
+        &s,
+        "/admin/links/first/edit",
+        &[&o, &ch],
+        "url=https%3A%2F%2Fexample.com%2Fb&slug=second&title=",
+    );
+    assert_eq!(r.status, 403, "no csrf");
+
+    // A refused address: 400, the plain words beside the field, everything typed kept.
+    let r = form(
+        &s,
+        "/admin/links/first/edit",
+        &[&o, &ch],
+        &format!("csrf={csrf}&url=example.com%2Fb&slug=second&title=Typed+title"),
+    );
+    assert_eq!(r.status, 400);
+    let page = r.text();
+    assert!(
+        page.contains("That address needs to start with http:// or https://"),
+        "{page}"
+    );
+    for kept in [
+        "value=\"example.com/b\"",
+        "value=\"second\"",
+        "value=\"Typed title\"",
+    ] {
+        assert!(page.contains(kept), "{kept}: {page}");
+    }
+    assert_eq!(
+        s.get("/first").header("location"),
+        Some("https://example.com/a")
+    );
+
+    let r = form(
+        &s,
+        "/admin/links/first/edit",
+        &[&o, &ch],
+        &format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fb&slug=second&title=B"),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/admin/?edited=second"));
+    for c in ["first", "second"] {
+        assert_eq!(
+            s.get(&format!("/{c}")).header("location"),
+            Some("https://example.com/b"),
+            "{c}"
+        );
+    }
+    let page = get_with(s.addr, "/admin/links/second/edit", &[&ch]).text();
+    assert!(page.contains("Old names that still work"), "{page}");
+    // A taken name is refused beside the slug field.
+    create(&s, r#"{"url":"https://example.com/c","slug":"third"}"#);
+    let r = form(
+        &s,
+        "/admin/links/third/edit",
+        &[&o, &ch],
+        &format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fc&slug=first&title="),
+    );
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("taken by another link"));
+}
+
+/// The create form: a refused field answers 400 with the plain words beside it and the
+/// form filled in as typed; the delete button leads to a page that asks first.
+#[test]
+fn inline_errors_keep_what_was_typed_and_delete_asks_first() {
+    let site = Site::new();
+    let s = server(&site);
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    let csrf = csrf_of(&s, &cookie);
+    let o = origin(&s);
+    let cases = [
+        (
+            "url=example.com&slug=mine&title=My+page",
+            "needs to start with http:// or https://",
+            "example.com",
+            400,
+        ),
+        (
+            "url=https%3A%2F%2Fexample.com%2F&slug=a+b&title=My+page",
+            "letters, digits",
+            "https://example.com/",
+            400,
+        ),
+        (
+            "url=https%3A%2F%2Fexample.com%2F&slug=tags&title=My+page",
+            "site&#39;s own pages",
+            "https://example.com/",
+            400,
+        ),
+    ];
+    for (body, words, url, status) in cases {
+        let r = form(
+            &s,
+            "/admin/links",
+            &[&o, &ch],
+            &format!("csrf={csrf}&{body}"),
+        );
+        assert_eq!(r.status, status, "{body}");
+        let page = r.text().replace("&#x27;", "&#39;");
+        assert!(page.contains(words), "{body}: {page}");
+        assert!(page.contains(&format!("value=\"{url}\"")), "{body}");
+        assert!(page.contains("value=\"My page\""), "{body}");
+        assert!(page.contains("aria-invalid=\"true\""), "{body}");
+    }
+    assert_eq!(link_count(&s), 0);
+
+    let l = create(&s, r#"{"url":"https://example.com/d","slug":"doomed"}"#);
+    let page = get_with(s.addr, "/admin/", &[&ch]).text();
+    let label = format!("{}/doomed", s.addr);
+    for name in ["Copy", "Edit", "Delete"] {
+        assert!(
+            page.contains(&format!("aria-label=\"{name} {label}\"")),
+            "{name}: {page}"
+        );
+    }
+    // GET asks; nothing is deleted until the POST.
+    let r = get_with(s.addr, "/admin/links/doomed/delete", &[&ch]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("This cannot be undone"));
+    assert_eq!(s.get("/doomed").status, 302);
+    let r = form(
+        &s,
+        "/admin/links/doomed/delete",
+        &[&o, &ch],
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(s.get("/doomed").status, 404);
+    assert_eq!(l["code"], "doomed");
+}
+
+/// The web app manifest's share target opens the share page, which takes the address
+/// from the shared text when an app sends none in `url`; a page shortened before says
+/// "Share again", and the post's length counts the link.
+#[test]
+fn the_share_target_and_share_again() {
+    let site = Site::new();
+    let s = server(&site);
+    let r = s.get("/manifest.webmanifest");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/manifest+json"));
+    let m = json(&r);
+    assert_eq!(m["share_target"]["action"], "/admin/share");
+    assert_eq!(m["share_target"]["method"], "GET");
+    assert_eq!(m["share_target"]["params"]["url"], "url");
+    assert_eq!(m["share_target"]["params"]["text"], "text");
+
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    let page = get_with(s.addr, "/admin/", &[&ch]).text();
+    assert!(page.contains("rel=\"manifest\" href=\"/manifest.webmanifest\""));
+    // Android's way: the address at the end of the text.
+    let shared = "/admin/share?title=T&text=Look%20https%3A%2F%2Fexample.com%2Fp";
+    let r = get_with(s.addr, shared, &[&ch]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    assert!(page.contains("value=\"https://example.com/p\""), "{page}");
+    assert!(page.contains("Post to X"), "{page}");
+    // "T “Look”" and a link X counts as 23, after a space: 8 + 1 + 23.
+    assert!(page.contains(">32</output> of 280"), "{page}");
+    assert!(!page.contains("class=\"site-nav\""), "no public nav");
+    create(&s, r#"{"url":"https://example.com/p"}"#);
+    let page = get_with(s.addr, shared, &[&ch]).text();
+    assert!(page.contains("Share again on X"), "{page}");
 }
