@@ -1,4 +1,5 @@
-// nib's owner pages: copy buttons and the share page's character count. Loaded with
+// nib's owner pages: copy buttons, the share page's character count, and the phone way
+// to share opened on touch screens. Loaded with
 // <script src> so the pages' Content-Security-Policy can forbid inline script; every page
 // works without it (the count is also computed by the server when the page is made).
 "use strict";
@@ -47,6 +48,10 @@ document.addEventListener("DOMContentLoaded", function () {
     text.addEventListener("input", update);
     update();
   }
+
+  // A phone or tablet has no bookmarks bar to drag to: its way in is shown open.
+  var phone = document.querySelector(".bookmarklets details");
+  if (phone && window.matchMedia && matchMedia("(pointer: coarse)").matches) phone.open = true;
 
   var short = document.querySelector("input.short");
   if (short) short.select();

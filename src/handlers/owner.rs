@@ -264,7 +264,8 @@ impl Typed {
     }
 
     /// Puts a refusal of the link's fields next to its field, in plain words, with the
-    /// status it answers; any other error is passed on.
+    /// status it answers; any other error is passed on. The address is checked first, so
+    /// when it is refused the short name is checked here too: both mistakes show at once.
     fn refused(mut self, e: Error) -> Result<(Typed, u16), Error> {
         let status = e.status();
         let message = match e {
@@ -276,6 +277,10 @@ impl Typed {
             self.slug_error = plain;
         } else {
             self.url_error = plain;
+            let slug = self.slug.trim();
+            if !slug.is_empty() {
+                self.slug_error = links::check_slug(slug).err().map(|m| links::plainly(&m));
+            }
         }
         Ok((self, status))
     }

@@ -1564,6 +1564,18 @@ fn inline_errors_keep_what_was_typed_and_delete_asks_first() {
         assert!(page.contains("value=\"My page\""), "{body}");
         assert!(page.contains("aria-invalid=\"true\""), "{body}");
     }
+    // Both mistakes at once are both shown.
+    let r = form(
+        &s,
+        "/admin/links",
+        &[&o, &ch],
+        &format!("csrf={csrf}&url=example.com&slug=a+b"),
+    );
+    let page = r.text();
+    assert!(
+        page.contains("id=\"url-error\"") && page.contains("id=\"slug-error\""),
+        "{page}"
+    );
     assert_eq!(link_count(&s), 0);
 
     let l = create(&s, r#"{"url":"https://example.com/d","slug":"doomed"}"#);
