@@ -1,7 +1,7 @@
 // nib's owner pages: copy buttons, the share page's character count, and the phone way
-// to share opened on touch screens. Loaded with
-// <script src> so the pages' Content-Security-Policy can forbid inline script; every page
-// works without it (the count is also computed by the server when the page is made).
+// to share opened on touch screens. Loaded with <script src> so the pages'
+// Content-Security-Policy can forbid inline script; every page works without it (the
+// count is also computed by the server when the page is made).
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   var status = document.getElementById("copy-status");
