@@ -1637,3 +1637,31 @@ fn the_share_target_and_share_again() {
     let page = get_with(s.addr, shared, &[&ch]).text();
     assert!(page.contains("Share again on X"), "{page}");
 }
+
+/// `nib build` writes a renamed link's old code beside its new one, so a static export
+/// keeps printed links working too.
+#[test]
+fn a_renamed_link_is_exported_under_both_codes() {
+    let site = Site::new();
+    let s = server(&site);
+    create(&s, r#"{"url":"https://example.com/x","slug":"before"}"#);
+    let r = api(
+        &s,
+        "PATCH",
+        "/api/links/before",
+        Some(r#"{"slug":"after"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(s);
+    let out = site.path().join("_site");
+    let (code, _, err) = nib(&site, &["build", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let redirects = std::fs::read_to_string(out.join("_redirects")).unwrap();
+    for c in ["before", "after"] {
+        assert!(
+            redirects.contains(&format!("/{c}  https://example.com/x  302")),
+            "{c}: {redirects}"
+        );
+        assert!(out.join(c).join("index.html").is_file(), "{c}");
+    }
+}
