@@ -309,8 +309,9 @@ pub(crate) fn parse_range(value: &str, len: u64) -> Ranged {
     }
 }
 
-/// The JavaScript and CSS of the admin pages, built into the binary so every site has
-/// them; a file of the same name in the site's `static/` folder wins.
+/// The JavaScript and CSS of the admin pages and the icons of its web app, built into the
+/// binary so every site has them; a file of the same name in the site's `static/` folder
+/// wins.
 pub(crate) fn embedded_asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     match name {
         "admin.js" => Some((
@@ -321,6 +322,9 @@ pub(crate) fn embedded_asset(name: &str) -> Option<(&'static str, &'static [u8])
             "text/css; charset=utf-8",
             include_bytes!("../../static/admin.css"),
         )),
+        // The owner's web app icons (the manifest's), PNG as Android's installed apps need.
+        "nib-icon-192.png" => Some(("image/png", include_bytes!("../../static/nib-icon-192.png"))),
+        "nib-icon-512.png" => Some(("image/png", include_bytes!("../../static/nib-icon-512.png"))),
         _ => None,
     }
 }

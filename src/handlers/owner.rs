@@ -581,7 +581,10 @@ pub(crate) fn manifest(app: &App) -> Result<Reply, Error> {
         "display": "standalone",
         "background_color": "#ffffff",
         "theme_color": "#1d4e89",
-        "icons": [{"src": "/static/favicon.svg", "sizes": "any", "type": "image/svg+xml"}],
+        "icons": [
+            {"src": "/static/nib-icon-192.png", "sizes": "192x192", "type": "image/png", "purpose": "any maskable"},
+            {"src": "/static/nib-icon-512.png", "sizes": "512x512", "type": "image/png", "purpose": "any maskable"}
+        ],
         "share_target": {
             "action": "/admin/share",
             "method": "GET",

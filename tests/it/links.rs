@@ -1618,6 +1618,13 @@ fn the_share_target_and_share_again() {
     assert_eq!(m["share_target"]["method"], "GET");
     assert_eq!(m["share_target"]["params"]["url"], "url");
     assert_eq!(m["share_target"]["params"]["text"], "text");
+    // Its icons are built in, so a site without them still installs.
+    for icon in m["icons"].as_array().unwrap() {
+        let r = s.get(icon["src"].as_str().unwrap());
+        assert_eq!(r.status, 200, "{icon}");
+        assert_eq!(r.header("content-type"), Some("image/png"));
+        assert!(r.body.starts_with(b"\x89PNG"), "{icon}");
+    }
 
     let cookie = login(&s);
     let ch = cookie_header(&cookie);
