@@ -466,6 +466,19 @@ fn owner_pages_fit_a_phone_and_a_renamed_link_follows_both_codes() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
 
+    // The longest slug there can be, which must not widen any page either.
+    let slug = "a-very-long-custom-slug-that-uses-all-sixty-four-characters-0123";
+    assert_eq!(slug.len(), 64);
+    let body = format!(r#"{{"url":"{target}?long","slug":"{slug}"}}"#);
+    let r = request(
+        s.addr,
+        "POST",
+        "/api/links",
+        &[&auth, "Content-Type: application/json"],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+
     let mut d = Driver::start(&driver);
     let profile = tempfile::tempdir().expect("profile dir");
     d.open_session(&chromium, profile.path());
@@ -481,6 +494,10 @@ fn owner_pages_fit_a_phone_and_a_renamed_link_follows_both_codes() {
         "/admin/links/first/edit".into(),
         "/admin/links/first/delete".into(),
         "/first+".into(),
+        format!("/{slug}+"),
+        format!("/admin/links/{slug}/edit"),
+        format!("/admin/links/{slug}/delete"),
+        format!("/admin/share?done={slug}"),
     ];
     for p in &pages {
         d.go(&format!("{base}{p}"));
