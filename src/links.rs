@@ -1,8 +1,10 @@
 //! The rules of short links, as pure functions: how codes are generated (a keyed
 //! permutation of a counter, written in base62), which custom slugs are allowed, how a
 //! target URL is checked and normalised, which user agents are link-preview bots that must
-//! not count as clicks, the in-memory click batch, and the 30-day sparkline. Nothing here
-//! touches the network or the database, so every rule has a table-driven test beside it.
+//! not count as clicks, the in-memory click batch, the 30-day sparkline, the service a
+//! `share_url` posts to, what a phone's share target sent, and the plain words the owner's
+//! forms show for a refused field. Nothing here touches the network or the database, so
+//! every rule has a table-driven test beside it.
 
 use std::collections::HashMap;
 

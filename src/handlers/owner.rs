@@ -1,5 +1,6 @@
-//! The owner's pages: login and logout, the admin page with its forms, and the share page
-//! the bookmarklets open. Each form checks the origin and the login cookie before it reads
+//! The owner's pages: login and logout, the admin page with its forms, a link's edit and
+//! delete pages, the share page the bookmarklets and the web app's share target open, and
+//! the web app manifest. Each form checks the origin and the login cookie before it reads
 //! a body, and its CSRF token after.
 
 use askama::Template;
@@ -633,7 +634,8 @@ fn service_of(app: &App, short_len: usize) -> (String, Option<usize>, usize) {
     (name, s.limit, 1 + s.link_counts_as.unwrap_or(short_len))
 }
 
-/// The longest short URL a new link can have: a generated code is at most 6 characters.
+/// The length of a new link's short URL with a generated code (at most 6 characters); a
+/// custom slug may make it longer, which the count shows once the link exists.
 fn new_short_len(app: &App) -> usize {
     short_url(&app.cfg, "abcdef").chars().count()
 }
