@@ -518,6 +518,12 @@ fn owner_pages_fit_a_phone_and_a_renamed_link_follows_both_codes() {
     d.wait_find("form[action='/admin/share'] button[type=submit]");
     let url = d.js("return document.getElementById('url').value");
     assert_eq!(url.as_str(), Some(target.as_str()));
+    // The count follows the typing (admin.js, allowed by the page's CSP): 290 characters
+    // and a link X counts as 23, after a space, are over 280.
+    d.fill("#text", &"x".repeat(290));
+    let count = d.js("return [document.getElementById('count-out').textContent, document.getElementById('count').className]");
+    assert_eq!(count[0], "314", "{count}");
+    assert!(count[1].as_str().unwrap_or("").contains("over"), "{count}");
 
     // A refused address comes back beside its field, with what was typed.
     d.go(&format!("{base}/admin/"));
