@@ -417,6 +417,111 @@ fn axe_findings(d: &Driver, axe: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The longest slug there can be, which must not widen any page either.
+const LONG_SLUG: &str = "a-very-long-custom-slug-that-uses-all-sixty-four-characters-0123";
+
+/// A site with the example look, and links to its own post reached as `localhost` (so the
+/// browser can follow them): three with long targets and titles, `first`, and one with
+/// the longest slug. Returns the server and the post's URL.
+fn owner_site(site: &Site) -> (TestServer, String) {
+    site.post("2026-01-01-hello.md", "# Hello page\n\nSome words.\n");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in ["style.css", "admin.css", "admin.js", "favicon.svg"] {
+        let text = std::fs::read_to_string(repo.join("static").join(f)).expect("static file");
+        site.write(&format!("static/{f}"), &text);
+    }
+    let s = TestServer::start_with(site, &[], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    let target = format!("http://localhost:{}/posts/hello/", s.addr.port());
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let long = "A title long enough to need an ellipsis on any phone, and then some more words";
+    let mut bodies: Vec<String> = (0..3)
+        .map(|i| {
+            let path = "x".repeat(120);
+            format!(r#"{{"url":"{target}?n={i}&{path}","title":"{long}"}}"#)
+        })
+        .collect();
+    bodies.push(format!(r#"{{"url":"{target}","slug":"first"}}"#));
+    bodies.push(format!(r#"{{"url":"{target}?long","slug":"{LONG_SLUG}"}}"#));
+    for body in bodies {
+        let h = [auth.as_str(), "Content-Type: application/json"];
+        let r = request(s.addr, "POST", "/api/links", &h, body.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    (s, target)
+}
+
+/// No owner page scrolls sideways at 390 px, and axe-core finds nothing serious on any.
+fn pages_fit_390_px(d: &Driver, base: &str, axe: Option<&str>) {
+    let pages = [
+        "/admin/".to_string(),
+        "/admin/login".into(),
+        "/admin/share?url=https%3A%2F%2Fexample.com%2Fa%2Fvery%2Flong%2Fpath%2Fthat%2Fgoes%2Fon%2Fand%2Fon%2Fand%2Fon&title=T&text=Some%20words".into(),
+        "/admin/share?done=first".into(),
+        "/admin/links/first/edit".into(),
+        "/admin/links/first/delete".into(),
+        "/first+".into(),
+        format!("/{LONG_SLUG}+"),
+        format!("/admin/links/{LONG_SLUG}/edit"),
+        format!("/admin/links/{LONG_SLUG}/delete"),
+        format!("/admin/share?done={LONG_SLUG}"),
+    ];
+    for p in &pages {
+        d.go(&format!("{base}{p}"));
+        d.wait_find("h1");
+        let width = d.js("return document.documentElement.scrollWidth");
+        assert!(
+            width.as_u64().is_some_and(|w| w <= 390),
+            "{p} is {width} px wide at 390"
+        );
+        if let Some(axe) = axe {
+            let found = axe_findings(d, axe);
+            assert!(found.is_empty(), "axe-core on {p}: {found:#?}");
+        }
+    }
+}
+
+/// The share target (Android's "Share → nib") leads to the share page with the address
+/// found in the text, and the count follows the typing (admin.js, allowed by the page's
+/// CSP): 290 characters and a link X counts as 23, after a space, are over 280.
+fn share_target_opens_the_share_page(d: &Driver, s: &TestServer, base: &str, target: &str) {
+    d.go(&share_target_url(s, base, target));
+    d.wait_find("form[action='/admin/share'] button[type=submit]");
+    let url = d.js("return document.getElementById('url').value");
+    assert_eq!(url.as_str(), Some(target));
+    d.fill("#text", &"x".repeat(290));
+    let count = d.js("return [document.getElementById('count-out').textContent, document.getElementById('count').className]");
+    assert_eq!(count[0], "314", "{count}");
+    assert!(count[1].as_str().unwrap_or("").contains("over"), "{count}");
+}
+
+/// A refused address comes back beside its field, with what was typed.
+fn a_refused_address_keeps_what_was_typed(d: &Driver, base: &str) {
+    d.go(&format!("{base}/admin/"));
+    d.fill("#url", "example.com/typo");
+    d.fill("#title", "Kept title");
+    d.click("form.create button[type=submit]");
+    d.wait_find("#url-error");
+    let kept = d.js("return [document.getElementById('url').value, document.getElementById('title').value, document.getElementById('url-error').textContent]");
+    assert_eq!(kept[0], "example.com/typo");
+    assert_eq!(kept[1], "Kept title");
+    let said = kept[2].as_str().unwrap_or("");
+    assert!(said.contains("http:// or https://"), "{kept}");
+}
+
+/// Renames `first` in the edit view; the old and the new code both lead to the target.
+fn a_renamed_link_follows_both_codes(d: &Driver, base: &str, target: &str) {
+    d.go(&format!("{base}/admin/links/first/edit"));
+    d.fill("#slug", "renamed");
+    d.click("form.stack button[type=submit]");
+    d.wait_url("the list after saving", |u| {
+        u.ends_with("/admin/?edited=renamed")
+    });
+    for code in ["first", "renamed"] {
+        d.go(&format!("{base}/{code}"));
+        d.wait_url(&format!("{code} followed"), |u| u == target);
+    }
+}
+
 #[test]
 fn owner_pages_fit_a_phone_and_a_renamed_link_follows_both_codes() {
     let Some(chromium) = need_tool(
@@ -430,54 +535,8 @@ fn owner_pages_fit_a_phone_and_a_renamed_link_follows_both_codes() {
     };
     let axe = axe_script();
     let site = Site::new();
-    site.post("2026-01-01-hello.md", "# Hello page\n\nSome words.\n");
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for f in ["style.css", "admin.css", "admin.js", "favicon.svg"] {
-        let text = std::fs::read_to_string(repo.join("static").join(f)).expect("static file");
-        site.write(&format!("static/{f}"), &text);
-    }
-    let s = TestServer::start_with(&site, &[], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    let (s, target) = owner_site(&site);
     let base = format!("http://127.0.0.1:{}", s.addr.port());
-    // The target is nib's own post under another host name, so the browser can follow it.
-    let target = format!("http://localhost:{}/posts/hello/", s.addr.port());
-    let auth = format!("Authorization: Bearer {TOKEN}");
-    let long = "A title long enough to need an ellipsis on any phone, and then some more words";
-    for i in 0..3 {
-        let body = format!(
-            r#"{{"url":"{target}?n={i}&{}","title":"{long}"}}"#,
-            "x".repeat(120)
-        );
-        let r = request(
-            s.addr,
-            "POST",
-            "/api/links",
-            &[&auth, "Content-Type: application/json"],
-            body.as_bytes(),
-        );
-        assert_eq!(r.status, 201, "{}", r.text());
-    }
-    let body = format!(r#"{{"url":"{target}","slug":"first"}}"#);
-    let r = request(
-        s.addr,
-        "POST",
-        "/api/links",
-        &[&auth, "Content-Type: application/json"],
-        body.as_bytes(),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-
-    // The longest slug there can be, which must not widen any page either.
-    let slug = "a-very-long-custom-slug-that-uses-all-sixty-four-characters-0123";
-    assert_eq!(slug.len(), 64);
-    let body = format!(r#"{{"url":"{target}?long","slug":"{slug}"}}"#);
-    let r = request(
-        s.addr,
-        "POST",
-        "/api/links",
-        &[&auth, "Content-Type: application/json"],
-        body.as_bytes(),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
 
     let mut d = Driver::start(&driver);
     let profile = tempfile::tempdir().expect("profile dir");
@@ -485,72 +544,8 @@ fn owner_pages_fit_a_phone_and_a_renamed_link_follows_both_codes() {
     d.viewport(390);
     log_in(&d, &base);
 
-    // No page scrolls sideways at 390 px, and axe-core finds nothing serious.
-    let pages = [
-        "/admin/".to_string(),
-        "/admin/login".into(),
-        "/admin/share?url=https%3A%2F%2Fexample.com%2Fa%2Fvery%2Flong%2Fpath%2Fthat%2Fgoes%2Fon%2Fand%2Fon%2Fand%2Fon&title=T&text=Some%20words".into(),
-        "/admin/share?done=first".into(),
-        "/admin/links/first/edit".into(),
-        "/admin/links/first/delete".into(),
-        "/first+".into(),
-        format!("/{slug}+"),
-        format!("/admin/links/{slug}/edit"),
-        format!("/admin/links/{slug}/delete"),
-        format!("/admin/share?done={slug}"),
-    ];
-    for p in &pages {
-        d.go(&format!("{base}{p}"));
-        d.wait_find("h1");
-        let width = d.js("return document.documentElement.scrollWidth");
-        assert!(
-            width.as_u64().is_some_and(|w| w <= 390),
-            "{p} is {width} px wide at 390"
-        );
-        if let Some(axe) = &axe {
-            let found = axe_findings(&d, axe);
-            assert!(found.is_empty(), "axe-core on {p}: {found:#?}");
-        }
-    }
-
-    // The share target (Android's "Share → nib") leads to the share page, address found.
-    d.go(&share_target_url(&s, &base, &target));
-    d.wait_find("form[action='/admin/share'] button[type=submit]");
-    let url = d.js("return document.getElementById('url').value");
-    assert_eq!(url.as_str(), Some(target.as_str()));
-    // The count follows the typing (admin.js, allowed by the page's CSP): 290 characters
-    // and a link X counts as 23, after a space, are over 280.
-    d.fill("#text", &"x".repeat(290));
-    let count = d.js("return [document.getElementById('count-out').textContent, document.getElementById('count').className]");
-    assert_eq!(count[0], "314", "{count}");
-    assert!(count[1].as_str().unwrap_or("").contains("over"), "{count}");
-
-    // A refused address comes back beside its field, with what was typed.
-    d.go(&format!("{base}/admin/"));
-    d.fill("#url", "example.com/typo");
-    d.fill("#title", "Kept title");
-    d.click("form.create button[type=submit]");
-    d.wait_find("#url-error");
-    let kept = d.js("return [document.getElementById('url').value, document.getElementById('title').value, document.getElementById('url-error').textContent]");
-    assert_eq!(kept[0], "example.com/typo");
-    assert_eq!(kept[1], "Kept title");
-    assert!(
-        kept[2]
-            .as_str()
-            .unwrap_or("")
-            .contains("http:// or https://"),
-        "{kept}"
-    );
-
-    // Rename `first`: the old and the new code both lead to the target.
-    d.go(&format!("{base}/admin/links/first/edit"));
-    d.fill("#slug", "renamed");
-    d.click("form.stack button[type=submit]");
-    d.wait_url("the list after saving", |u| {
-        u.ends_with("/admin/?edited=renamed")
-    });
-    for code in ["first", "renamed"] {
-        d.go(&format!("{base}/{code}"));
-        d.wait_url(&format!("{code} followed"), |u| u == target);
-    }
+    pages_fit_390_px(&d, &base, axe.as_deref());
+    share_target_opens_the_share_page(&d, &s, &base, &target);
+    a_refused_address_keeps_what_was_typed(&d, &base);
+    a_renamed_link_follows_both_codes(&d, &base, &target);
 }

@@ -1343,6 +1343,39 @@ fn wait_clicks(s: &TestServer, code: &str, n: i64) {
     assert!(ok, "{code} never reached {n} clicks");
 }
 
+/// Refusals of `PATCH` as for create (the old code `code` of another link is taken too),
+/// an unknown code and a missing token.
+fn patch_refusals_answer_400_404_409(s: &TestServer, code: &str) {
+    let r = api(
+        s,
+        "POST",
+        "/api/links",
+        Some(&format!(
+            r#"{{"url":"https://e.example/","slug":"{code}"}}"#
+        )),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    // `other` may not take `renamed`'s old code, `renamed` may not take `other`.
+    let taken = format!(r#"{{"slug":"{code}"}}"#);
+    let cases = [
+        ("renamed", r#"{"url":"ftp://x"}"#, 400),
+        ("renamed", r#"{"slug":"admin"}"#, 400),
+        ("renamed", r#"{"slug":"a b"}"#, 400),
+        ("renamed", r#"{"title":5}"#, 400),
+        ("renamed", "[1]", 400),
+        ("renamed", r#"{"slug":"other"}"#, 409),
+        ("other", taken.as_str(), 409),
+    ];
+    for (link, body, status) in cases {
+        let r = api(s, "PATCH", &format!("/api/links/{link}"), Some(body));
+        assert_eq!(r.status, status, "{link} {body}: {}", r.text());
+        assert!(json(&r)["error"].is_string());
+    }
+    assert_eq!(api(s, "PATCH", "/api/links/nope", Some("{}")).status, 404);
+    let r = request(s.addr, "PATCH", "/api/links/renamed", &[], b"{}");
+    assert_eq!(r.status, 401);
+}
+
 /// `PATCH /api/links/CODE`: each field alone, then a rename whose old code still redirects
 /// (and stays taken), with the clicks kept; and each refusal as for create.
 #[test]
@@ -1373,11 +1406,12 @@ fn a_link_edited_on_the_api_keeps_its_old_code_and_its_clicks() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let v = json(&r);
-    assert_eq!(
-        (v["code"].as_str(), v["title"].as_str()),
-        (Some("renamed"), Some("New"))
+    let got = (
+        v["code"].as_str(),
+        v["title"].as_str(),
+        v["clicks"].as_i64(),
     );
-    assert_eq!(v["clicks"], 1);
+    assert_eq!(got, (Some("renamed"), Some("New"), Some(1)));
     assert_eq!(r.header("location"), Some("/api/links/renamed"));
 
     // Both codes lead to the new target; the old one's clicks count for the link.
@@ -1389,43 +1423,49 @@ fn a_link_edited_on_the_api_keeps_its_old_code_and_its_clicks() {
     wait_clicks(&s, "renamed", 3);
     assert!(s.get(&format!("/{code}+")).text().contains("renamed"));
 
-    // The old code stays taken, for new links and for renames.
-    let r = api(
-        &s,
-        "POST",
-        "/api/links",
-        Some(&format!(
-            r#"{{"url":"https://e.example/","slug":"{code}"}}"#
-        )),
-    );
-    assert_eq!(r.status, 409, "{}", r.text());
-    let r = api(
-        &s,
-        "PATCH",
-        "/api/links/other",
-        Some(&format!(r#"{{"slug":"{code}"}}"#)),
-    );
-    assert_eq!(r.status, 409, "{}", r.text());
-    // Refusals as for create, and an unknown code.
-    let cases = [
-        (r#"{"url":"ftp://x"}"#, 400),
-        (r#"{"slug":"admin"}"#, 400),
-        (r#"{"slug":"a b"}"#, 400),
-        (r#"{"title":5}"#, 400),
-        ("[1]", 400),
-        (r#"{"slug":"other"}"#, 409),
-    ];
-    for (body, status) in cases {
-        let r = api(&s, "PATCH", "/api/links/renamed", Some(body));
-        assert_eq!(r.status, status, "{body}: {}", r.text());
-        assert!(json(&r)["error"].is_string());
-    }
-    assert_eq!(api(&s, "PATCH", "/api/links/nope", Some("{}")).status, 404);
-    let r = request(s.addr, "PATCH", "/api/links/renamed", &[], b"{}");
-    assert_eq!(r.status, 401);
+    patch_refusals_answer_400_404_409(&s, &code);
     // Deleting the link frees both codes.
     assert_eq!(api(&s, "DELETE", "/api/links/renamed", None).status, 204);
     assert_eq!(s.get(&format!("/{code}")).status, 404);
+}
+
+/// The edit view of `first` before logging in (the login; a POST refused before its body
+/// is read) and without a CSRF token.
+fn edit_view_is_owner_only(s: &TestServer, ch: &str) {
+    let o = origin(s);
+    assert_eq!(get_with(s.addr, "/admin/links/first/edit", &[]).status, 303);
+    let evil = "url=https%3A%2F%2Fevil.example%2F";
+    assert_eq!(form(s, "/admin/links/first/edit", &[&o], evil).status, 401);
+    let page = get_with(s.addr, "/admin/links/first/edit", &[ch]);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("value=\"https://example.com/a\""));
+    assert_eq!(
+        get_with(s.addr, "/admin/links/nope/edit", &[ch]).status,
+        404
+    );
+    let body = "url=https%3A%2F%2Fexample.com%2Fb&slug=second&title=";
+    let r = form(s, "/admin/links/first/edit", &[&o, ch], body);
+    assert_eq!(r.status, 403, "no csrf");
+}
+
+/// A refused address: 400, the plain words beside the field, everything typed kept, and
+/// the link unchanged.
+fn edit_refusal_keeps_what_was_typed(s: &TestServer, ch: &str, csrf: &str) {
+    let o = origin(s);
+    let body = format!("csrf={csrf}&url=example.com%2Fb&slug=second&title=Typed+title");
+    let r = form(s, "/admin/links/first/edit", &[&o, ch], &body);
+    assert_eq!(r.status, 400);
+    let page = r.text();
+    let words = "That address needs to start with http:// or https://";
+    assert!(page.contains(words), "{page}");
+    for kept in ["example.com/b", "second", "Typed title"] {
+        assert!(
+            page.contains(&format!("value=\"{kept}\"")),
+            "{kept}: {page}"
+        );
+    }
+    let now = s.get("/first");
+    assert_eq!(now.header("location"), Some("https://example.com/a"));
 }
 
 /// The admin's edit view: owner only, CSRF-checked, a rename keeps the old code, and a
@@ -1436,92 +1476,72 @@ fn a_link_edited_in_the_admin_follows_old_and_new_codes() {
     let s = server(&site);
     let l = create(&s, r#"{"url":"https://example.com/a","slug":"first"}"#);
     assert_eq!(l["code"], "first");
-    // Not logged in: the login form, and a POST is refused before its body is read.
-    let r = get_with(s.addr, "/admin/links/first/edit", &[]);
-    assert_eq!(r.status, 303);
-    let o = origin(&s);
-    let r = form(
-        &s,
-        "/admin/links/first/edit",
-        &[&o],
-        "url=https%3A%2F%2Fevil.example%2F",
-    );
-    assert_eq!(r.status, 401);
-
     let cookie = login(&s);
     let ch = cookie_header(&cookie);
     let csrf = csrf_of(&s, &cookie);
-    let page = get_with(s.addr, "/admin/links/first/edit", &[&ch]);
-    assert_eq!(page.status, 200);
-    assert!(page.text().contains("value=\"https://example.com/a\""));
-    assert_eq!(
-        get_with(s.addr, "/admin/links/nope/edit", &[&ch]).status,
-        404
-    );
-    let r = form(
-        &s,
-        "/admin/links/first/edit",
-        &[&o, &ch],
-        "url=https%3A%2F%2Fexample.com%2Fb&slug=second&title=",
-    );
-    assert_eq!(r.status, 403, "no csrf");
+    let o = origin(&s);
+    edit_view_is_owner_only(&s, &ch);
+    edit_refusal_keeps_what_was_typed(&s, &ch, &csrf);
 
-    // A refused address: 400, the plain words beside the field, everything typed kept.
-    let r = form(
-        &s,
-        "/admin/links/first/edit",
-        &[&o, &ch],
-        &format!("csrf={csrf}&url=example.com%2Fb&slug=second&title=Typed+title"),
-    );
-    assert_eq!(r.status, 400);
-    let page = r.text();
-    assert!(
-        page.contains("That address needs to start with http:// or https://"),
-        "{page}"
-    );
-    for kept in [
-        "value=\"example.com/b\"",
-        "value=\"second\"",
-        "value=\"Typed title\"",
-    ] {
-        assert!(page.contains(kept), "{kept}: {page}");
-    }
-    assert_eq!(
-        s.get("/first").header("location"),
-        Some("https://example.com/a")
-    );
-
-    let r = form(
-        &s,
-        "/admin/links/first/edit",
-        &[&o, &ch],
-        &format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fb&slug=second&title=B"),
-    );
+    let body = format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fb&slug=second&title=B");
+    let r = form(&s, "/admin/links/first/edit", &[&o, &ch], &body);
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some("/admin/?edited=second"));
     for c in ["first", "second"] {
-        assert_eq!(
-            s.get(&format!("/{c}")).header("location"),
-            Some("https://example.com/b"),
-            "{c}"
-        );
+        let r = s.get(&format!("/{c}"));
+        assert_eq!(r.header("location"), Some("https://example.com/b"), "{c}");
     }
     let page = get_with(s.addr, "/admin/links/second/edit", &[&ch]).text();
     assert!(page.contains("Old names that still work"), "{page}");
     // A taken name is refused beside the slug field.
     create(&s, r#"{"url":"https://example.com/c","slug":"third"}"#);
-    let r = form(
-        &s,
-        "/admin/links/third/edit",
-        &[&o, &ch],
-        &format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fc&slug=first&title="),
-    );
+    let body = format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fc&slug=first&title=");
+    let r = form(&s, "/admin/links/third/edit", &[&o, &ch], &body);
     assert_eq!(r.status, 409);
     assert!(r.text().contains("taken by another link"));
 }
 
 /// The create form: a refused field answers 400 with the plain words beside it and the
-/// form filled in as typed; the delete button leads to a page that asks first.
+/// form filled in as typed; two refused fields are both shown; nothing is created.
+fn create_refusals_are_inline(s: &TestServer, ch: &str, csrf: &str) {
+    let o = origin(s);
+    let url = "https%3A%2F%2Fexample.com%2F";
+    let cases = [
+        (
+            "url=example.com&slug=mine",
+            "http:// or https://",
+            "example.com",
+        ),
+        (
+            &format!("url={url}&slug=a+b") as &str,
+            "letters, digits",
+            "https://example.com/",
+        ),
+        (
+            &format!("url={url}&slug=tags"),
+            "site&#39;s own pages",
+            "https://example.com/",
+        ),
+    ];
+    for (body, words, url) in cases {
+        let body = format!("csrf={csrf}&{body}&title=My+page");
+        let r = form(s, "/admin/links", &[&o, ch], &body);
+        assert_eq!(r.status, 400, "{body}");
+        let page = r.text().replace("&#x27;", "&#39;");
+        assert!(page.contains(words), "{body}: {page}");
+        assert!(page.contains(&format!("value=\"{url}\"")), "{body}");
+        assert!(page.contains("value=\"My page\""), "{body}");
+        assert!(page.contains("aria-invalid=\"true\""), "{body}");
+    }
+    let body = format!("csrf={csrf}&url=example.com&slug=a+b");
+    let page = form(s, "/admin/links", &[&o, ch], &body).text();
+    let both = page.contains("id=\"url-error\"") && page.contains("id=\"slug-error\"");
+    assert!(both, "{page}");
+    assert_eq!(link_count(s), 0);
+}
+
+/// Inline errors on the create form; each row's buttons are named after its link; the
+/// delete button leads to a page that asks first.
 #[test]
 fn inline_errors_keep_what_was_typed_and_delete_asks_first() {
     let site = Site::new();
@@ -1530,77 +1550,24 @@ fn inline_errors_keep_what_was_typed_and_delete_asks_first() {
     let ch = cookie_header(&cookie);
     let csrf = csrf_of(&s, &cookie);
     let o = origin(&s);
-    let cases = [
-        (
-            "url=example.com&slug=mine&title=My+page",
-            "needs to start with http:// or https://",
-            "example.com",
-            400,
-        ),
-        (
-            "url=https%3A%2F%2Fexample.com%2F&slug=a+b&title=My+page",
-            "letters, digits",
-            "https://example.com/",
-            400,
-        ),
-        (
-            "url=https%3A%2F%2Fexample.com%2F&slug=tags&title=My+page",
-            "site&#39;s own pages",
-            "https://example.com/",
-            400,
-        ),
-    ];
-    for (body, words, url, status) in cases {
-        let r = form(
-            &s,
-            "/admin/links",
-            &[&o, &ch],
-            &format!("csrf={csrf}&{body}"),
-        );
-        assert_eq!(r.status, status, "{body}");
-        let page = r.text().replace("&#x27;", "&#39;");
-        assert!(page.contains(words), "{body}: {page}");
-        assert!(page.contains(&format!("value=\"{url}\"")), "{body}");
-        assert!(page.contains("value=\"My page\""), "{body}");
-        assert!(page.contains("aria-invalid=\"true\""), "{body}");
-    }
-    // Both mistakes at once are both shown.
-    let r = form(
-        &s,
-        "/admin/links",
-        &[&o, &ch],
-        &format!("csrf={csrf}&url=example.com&slug=a+b"),
-    );
-    let page = r.text();
-    assert!(
-        page.contains("id=\"url-error\"") && page.contains("id=\"slug-error\""),
-        "{page}"
-    );
-    assert_eq!(link_count(&s), 0);
+    create_refusals_are_inline(&s, &ch, &csrf);
 
-    let l = create(&s, r#"{"url":"https://example.com/d","slug":"doomed"}"#);
+    create(&s, r#"{"url":"https://example.com/d","slug":"doomed"}"#);
     let page = get_with(s.addr, "/admin/", &[&ch]).text();
     let label = format!("{}/doomed", s.addr);
     for name in ["Copy", "Edit", "Delete"] {
-        assert!(
-            page.contains(&format!("aria-label=\"{name} {label}\"")),
-            "{name}: {page}"
-        );
+        let named = format!("aria-label=\"{name} {label}\"");
+        assert!(page.contains(&named), "{name}: {page}");
     }
     // GET asks; nothing is deleted until the POST.
     let r = get_with(s.addr, "/admin/links/doomed/delete", &[&ch]);
     assert_eq!(r.status, 200);
     assert!(r.text().contains("This cannot be undone"));
     assert_eq!(s.get("/doomed").status, 302);
-    let r = form(
-        &s,
-        "/admin/links/doomed/delete",
-        &[&o, &ch],
-        &format!("csrf={csrf}"),
-    );
+    let body = format!("csrf={csrf}");
+    let r = form(&s, "/admin/links/doomed/delete", &[&o, &ch], &body);
     assert_eq!(r.status, 303);
     assert_eq!(s.get("/doomed").status, 404);
-    assert_eq!(l["code"], "doomed");
 }
 
 /// The web app manifest's share target opens the share page, which takes the address
@@ -1673,6 +1640,54 @@ fn a_renamed_link_is_exported_under_both_codes() {
     }
 }
 
+/// Every owner page in each of its states, logged in as `ch`: the GETs, the forms a
+/// refused field sends back, and a wrong login. Returns (what, answer) pairs.
+fn owner_pages_in_every_state(s: &TestServer, ch: &str, csrf: &str) -> Vec<(String, Resp)> {
+    let o = origin(s);
+    let mut pages: Vec<(String, Resp)> = [
+        "/admin/?created=two",
+        "/admin/?q=nothing",
+        "/admin/?before=1",
+        "/admin/login",
+        "/admin/share?url=https%3A%2F%2Fexample.com%2Fc&title=C&text=words",
+        "/admin/share?url=https%3A%2F%2Fexample.com%2Fa&mode=shorten",
+        "/admin/share?url=ftp%3A%2F%2Fx",
+        "/admin/share?done=two",
+        "/admin/links/two/edit",
+        "/admin/links/two/delete",
+        "/admin/links/nope/edit",
+        "/two+",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), get_with(s.addr, p, &[ch])))
+    .collect();
+    let refused = [
+        ("/admin/links", "url=x&slug=a+b&title=T"),
+        (
+            "/admin/links/two/edit",
+            "url=https%3A%2F%2Fexample.com%2F&slug=admin&title=",
+        ),
+        (
+            "/admin/share",
+            "url=https%3A%2F%2Fexample.com%2Fd&slug=two&text=hi&mode=share",
+        ),
+    ];
+    for (path, body) in refused {
+        let r = form(s, path, &[&o, ch], &format!("csrf={csrf}&{body}"));
+        pages.push((format!("POST {path}"), r));
+    }
+    let wrong = b"token=wrong&next=%2Fadmin%2F";
+    let h = [
+        o.as_str(),
+        "Content-Type: application/x-www-form-urlencoded",
+    ];
+    pages.push((
+        "wrong login".into(),
+        request(s.addr, "POST", "/admin/login", &h, wrong),
+    ));
+    pages
+}
+
 /// Every owner page, in each of its states, is valid HTML by the Nu HTML Checker (skipped
 /// with a note without Java or vnu.jar, as in `html_valid`).
 #[test]
@@ -1694,60 +1709,14 @@ fn owner_pages_pass_the_nu_html_checker() {
     let r = api(&s, "PATCH", "/api/links/one", Some(r#"{"slug":"two"}"#));
     assert_eq!(r.status, 200);
     let cookie = login(&s);
-    let ch = cookie_header(&cookie);
-    let csrf = csrf_of(&s, &cookie);
-    let o = origin(&s);
-    let mut pages: Vec<(String, Resp)> = [
-        "/admin/?created=two",
-        "/admin/?q=nothing",
-        "/admin/?before=1",
-        "/admin/login",
-        "/admin/share?url=https%3A%2F%2Fexample.com%2Fc&title=C&text=words",
-        "/admin/share?url=https%3A%2F%2Fexample.com%2Fa&mode=shorten",
-        "/admin/share?url=ftp%3A%2F%2Fx",
-        "/admin/share?done=two",
-        "/admin/links/two/edit",
-        "/admin/links/two/delete",
-        "/admin/links/nope/edit",
-        "/two+",
-    ]
-    .iter()
-    .map(|p| (p.to_string(), get_with(s.addr, p, &[&ch])))
-    .collect();
-    let refused = [
-        ("/admin/links", "url=x&slug=a+b&title=T"),
-        (
-            "/admin/links/two/edit",
-            "url=https%3A%2F%2Fexample.com%2F&slug=admin&title=",
-        ),
-        (
-            "/admin/share",
-            "url=https%3A%2F%2Fexample.com%2Fd&slug=two&text=hi&mode=share",
-        ),
-    ];
-    for (path, body) in refused {
-        let r = form(&s, path, &[&o, &ch], &format!("csrf={csrf}&{body}"));
-        pages.push((format!("POST {path}"), r));
-    }
-    pages.push(("wrong login".into(), {
-        let o = origin(&s);
-        request(
-            s.addr,
-            "POST",
-            "/admin/login",
-            &[&o, "Content-Type: application/x-www-form-urlencoded"],
-            b"token=wrong&next=%2Fadmin%2F",
-        )
-    }));
+    let pages = owner_pages_in_every_state(&s, &cookie_header(&cookie), &csrf_of(&s, &cookie));
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for (i, (what, r)) in pages.iter().enumerate() {
-        assert!(
-            r.header("content-type")
-                .is_some_and(|c| c.starts_with("text/html")),
-            "{what}: {}",
-            r.status
-        );
+        let html = r
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("text/html"));
+        assert!(html, "{what}: {}", r.status);
         let f = dir.path().join(format!("owner{i}.html"));
         std::fs::write(&f, &r.body).unwrap();
         files.push(f);
