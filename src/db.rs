@@ -114,6 +114,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX post_aliases_post ON post_aliases(post_id);
     UPDATE posts SET mtime = -1;
     DELETE FROM meta WHERE key = 'posts_fingerprint';",
+    // 5: the old codes of renamed links. A link whose slug is changed keeps its old code
+    // here, so a printed or posted short URL still redirects; the old code stays taken
+    // (no other link may have it) and goes with the link when it is deleted. Clicks and
+    // daily counts are kept by the link's id, so a rename moves none of them.
+    "CREATE TABLE link_aliases (
+        code    TEXT PRIMARY KEY,
+        link_id INTEGER NOT NULL REFERENCES links(id) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX link_aliases_link ON link_aliases(link_id);",
 ];
 
 /// What the `draft` column of `posts` says (migration 4): whether a post is shown now.
@@ -184,6 +193,10 @@ const ALIAS_TARGET: &str = "SELECT posts.slug FROM post_aliases
    WHERE alias = ?1 AND posts.error IS NULL AND posts.draft = 0";
 const POST_DATE: &str =
     "SELECT date, date_offset FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0";
+/// The redirect's second query, run only when no link has the code: an old code of a
+/// renamed link.
+const LINK_ALIAS_TARGET: &str = "SELECT links.id, links.url FROM link_aliases
+     JOIN links ON links.id = link_aliases.link_id WHERE link_aliases.code = ?1";
 
 pub(crate) struct Db {
     conn: Connection,
@@ -319,6 +332,15 @@ pub(crate) struct LinkRow {
     pub title: String,
     pub created_at: i64,
     pub clicks: i64,
+}
+
+/// What happened when a link was edited.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Updated {
+    Done(LinkRow),
+    NotFound,
+    /// The new code belongs (or belonged) to another link.
+    SlugTaken,
 }
 
 /// What happened when a link was asked for.
@@ -903,6 +925,8 @@ impl Db {
     // ---- short links ----
 
     const LINK_COLUMNS: &'static str = "id, code, url, title, created_at, clicks";
+    const LINK_COLUMNS_QUALIFIED: &'static str =
+        "links.id, links.code, links.url, links.title, links.created_at, links.clicks";
 
     fn row_to_link(r: &rusqlite::Row<'_>) -> rusqlite::Result<LinkRow> {
         Ok(LinkRow {
@@ -915,12 +939,99 @@ impl Db {
         })
     }
 
-    /// The redirect's one query: (id, target) by code, through the unique index.
+    /// The redirect's query: (id, target) by code, through the unique index; when no link
+    /// has the code, by an old code of a renamed link (a second index lookup, only on a
+    /// miss).
     pub fn link_target(&self, code: &str) -> rusqlite::Result<Option<(i64, String)>> {
-        self.conn
+        let found = self
+            .conn
             .prepare_cached(LINK_TARGET)?
             .query_row([code], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        self.conn
+            .prepare_cached(LINK_ALIAS_TARGET)?
+            .query_row([code], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
+    }
+
+    /// The link with this code, or the link that had it before a rename.
+    pub fn link_by_any_code(&self, code: &str) -> rusqlite::Result<Option<LinkRow>> {
+        if let Some(l) = self.link_by_code(code)? {
+            return Ok(Some(l));
+        }
+        let sql = format!(
+            "SELECT {} FROM link_aliases JOIN links ON links.id = link_aliases.link_id
+             WHERE link_aliases.code = ?1",
+            Self::LINK_COLUMNS_QUALIFIED
+        );
+        self.conn
+            .prepare_cached(&sql)?
+            .query_row([code], Self::row_to_link)
+            .optional()
+    }
+
+    /// The old codes a link answers to besides its own, in code order.
+    pub fn link_aliases(&self, id: i64) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT code FROM link_aliases WHERE link_id = ?1 ORDER BY code")?;
+        stmt.query_map([id], |r| r.get(0))?.collect()
+    }
+
+    /// Changes a link's target, title or code (each when given), in one durable
+    /// transaction. A new code keeps the old one as an alias; taking back one of the
+    /// link's own old codes is allowed, a code any other link has or had is not.
+    pub fn update_link(
+        &self,
+        code: &str,
+        url: Option<&str>,
+        title: Option<&str>,
+        new_code: Option<&str>,
+    ) -> rusqlite::Result<Updated> {
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let result = self.write_transaction(|| {
+            let Some(mut link) = self.link_by_code(code)? else {
+                return Ok(Updated::NotFound);
+            };
+            if let Some(new) = new_code.filter(|n| *n != link.code) {
+                if self
+                    .link_by_any_code(new)?
+                    .is_some_and(|other| other.id != link.id)
+                {
+                    return Ok(Updated::SlugTaken);
+                }
+                self.conn
+                    .prepare_cached("DELETE FROM link_aliases WHERE code = ?1")?
+                    .execute([new])?;
+                self.conn
+                    .prepare_cached("INSERT INTO link_aliases(code, link_id) VALUES (?1, ?2)")?
+                    .execute(params![link.code, link.id])?;
+                self.conn
+                    .prepare_cached("UPDATE links SET code = ?2, custom = 1 WHERE id = ?1")?
+                    .execute(params![link.id, new])?;
+                link.code = new.to_string();
+            }
+            if let Some(u) = url {
+                self.conn
+                    .prepare_cached("UPDATE links SET url = ?2 WHERE id = ?1")?
+                    .execute(params![link.id, u])?;
+                link.url = u.to_string();
+            }
+            if let Some(t) = title {
+                self.conn
+                    .prepare_cached("UPDATE links SET title = ?2 WHERE id = ?1")?
+                    .execute(params![link.id, t])?;
+                link.title = t.to_string();
+            }
+            Ok(Updated::Done(link))
+        });
+        let restore = self.conn.pragma_update(None, "synchronous", "NORMAL");
+        let updated = result?;
+        restore?;
+        Ok(updated)
     }
 
     pub fn link_by_code(&self, code: &str) -> rusqlite::Result<Option<LinkRow>> {
@@ -961,7 +1072,8 @@ impl Db {
         let result = self.write_transaction(|| {
             let code = match slug {
                 Some(s) => {
-                    if let Some(existing) = self.link_by_code(s)? {
+                    // An old code of a renamed link is taken too.
+                    if let Some(existing) = self.link_by_any_code(s)? {
                         // Asking again for the same slug and target is a repeat, not a clash.
                         return Ok(if existing.url == url {
                             Created::Existing(existing)
@@ -1373,6 +1485,7 @@ mod tests {
             ("link target", LINK_TARGET),
             ("old URL", ALIAS_TARGET),
             ("post date", POST_DATE),
+            ("link alias target", LINK_ALIAS_TARGET),
         ];
         for (name, sql) in queries {
             let mut stmt = db
@@ -1414,6 +1527,89 @@ mod tests {
                 "{draft} {publish_at} {expire_at:?} {now}"
             );
         }
+    }
+
+    #[test]
+    fn a_renamed_link_keeps_its_old_code_its_clicks_and_its_days() {
+        let db = Db::memory();
+        let code = |n: u64| format!("g{n}");
+        let ok = |_: &str| true;
+        let Created::New(a) = db
+            .create_link("https://a.example/", None, "", 1, &code, &ok)
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        let Created::New(b) = db
+            .create_link("https://b.example/", Some("bee"), "", 1, &code, &ok)
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        db.add_clicks(5, &[(a.id, 3)]).unwrap();
+        let Updated::Done(r) = db
+            .update_link(&a.code, None, Some("A"), Some("first"))
+            .unwrap()
+        else {
+            panic!("not renamed")
+        };
+        assert_eq!(
+            (r.code.as_str(), r.title.as_str(), r.clicks),
+            ("first", "A", 3)
+        );
+        // Both codes redirect; the old one is taken for new links and for renames.
+        assert_eq!(db.link_target("first").unwrap().unwrap().0, a.id);
+        assert_eq!(db.link_target("g0").unwrap().unwrap().0, a.id);
+        assert_eq!(db.link_by_any_code("g0").unwrap().unwrap().code, "first");
+        assert_eq!(
+            db.create_link("https://c.example/", Some("g0"), "", 2, &code, &ok)
+                .unwrap(),
+            Created::SlugTaken
+        );
+        assert_eq!(
+            db.update_link("bee", None, None, Some("g0")).unwrap(),
+            Updated::SlugTaken
+        );
+        assert_eq!(
+            db.update_link("bee", None, None, Some("first")).unwrap(),
+            Updated::SlugTaken
+        );
+        assert_eq!(
+            db.update_link("nope", None, None, None).unwrap(),
+            Updated::NotFound
+        );
+        // Generated codes skip old codes too.
+        let next = |n: u64| {
+            if n == 1 {
+                "g0".to_string()
+            } else {
+                format!("z{n}")
+            }
+        };
+        let Created::New(c) = db
+            .create_link("https://c.example/", None, "", 2, &next, &ok)
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        assert_ne!(c.code, "g0");
+        // Taking back an old code of its own is allowed; the daily counts stay.
+        let Updated::Done(r) = db
+            .update_link("first", Some("https://a2.example/"), None, Some("g0"))
+            .unwrap()
+        else {
+            panic!("not renamed back")
+        };
+        assert_eq!(
+            (r.code.as_str(), r.url.as_str()),
+            ("g0", "https://a2.example/")
+        );
+        assert_eq!(db.link_aliases(a.id).unwrap(), vec!["first".to_string()]);
+        assert_eq!(db.link_days(a.id, 0).unwrap(), vec![(5, 3)]);
+        // Deleting the link frees its old codes.
+        db.delete_link("g0").unwrap();
+        assert!(db.link_target("first").unwrap().is_none());
+        assert_eq!(b.code, "bee");
     }
 
     #[test]

@@ -201,11 +201,18 @@ fn write_links(app: &App, out: &Path) -> io::Result<usize> {
         before = Some(last.id);
         for link in &page {
             let target = redirect_target(&link.url);
-            writeln!(netlify, "/{}  {target}  {status}", link.code)?;
-            writeln!(nginx, "    /{} \"{target}\";", link.code)?;
-            let page_path = out.join(&link.code).join("index.html");
-            fs::create_dir_all(page_path.parent().unwrap_or(out))?;
-            fs::write(page_path, refresh_page(&target))?;
+            // A renamed link's old codes lead to the same target, as they do on the server.
+            let aliases = app
+                .db
+                .link_aliases(link.id)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            for code in std::iter::once(&link.code).chain(&aliases) {
+                writeln!(netlify, "/{code}  {target}  {status}")?;
+                writeln!(nginx, "    /{code} \"{target}\";")?;
+                let page_path = out.join(code).join("index.html");
+                fs::create_dir_all(page_path.parent().unwrap_or(out))?;
+                fs::write(page_path, refresh_page(&target))?;
+            }
             n += 1;
         }
     }

@@ -1,8 +1,10 @@
 //! The rules of short links, as pure functions: how codes are generated (a keyed
 //! permutation of a counter, written in base62), which custom slugs are allowed, how a
 //! target URL is checked and normalised, which user agents are link-preview bots that must
-//! not count as clicks, the in-memory click batch, and the 30-day sparkline. Nothing here
-//! touches the network or the database, so every rule has a table-driven test beside it.
+//! not count as clicks, the in-memory click batch, the 30-day sparkline, the service a
+//! `share_url` posts to, what a phone's share target sent, and the plain words the owner's
+//! forms show for a refused field. Nothing here touches the network or the database, so
+//! every rule has a table-driven test beside it.
 
 use std::collections::HashMap;
 
@@ -146,6 +148,77 @@ pub(crate) fn normalize_target(input: &str, base: &str) -> Result<String, String
     Ok(out)
 }
 
+/// What a refusal of [`normalize_target`] or [`check_slug`] (or a taken slug) says to a
+/// person filling in a form: the API keeps the short technical message, the owner's forms
+/// show this one next to the field. Matched on the start of the technical message, which
+/// names its field first.
+pub(crate) fn plainly(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("url is required", "Type or paste the address to shorten."),
+        (
+            "url is longer",
+            "That address is too long: at most 2,048 characters.",
+        ),
+        (
+            "url contains control",
+            "That address has characters an address cannot have (a tab or a line break?).",
+        ),
+        (
+            "url is not valid",
+            "That address needs to start with http:// or https://",
+        ),
+        (
+            "url must be http",
+            "That address needs to start with http:// or https://",
+        ),
+        (
+            "url has no host",
+            "That address needs a site name after http:// or https://",
+        ),
+        (
+            "url must not contain a user",
+            "Take the user name and password out of that address.",
+        ),
+        (
+            "url points into",
+            "That address is one of this site's own short links; shorten where it leads instead.",
+        ),
+        (
+            "slug is empty",
+            "Type a short name, or leave the field empty for a generated one.",
+        ),
+        (
+            "slug is longer",
+            "That short name is too long: at most 64 characters.",
+        ),
+        (
+            "slug may only",
+            "A short name may only use letters, digits, - and _ (no spaces).",
+        ),
+    ];
+    for (start, plain) in WORDS {
+        if message.starts_with(start) {
+            return (*plain).to_string();
+        }
+    }
+    if message.contains("is reserved") {
+        return "That short name is one of the site's own pages; choose another.".into();
+    }
+    if message.contains("is taken") {
+        return "That short name is taken by another link; choose another.".into();
+    }
+    message.to_string()
+}
+
+/// Which form field a refusal from [`plainly`]'s list is about: `url` or `slug`.
+pub(crate) fn field_of(message: &str) -> &'static str {
+    if message.starts_with("slug") {
+        "slug"
+    } else {
+        "url"
+    }
+}
+
 /// Whether two hosts as the URL parser gives them (lowercase, IDN already in punycode) name
 /// the same site. A trailing dot makes a name fully qualified and changes nothing else, so
 /// it is ignored.
@@ -277,8 +350,10 @@ pub(crate) fn day_of(ts: i64) -> i64 {
 
 pub(crate) const SPARK_DAYS: i64 = 30;
 
-/// A 30-day sparkline as an inline SVG polyline (no script, no style attribute, so the
-/// admin page's CSP allows it). `days` are (day number, clicks); `today` is the last day.
+/// A 30-day sparkline as an inline SVG of bars, one a day, on a baseline (no script, no
+/// style attribute, so the admin page's CSP allows it). Bars read at 96×24 px where a line
+/// of a few clicks stayed a faint flat stroke. `days` are (day number, clicks); `today` is
+/// the last day.
 pub(crate) fn sparkline(days: &[(i64, i64)], today: i64) -> String {
     let first = today - SPARK_DAYS + 1;
     let mut counts = [0i64; SPARK_DAYS as usize];
@@ -288,22 +363,102 @@ pub(crate) fn sparkline(days: &[(i64, i64)], today: i64) -> String {
         }
     }
     let max = counts.iter().copied().max().unwrap_or(0).max(1);
-    let (w, h) = (90.0f64, 20.0f64);
-    let step = w / (SPARK_DAYS - 1) as f64;
-    let points: Vec<String> = counts
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let x = i as f64 * step;
-            let y = h - 1.0 - (*n as f64 / max as f64) * (h - 2.0);
-            format!("{x:.1},{y:.1}")
-        })
-        .collect();
+    let (w, h) = (96.0f64, 24.0f64);
+    let step = w / SPARK_DAYS as f64;
+    let mut bars = String::new();
+    for (i, n) in counts.iter().enumerate() {
+        if *n == 0 {
+            continue;
+        }
+        // A day with any click is at least 3 px tall, so one click among hundreds shows.
+        let bar = ((*n as f64 / max as f64) * (h - 2.0)).max(3.0);
+        bars.push_str(&format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bar:.1}\"/>",
+            i as f64 * step,
+            h - 1.0 - bar,
+            step - 1.0
+        ));
+    }
     let total: i64 = counts.iter().sum();
+    let label = if total == 1 { "click" } else { "clicks" };
     format!(
-        "<svg class=\"spark\" xmlns=\"http://www.w3.org/2000/svg\" width=\"90\" height=\"20\" viewBox=\"0 0 90 20\" role=\"img\" aria-label=\"{total} clicks in 30 days\"><polyline fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
-        points.join(" ")
+        "<svg class=\"spark\" xmlns=\"http://www.w3.org/2000/svg\" width=\"96\" height=\"24\" viewBox=\"0 0 96 24\" role=\"img\" aria-label=\"{total} {label} in the last 30 days\"><title>{total} {label} in the last 30 days</title><rect class=\"base\" x=\"0\" y=\"23\" width=\"96\" height=\"1\"/><g fill=\"currentColor\">{bars}</g></svg>"
     )
+}
+
+/// The service a `share_url` posts to, by its host: its name for the button ("Post to
+/// X") and its length limit for the character count, if nib knows it. X and Mastodon count
+/// every link as 23 characters; Bluesky counts the link as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Service {
+    pub name: &'static str,
+    pub limit: Option<usize>,
+    /// How many characters a link counts for, when the service shortens links itself.
+    pub link_counts_as: Option<usize>,
+}
+
+pub(crate) fn share_service(share_url: &str) -> Service {
+    let host = Url::parse(share_url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_start_matches("www.").to_string())
+        })
+        .unwrap_or_default();
+    let path = Url::parse(share_url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
+    let known = |name, limit, link| Service {
+        name,
+        limit: Some(limit),
+        link_counts_as: link,
+    };
+    match host.as_str() {
+        "twitter.com" | "x.com" | "mobile.twitter.com" => known("X", 280, Some(23)),
+        "bsky.app" => known("Bluesky", 300, None),
+        h if h.contains("mastodon") || h.contains("toot") || path == "/share" => {
+            known("Mastodon", 500, Some(23))
+        }
+        _ => Service {
+            name: if host.is_empty() {
+                "the share page"
+            } else {
+                ""
+            },
+            limit: None,
+            link_counts_as: None,
+        },
+    }
+}
+
+/// What the web app's share target got: Android apps often put the page's address in
+/// `text` and leave `url` empty, so an http(s) URL is taken from the end of the text then,
+/// and the text keeps the rest.
+pub(crate) fn url_from_shared(url: &str, text: &str) -> (String, String) {
+    let url = url.trim();
+    if !url.is_empty() {
+        return (url.to_string(), text.trim().to_string());
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words
+        .iter()
+        .rposition(|w| w.starts_with("https://") || w.starts_with("http://"))
+    {
+        Some(i) => {
+            let mut rest = words.clone();
+            let found = rest.remove(i).to_string();
+            (found, rest.join(" "))
+        }
+        None => (String::new(), text.trim().to_string()),
+    }
+}
+
+/// A short URL without its scheme, as people write it: `nib.example/abc`.
+pub(crate) fn short_label(short_url: &str) -> &str {
+    short_url
+        .strip_prefix("https://")
+        .or_else(|| short_url.strip_prefix("http://"))
+        .unwrap_or(short_url)
 }
 
 /// Fills `{text}` and `{url}` of the configured `share_url`, both encoded.
@@ -480,6 +635,132 @@ mod tests {
     }
 
     #[test]
+    fn every_refusal_has_plain_words_and_a_field() {
+        let base = "https://nib.example";
+        let cases = [
+            (normalize_target("", base), "url", "Type or paste"),
+            (
+                normalize_target("example.com", base),
+                "url",
+                "http:// or https://",
+            ),
+            (
+                normalize_target("ftp://example.com/", base),
+                "url",
+                "http:// or https://",
+            ),
+            (
+                normalize_target("https://a\tb.example/", base),
+                "url",
+                "characters",
+            ),
+            (
+                normalize_target("https://u:p@example.com/", base),
+                "url",
+                "user name",
+            ),
+            (
+                normalize_target("https://nib.example/abc", base),
+                "url",
+                "own short links",
+            ),
+            (
+                normalize_target(&"https://e.example/".repeat(200), base),
+                "url",
+                "too long",
+            ),
+            (check_slug("").map(|()| String::new()), "slug", "short name"),
+            (
+                check_slug("a b").map(|()| String::new()),
+                "slug",
+                "letters, digits",
+            ),
+            (
+                check_slug(&"a".repeat(65)).map(|()| String::new()),
+                "slug",
+                "too long",
+            ),
+            (
+                check_slug("Admin").map(|()| String::new()),
+                "slug",
+                "site's own pages",
+            ),
+            (
+                Err("slug \"x\" is taken".to_string()),
+                "slug",
+                "taken by another",
+            ),
+        ];
+        for (got, field, words) in cases {
+            let e = got.expect_err("refused");
+            assert_eq!(field_of(&e), field, "{e}");
+            let p = plainly(&e);
+            assert!(p.contains(words), "{e} → {p}");
+            assert!(p.starts_with(char::is_uppercase), "{p}");
+        }
+    }
+
+    #[test]
+    fn share_services_by_host() {
+        let cases = [
+            (
+                "https://twitter.com/intent/tweet?text={text}&url={url}",
+                "X",
+                Some(280),
+            ),
+            (
+                "https://x.com/intent/post?text={text}&url={url}",
+                "X",
+                Some(280),
+            ),
+            (
+                "https://mastodon.social/share?text={text}%20{url}",
+                "Mastodon",
+                Some(500),
+            ),
+            (
+                "https://fosstodon.org/share?text={text}%20{url}",
+                "Mastodon",
+                Some(500),
+            ),
+            (
+                "https://bsky.app/intent/compose?text={text}%20{url}",
+                "Bluesky",
+                Some(300),
+            ),
+            ("https://example.com/post?u={url}", "", None),
+        ];
+        for (url, name, limit) in cases {
+            let s = share_service(url);
+            assert_eq!((s.name, s.limit), (name, limit), "{url}");
+        }
+    }
+
+    #[test]
+    fn shared_text_gives_up_its_url_when_url_is_empty() {
+        let cases = [
+            ("https://a.example/", "Hi", "https://a.example/", "Hi"),
+            (
+                "",
+                "A page https://b.example/x",
+                "https://b.example/x",
+                "A page",
+            ),
+            ("", "http://c.example/", "http://c.example/", ""),
+            ("", "no address here", "", "no address here"),
+        ];
+        for (url, text, want_url, want_text) in cases {
+            assert_eq!(
+                url_from_shared(url, text),
+                (want_url.to_string(), want_text.to_string()),
+                "{url} {text}"
+            );
+        }
+        assert_eq!(short_label("https://n.example/abc"), "n.example/abc");
+        assert_eq!(short_label("http://n.example/abc"), "n.example/abc");
+    }
+
+    #[test]
     fn bot_detection() {
         let cases = [
             ("Twitterbot/1.0", true),
@@ -541,7 +822,8 @@ mod tests {
     #[test]
     fn sparkline_and_share_targets() {
         let svg = sparkline(&[(100, 3), (99, 1), (50, 9)], 100);
-        assert!(svg.starts_with("<svg") && svg.contains("4 clicks in 30 days"));
+        assert!(svg.starts_with("<svg") && svg.contains("4 clicks in the last 30 days"));
+        assert_eq!(svg.matches("<rect").count(), 3, "{svg}");
         assert!(!svg.contains("style"));
         assert_eq!(
             share_target(

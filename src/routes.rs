@@ -139,6 +139,8 @@ pub(crate) const NAMES: &[Name] = &[
     private("api"),
     name("healthz"),
     name("favicon.ico"),
+    // The owner's web app manifest (its share target opens the share page); not exported.
+    name("manifest.webmanifest"),
     // Not routes today: names a reader would take for the site's own, names a later
     // version may use, and the files `nib build` writes at the top of an export
     // (Netlify / Cloudflare Pages).
@@ -207,8 +209,8 @@ pub(crate) enum Methods {
     Read,
     /// GET, HEAD and POST (a form and the page that shows it).
     ReadPost,
-    /// GET, HEAD and DELETE (one link on the API).
-    ReadDelete,
+    /// GET, HEAD, PATCH and DELETE (one link on the API).
+    ReadPatchDelete,
     /// POST only (a form that changes something).
     Post,
 }
@@ -219,7 +221,7 @@ impl Methods {
         match self {
             Methods::Read => "GET, HEAD",
             Methods::ReadPost => "GET, HEAD, POST",
-            Methods::ReadDelete => "GET, HEAD, DELETE",
+            Methods::ReadPatchDelete => "GET, HEAD, PATCH, DELETE",
             Methods::Post => "POST",
         }
     }
@@ -229,7 +231,7 @@ impl Methods {
         match self {
             Methods::Read => read,
             Methods::ReadPost => read || *m == Method::Post,
-            Methods::ReadDelete => read || *m == Method::Delete,
+            Methods::ReadPatchDelete => read || matches!(m, Method::Patch | Method::Delete),
             Methods::Post => *m == Method::Post,
         }
     }
@@ -246,8 +248,10 @@ pub(crate) enum Owner<'p> {
     Share,
     /// `POST /admin/links`.
     Create,
-    /// `POST /admin/links/CODE/delete`.
+    /// `/admin/links/CODE/delete`: the question (GET) and the deletion (POST).
     Delete(&'p str),
+    /// `/admin/links/CODE/edit`: the edit form (GET) and the change (POST).
+    Edit(&'p str),
     /// Any other path under the forms' folders: no form, so a 405 for every method.
     NoForm,
 }
@@ -275,9 +279,11 @@ pub(crate) enum Route<'p> {
     /// A file of `static/`, by its path inside it (`/favicon.ico` is `favicon.ico`).
     File(&'p str),
     Owner(Owner<'p>),
+    /// `/manifest.webmanifest`: the owner's web app, so a phone can share to nib.
+    Manifest,
     /// `/api/links`: list (GET) and create (POST).
     ApiLinks,
-    /// `/api/links/CODE`: one link (GET) or its deletion (DELETE).
+    /// `/api/links/CODE`: one link (GET), its edit (PATCH) or its deletion (DELETE).
     ApiLink(&'p str),
     /// `/CODE`: a short link's redirect.
     Short(&'p str),
@@ -329,6 +335,7 @@ impl<'p> Route<'p> {
                 None => Route::NotFound,
             },
             ["favicon.ico"] => Route::File("favicon.ico"),
+            ["manifest.webmanifest"] => Route::Manifest,
             ["admin"] => Route::Moved("/admin/".into()),
             ["admin", ""] => Route::Owner(Owner::Home),
             ["admin", "login"] => Route::Owner(Owner::Login),
@@ -336,6 +343,7 @@ impl<'p> Route<'p> {
             ["admin", "share"] => Route::Owner(Owner::Share),
             ["admin", "links"] => Route::Owner(Owner::Create),
             ["admin", "links", code, "delete"] => Route::Owner(Owner::Delete(code)),
+            ["admin", "links", code, "edit"] => Route::Owner(Owner::Edit(code)),
             ["admin", "logout" | "links", ..] => Route::Owner(Owner::NoForm),
             ["api", "links"] => Route::ApiLinks,
             ["api", "links", code] => Route::ApiLink(code),
@@ -353,11 +361,10 @@ impl<'p> Route<'p> {
     /// answer 405.
     pub(crate) fn methods(&self) -> Methods {
         match self {
-            Route::Owner(Owner::Login | Owner::Share) | Route::ApiLinks => Methods::ReadPost,
-            Route::ApiLink(_) => Methods::ReadDelete,
-            Route::Owner(Owner::Logout | Owner::Create | Owner::Delete(_) | Owner::NoForm) => {
-                Methods::Post
-            }
+            Route::Owner(Owner::Login | Owner::Share | Owner::Delete(_) | Owner::Edit(_))
+            | Route::ApiLinks => Methods::ReadPost,
+            Route::ApiLink(_) => Methods::ReadPatchDelete,
+            Route::Owner(Owner::Logout | Owner::Create | Owner::NoForm) => Methods::Post,
             _ => Methods::Read,
         }
     }
@@ -390,6 +397,7 @@ mod tests {
             ("/healthz", Route::Healthz),
             ("/static/style.css", Route::File("style.css")),
             ("/favicon.ico", Route::File("favicon.ico")),
+            ("/manifest.webmanifest", Route::Manifest),
             ("/admin", Route::Moved("/admin/".into())),
             ("/admin/", Route::Owner(Owner::Home)),
             ("/admin/login", Route::Owner(Owner::Login)),
@@ -400,6 +408,7 @@ mod tests {
                 "/admin/links/abc/delete",
                 Route::Owner(Owner::Delete("abc")),
             ),
+            ("/admin/links/abc/edit", Route::Owner(Owner::Edit("abc"))),
             ("/admin/links/abc", Route::Owner(Owner::NoForm)),
             ("/api/links", Route::ApiLinks),
             ("/api/links/abc", Route::ApiLink("abc")),
@@ -448,10 +457,12 @@ mod tests {
             ("/admin/login", "GET, HEAD, POST"),
             ("/admin/share", "GET, HEAD, POST"),
             ("/api/links", "GET, HEAD, POST"),
-            ("/api/links/abc", "GET, HEAD, DELETE"),
+            ("/api/links/abc", "GET, HEAD, PATCH, DELETE"),
             ("/admin/logout", "POST"),
             ("/admin/links", "POST"),
-            ("/admin/links/abc/delete", "POST"),
+            ("/admin/links/abc/delete", "GET, HEAD, POST"),
+            ("/admin/links/abc/edit", "GET, HEAD, POST"),
+            ("/manifest.webmanifest", "GET, HEAD"),
             ("/admin/links/abc", "POST"),
             ("/abc", "GET, HEAD"),
         ];
@@ -461,7 +472,9 @@ mod tests {
         assert!(Methods::Read.accepts(&Method::Head));
         assert!(!Methods::Read.accepts(&Method::Post));
         assert!(!Methods::Post.accepts(&Method::Get));
-        assert!(Methods::ReadDelete.accepts(&Method::Delete));
+        assert!(Methods::ReadPatchDelete.accepts(&Method::Delete));
+        assert!(Methods::ReadPatchDelete.accepts(&Method::Patch));
+        assert!(!Methods::ReadPost.accepts(&Method::Patch));
     }
 
     #[test]

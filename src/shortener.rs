@@ -1,10 +1,11 @@
 //! Storing a short link: the next generated code, or a custom slug, for a checked target,
-//! in one transaction. The server's forms and API and `nib shorten` all come here.
+//! in one transaction; and editing one (target, title, code). The server's forms and API
+//! and `nib shorten` all come here.
 
 use crate::auth;
 use crate::config::Config;
 use crate::dates;
-use crate::db::{Created, Db, LinkRow};
+use crate::db::{Created, Db, LinkRow, Updated};
 use crate::error::Error;
 use crate::links::{self, Codes};
 
@@ -47,3 +48,33 @@ pub(crate) fn create_link(
 }
 
 // ---- public: redirect and preview ----
+
+/// Checks and applies an edit of the link `code`: each field that is given is changed
+/// (a new slug under the same rules as a created one; the old code stays as an alias).
+/// 404 for an unknown code, 400 for a refused field, 409 for a slug another link has.
+pub(crate) fn edit_link(
+    db: &Db,
+    cfg: &Config,
+    code: &str,
+    url: Option<&str>,
+    slug: Option<&str>,
+    title: Option<&str>,
+) -> Result<LinkRow, Error> {
+    let url = url
+        .map(|u| links::normalize_target(u, cfg.base()))
+        .transpose()
+        .map_err(Error::BadRequest)?;
+    let slug = slug.map(str::trim);
+    if let Some(s) = slug {
+        links::check_slug(s).map_err(Error::BadRequest)?;
+    }
+    let title = title.map(links::clean_title);
+    match db.update_link(code, url.as_deref(), title.as_deref(), slug)? {
+        Updated::Done(l) => Ok(l),
+        Updated::NotFound => Err(Error::NotFound),
+        Updated::SlugTaken => Err(Error::Conflict(format!(
+            "slug {:?} is taken",
+            slug.unwrap_or_default()
+        ))),
+    }
+}

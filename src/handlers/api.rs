@@ -1,4 +1,4 @@
-//! The owner's JSON API at `/api/links`: list, create, read and delete short links, with
+//! The owner's JSON API at `/api/links`: list, create, read, edit and delete short links, with
 //! `Authorization: Bearer TOKEN`; a wrong token counts as a failed login.
 
 use tiny_http::Request;
@@ -12,7 +12,7 @@ use crate::handlers::links::{clicks_of, short_url};
 use crate::handlers::owner::{count_failure, throttled};
 use crate::reply::Reply;
 use crate::request::{Form, Target, client, header, parse_query, query_get, read_body};
-use crate::shortener::create_link;
+use crate::shortener::{create_link, edit_link};
 
 pub(crate) const API_DEFAULT_LIMIT: u32 = 50;
 
@@ -86,27 +86,52 @@ pub(crate) fn api_list(app: &App, req: &Request, t: &Target) -> Result<Reply, Er
     Ok(json(200, &serde_json::json!({ "links": list })))
 }
 
+/// A string field of a JSON object or form body: absent and `null` are `None`.
+fn field(form: &Form, name: &str) -> Result<Option<String>, Error> {
+    match form {
+        Form::Json(v) => match v.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(Error::BadRequest(format!("{name} must be a string"))),
+        },
+        Form::Pairs(_) => Ok(form.get(name)),
+    }
+}
+
 /// `POST /api/links`: 201 with a new link, 200 with the existing one.
 pub(crate) fn api_create(app: &App, req: &mut Request) -> Result<Reply, Error> {
     api_owner(app, req)?;
     let form = read_body(app, req, true)?;
-    let field = |name: &str| -> Result<Option<String>, Error> {
-        match &form {
-            Form::Json(v) => match v.get(name) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(Error::BadRequest(format!("{name} must be a string"))),
-            },
-            Form::Pairs(_) => Ok(form.get(name)),
-        }
-    };
-    let url = field("url")?.ok_or_else(|| Error::BadRequest("url is required".into()))?;
-    let slug = field("slug")?;
-    let title = field("title")?;
+    let url = field(&form, "url")?.ok_or_else(|| Error::BadRequest("url is required".into()))?;
+    let slug = field(&form, "slug")?;
+    let title = field(&form, "title")?;
     let (link, new) = create_link(&app.db, &app.cfg, &url, slug.as_deref(), title.as_deref())?;
     let status = if new { 201 } else { 200 };
     let mut r = json(status, &link_json(app, &link));
     if new {
+        r = r.header("Location", format!("/api/links/{}", link.code));
+    }
+    Ok(r)
+}
+
+/// `PATCH /api/links/CODE`: changes any of `url`, `title`, `slug`; 200 with the link. A
+/// new slug keeps the old code as an alias that still redirects.
+pub(crate) fn api_edit(app: &App, req: &mut Request, code: &str) -> Result<Reply, Error> {
+    api_owner(app, req)?;
+    let form = read_body(app, req, true)?;
+    let url = field(&form, "url")?;
+    let slug = field(&form, "slug")?;
+    let title = field(&form, "title")?;
+    let link = edit_link(
+        &app.db,
+        &app.cfg,
+        code,
+        url.as_deref(),
+        slug.as_deref(),
+        title.as_deref(),
+    )?;
+    let mut r = json(200, &link_json(app, &link));
+    if link.code != code {
         r = r.header("Location", format!("/api/links/{}", link.code));
     }
     Ok(r)

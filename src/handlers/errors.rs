@@ -47,7 +47,7 @@ pub(crate) fn error_reply(app: &App, t: Option<&Target>, e: Error) -> Reply {
             r
         }
     } else if path == "/admin" || path.starts_with("/admin/") {
-        admin_error_page(app, path, &e)
+        admin_error_page(app, &e)
     } else {
         match (&e, t) {
             (Error::NotFound, Some(t)) => not_found_page(app, &t.path),
@@ -61,7 +61,7 @@ pub(crate) fn error_reply(app: &App, t: Option<&Target>, e: Error) -> Reply {
 }
 
 /// An error on an owner's page, as an HTML page with the admin headers.
-pub(crate) fn admin_error_page(app: &App, path: &str, e: &Error) -> Reply {
+pub(crate) fn admin_error_page(app: &App, e: &Error) -> Reply {
     let message = e.public_message();
     let title = match e.status() {
         400 => "That did not work",
@@ -75,7 +75,6 @@ pub(crate) fn admin_error_page(app: &App, path: &str, e: &Error) -> Reply {
     let site = app.site_view();
     let page = owner::MessagePage {
         site: &site,
-        path,
         title,
         message: &message,
         refresh: None,

@@ -309,7 +309,8 @@ pub(crate) fn parse_range(value: &str, len: u64) -> Ranged {
     }
 }
 
-/// The default look: the reading and admin styles, the admin script and the icons, built
+/// The default look: the reading and admin styles, the admin script, the icons (and the
+/// PNG icons of the owner's web app, which Android's installed apps need), built
 /// into the binary so a site folder holding only `posts/` looks like the example site. A
 /// file of the same name in the site's `static/` folder wins, so an owner restyles the
 /// site by dropping a `style.css` there.
@@ -322,6 +323,14 @@ pub(crate) const EMBEDDED: &[(&str, &[u8])] = &[
     (
         "apple-touch-icon.png",
         include_bytes!("../../static/apple-touch-icon.png"),
+    ),
+    (
+        "nib-icon-192.png",
+        include_bytes!("../../static/nib-icon-192.png"),
+    ),
+    (
+        "nib-icon-512.png",
+        include_bytes!("../../static/nib-icon-512.png"),
     ),
 ];
 

@@ -47,6 +47,12 @@ pub(crate) struct PreviewPage<'a> {
     path: &'a str,
     link: &'a LinkRow,
     short_url: String,
+    /// The short URL up to its code (`https://nib.example/`), shown apart from the code so
+    /// the code is never broken across lines.
+    short_host: String,
+    /// The target's host, what the visitor came for: the heading when there is no title,
+    /// and the "Continue to …" button.
+    dest_host: String,
     created: String,
     created_iso: String,
     clicks: i64,
@@ -70,7 +76,8 @@ pub(crate) fn qr_svg(text: &str) -> Result<String, Error> {
 
 /// `GET /CODE+`: where a link goes, when it was made, its clicks, and its QR code.
 pub(crate) fn preview(app: &App, req: &Request, t: &Target, code: &str) -> Result<Reply, Error> {
-    let Some(link) = app.db.link_by_code(code)? else {
+    // An old code of a renamed link shows the link under its current code.
+    let Some(link) = app.db.link_by_any_code(code)? else {
         return Err(Error::NotFound);
     };
     let short = short_url(&app.cfg, &link.code);
@@ -78,6 +85,14 @@ pub(crate) fn preview(app: &App, req: &Request, t: &Target, code: &str) -> Resul
     let page = PreviewPage {
         site: &site,
         path: &t.path,
+        short_host: short[..short.len() - link.code.len()].to_string(),
+        dest_host: url::Url::parse(&link.url)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| h.trim_start_matches("www.").to_string())
+            })
+            .unwrap_or_else(|| link.url.clone()),
         short_url: short.clone(),
         created: dates::human(link.created_at),
         created_iso: dates::rfc3339(link.created_at),

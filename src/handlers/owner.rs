@@ -1,5 +1,6 @@
-//! The owner's pages: login and logout, the admin page with its forms, and the share page
-//! the bookmarklets open. Each form checks the origin and the login cookie before it reads
+//! The owner's pages: login and logout, the admin page with its forms, a link's edit and
+//! delete pages, the share page the bookmarklets and the web app's share target open, and
+//! the web app manifest. Each form checks the origin and the login cookie before it reads
 //! a body, and its CSRF token after.
 
 use askama::Template;
@@ -17,7 +18,7 @@ use crate::reply::Reply;
 use crate::request::{
     Form, Target, check_origin, client, header, parse_query, query_get, read_body,
 };
-use crate::shortener::create_link;
+use crate::shortener::{create_link, edit_link};
 
 /// Links per admin page.
 pub(crate) const ADMIN_PAGE: u32 = 50;
@@ -110,7 +111,6 @@ pub(crate) fn to_login(app: &App, req: &Request, t: &Target) -> Result<Reply, Er
         let again = format!("{here}{sep}_b=1");
         let page = MessagePage {
             site: &app.site_view(),
-            path: &t.path,
             title: "One moment",
             message: "Checking your login…",
             refresh: Some(&again),
@@ -153,7 +153,6 @@ pub(crate) fn admin_headers(r: Reply) -> Reply {
 #[template(path = "login.html")]
 pub(crate) struct LoginPage<'a> {
     site: &'a Site<'a>,
-    path: &'a str,
     next: &'a str,
     error: Option<&'a str>,
 }
@@ -163,7 +162,6 @@ pub(crate) fn login_page(app: &App, t: &Target) -> Result<Reply, Error> {
     let next = auth::safe_next(query_get(&q, "next").unwrap_or("/admin/"));
     let page = LoginPage {
         site: &app.site_view(),
-        path: "/admin/login",
         next: &next,
         error: None,
     };
@@ -186,7 +184,6 @@ pub(crate) fn login(app: &App, req: &mut Request) -> Result<Reply, Error> {
         count_failure(app, &who, now)?;
         let page = LoginPage {
             site: &app.site_view(),
-            path: "/admin/login",
             next: &next,
             error: Some("That token is not right."),
         };
@@ -232,6 +229,11 @@ pub(crate) fn logout(app: &App, req: &mut Request) -> Result<Reply, Error> {
 pub(crate) struct LinkView {
     code: String,
     short_url: String,
+    /// The short URL as people write it (`nib.example/abc`): the row's label and the
+    /// accessible names of its buttons.
+    label: String,
+    /// The label without its code (`nib.example/`), shown apart so the code never breaks.
+    host: String,
     url: String,
     title: String,
     clicks: i64,
@@ -239,17 +241,65 @@ pub(crate) struct LinkView {
     spark: String,
 }
 
+/// What was typed into a link form and what was wrong with it, so a refused form comes
+/// back with the words in place and the reason next to its field.
+#[derive(Default)]
+pub(crate) struct Typed {
+    url: String,
+    slug: String,
+    title: String,
+    text: String,
+    url_error: Option<String>,
+    slug_error: Option<String>,
+}
+
+impl Typed {
+    fn from_form(form: &Form) -> Typed {
+        Typed {
+            url: form.get("url").unwrap_or_default(),
+            slug: form.get("slug").unwrap_or_default(),
+            title: form.get("title").unwrap_or_default(),
+            text: form.get("text").unwrap_or_default(),
+            ..Typed::default()
+        }
+    }
+
+    /// Puts a refusal of the link's fields next to its field, in plain words, with the
+    /// status it answers; any other error is passed on. The address is checked first, so
+    /// when it is refused the short name is checked here too: both mistakes show at once.
+    fn refused(mut self, e: Error) -> Result<(Typed, u16), Error> {
+        let status = e.status();
+        let message = match e {
+            Error::BadRequest(m) | Error::Conflict(m) => m,
+            other => return Err(other),
+        };
+        let plain = Some(links::plainly(&message));
+        if links::field_of(&message) == "slug" {
+            self.slug_error = plain;
+        } else {
+            self.url_error = plain;
+            let slug = self.slug.trim();
+            if !slug.is_empty() {
+                self.slug_error = links::check_slug(slug).err().map(|m| links::plainly(&m));
+            }
+        }
+        Ok((self, status))
+    }
+}
+
 #[derive(Template)]
 #[template(path = "admin.html")]
 pub(crate) struct AdminPage<'a> {
     site: &'a Site<'a>,
-    path: &'a str,
     csrf: String,
     links: Vec<LinkView>,
     total: i64,
     q: String,
     older: Option<String>,
+    /// On an older page: the way back to the newest links.
+    newest: Option<String>,
     flash: Option<String>,
+    typed: Typed,
     share_bookmarklet: String,
     shorten_bookmarklet: String,
 }
@@ -270,7 +320,39 @@ pub(crate) fn dashboard(app: &App, req: &Request, t: &Target) -> Result<Reply, E
     let Some(owner) = owner(app, req)? else {
         return to_login(app, req, t);
     };
-    let q = parse_query(t.query.as_bytes());
+    render_dashboard(app, &owner, &t.query, Typed::default(), 200)
+}
+
+fn link_view(app: &App, l: LinkRow, today: i64) -> Result<LinkView, Error> {
+    let mut days = app.db.link_days(l.id, today - links::SPARK_DAYS + 1)?;
+    let pending = app.clicks.borrow().pending(l.id) as i64;
+    if pending > 0 {
+        days.push((today, pending));
+    }
+    let short = short_url(&app.cfg, &l.code);
+    let label = links::short_label(&short).to_string();
+    Ok(LinkView {
+        host: label[..label.len() - l.code.len()].to_string(),
+        label,
+        short_url: short,
+        clicks: clicks_of(app, &l),
+        created: dates::ymd(l.created_at),
+        spark: links::sparkline(&days, today),
+        code: l.code,
+        url: l.url,
+        title: l.title,
+    })
+}
+
+/// The admin page for the query `query`, with `typed` in the create form.
+fn render_dashboard(
+    app: &App,
+    owner: &Owner,
+    query: &str,
+    typed: Typed,
+    status: u16,
+) -> Result<Reply, Error> {
+    let q = parse_query(query.as_bytes());
     let search = query_get(&q, "q").unwrap_or("").trim().to_string();
     let before = match query_get(&q, "before") {
         Some(b) => Some(
@@ -285,21 +367,8 @@ pub(crate) fn dashboard(app: &App, req: &Request, t: &Target) -> Result<Reply, E
     let mut views = Vec::new();
     let mut last_id = None;
     for l in rows.into_iter().take(ADMIN_PAGE as usize) {
-        let mut days = app.db.link_days(l.id, today - links::SPARK_DAYS + 1)?;
-        let pending = app.clicks.borrow().pending(l.id) as i64;
-        if pending > 0 {
-            days.push((today, pending));
-        }
         last_id = Some(l.id);
-        views.push(LinkView {
-            short_url: short_url(&app.cfg, &l.code),
-            clicks: clicks_of(app, &l),
-            created: dates::ymd(l.created_at),
-            spark: links::sparkline(&days, today),
-            code: l.code,
-            url: l.url,
-            title: l.title,
-        });
+        views.push(link_view(app, l, today)?);
     }
     let older = match (more, last_id) {
         (true, Some(id)) => Some(if search.is_empty() {
@@ -312,52 +381,178 @@ pub(crate) fn dashboard(app: &App, req: &Request, t: &Target) -> Result<Reply, E
     let flash = [
         ("created", "Created"),
         ("existing", "Already shortened as"),
+        ("edited", "Saved"),
         ("deleted", "Deleted"),
     ]
     .iter()
     .find_map(|(key, what)| {
         query_get(&q, key)
             .filter(|c| links::is_code_like(c))
-            .map(|c| format!("{what} {}", short_url(&app.cfg, c)))
+            .map(|c| format!("{what} {}", links::short_label(&short_url(&app.cfg, c))))
+    });
+    let newest = before.map(|_| {
+        if search.is_empty() {
+            "/admin/".to_string()
+        } else {
+            format!("/admin/?q={}", links::encode_component(&search))
+        }
     });
     let page = AdminPage {
         site: &app.site_view(),
-        path: "/admin/",
+        newest,
         csrf: owner.csrf(),
         links: views,
         total: app.db.count_links()?,
         q: search,
         older,
         flash,
+        typed,
         share_bookmarklet: bookmarklet(app.cfg.base(), ""),
         shorten_bookmarklet: bookmarklet(app.cfg.base(), "mode=shorten&"),
     };
-    Ok(admin_headers(Reply::html(page.render()?)))
+    let mut r = admin_headers(Reply::html(page.render()?));
+    r.status = status;
+    Ok(r)
 }
 
-/// Creates (or finds) the link a checked form POST asks for: `url`, `slug`, `title`.
-pub(crate) fn create_from_form(
-    app: &App,
-    req: &mut Request,
-) -> Result<(LinkRow, bool, Form), Error> {
-    let (_, form) = form_post(app, req)?;
-    let (link, new) = create_link(
+/// `POST /admin/links`: creates (or finds) the link and goes back to the list; a refused
+/// field brings the form back with what was typed and the reason beside the field.
+pub(crate) fn create_form(app: &App, req: &mut Request) -> Result<Reply, Error> {
+    let (owner, form) = form_post(app, req)?;
+    let typed = Typed::from_form(&form);
+    match create_link(
         &app.db,
         &app.cfg,
-        &form.get("url").unwrap_or_default(),
-        form.get("slug").as_deref(),
-        form.get("title").as_deref(),
-    )?;
-    Ok((link, new, form))
+        &typed.url,
+        Some(typed.slug.as_str()),
+        Some(typed.title.as_str()),
+    ) {
+        Ok((link, new)) => {
+            let key = if new { "created" } else { "existing" };
+            Ok(admin_headers(Reply::redirect(
+                303,
+                &format!("/admin/?{key}={}", link.code),
+            )))
+        }
+        Err(e) => {
+            let (typed, status) = typed.refused(e)?;
+            render_dashboard(app, &owner, "", typed, status)
+        }
+    }
 }
 
-pub(crate) fn create_form(app: &App, req: &mut Request) -> Result<Reply, Error> {
-    let (link, new, _) = create_from_form(app, req)?;
-    let key = if new { "created" } else { "existing" };
-    Ok(admin_headers(Reply::redirect(
-        303,
-        &format!("/admin/?{key}={}", link.code),
-    )))
+// ---- one link: edit and delete ----
+
+#[derive(Template)]
+#[template(path = "admin_edit.html")]
+pub(crate) struct EditPage<'a> {
+    site: &'a Site<'a>,
+    csrf: String,
+    link: LinkView,
+    /// The old codes that still lead here, as short URLs without the scheme.
+    aliases: Vec<String>,
+    typed: Typed,
+}
+
+#[derive(Template)]
+#[template(path = "admin_delete.html")]
+pub(crate) struct DeletePage<'a> {
+    site: &'a Site<'a>,
+    csrf: String,
+    link: LinkView,
+}
+
+fn one_link(app: &App, code: &str) -> Result<(LinkView, Vec<String>), Error> {
+    let link = app.db.link_by_code(code)?.ok_or(Error::NotFound)?;
+    let aliases = app
+        .db
+        .link_aliases(link.id)?
+        .iter()
+        .map(|c| links::short_label(&short_url(&app.cfg, c)).to_string())
+        .collect();
+    Ok((link_view(app, link, links::day_of(dates::now()))?, aliases))
+}
+
+fn edit_reply(
+    app: &App,
+    owner: &Owner,
+    code: &str,
+    typed: Option<Typed>,
+    status: u16,
+) -> Result<Reply, Error> {
+    let (link, aliases) = one_link(app, code)?;
+    let typed = typed.unwrap_or_else(|| Typed {
+        url: link.url.clone(),
+        slug: link.code.clone(),
+        title: link.title.clone(),
+        ..Typed::default()
+    });
+    let page = EditPage {
+        site: &app.site_view(),
+        csrf: owner.csrf(),
+        link,
+        aliases,
+        typed,
+    };
+    let mut r = admin_headers(Reply::html(page.render()?));
+    r.status = status;
+    Ok(r)
+}
+
+/// `GET /admin/links/CODE/edit`: the link's target, title and code in a form.
+pub(crate) fn edit_page(app: &App, req: &Request, t: &Target, code: &str) -> Result<Reply, Error> {
+    let Some(owner) = owner(app, req)? else {
+        return to_login(app, req, t);
+    };
+    edit_reply(app, &owner, code, None, 200)
+}
+
+/// `POST /admin/links/CODE/edit`: form `url`, `title`, `slug`. A new slug keeps the old
+/// code working as an alias; a refused field brings the form back as typed.
+pub(crate) fn edit_form(app: &App, req: &mut Request, code: &str) -> Result<Reply, Error> {
+    let (owner, form) = form_post(app, req)?;
+    let typed = Typed::from_form(&form);
+    let slug = typed.slug.trim();
+    let slug = (!slug.is_empty() && slug != code).then_some(slug);
+    match edit_link(
+        &app.db,
+        &app.cfg,
+        code,
+        Some(typed.url.as_str()),
+        slug,
+        Some(typed.title.as_str()),
+    ) {
+        Ok(link) => Ok(admin_headers(Reply::redirect(
+            303,
+            &format!("/admin/?edited={}", link.code),
+        ))),
+        Err(Error::NotFound) => Err(Error::NotFound),
+        Err(e) => {
+            let (typed, status) = typed.refused(e)?;
+            edit_reply(app, &owner, code, Some(typed), status)
+        }
+    }
+}
+
+/// `GET /admin/links/CODE/delete`: asks before deleting, as a page, so it works without
+/// script (the admin pages' CSP allows no inline script, and a `confirm()` is easy to
+/// click through on a phone).
+pub(crate) fn delete_page(
+    app: &App,
+    req: &Request,
+    t: &Target,
+    code: &str,
+) -> Result<Reply, Error> {
+    let Some(owner) = owner(app, req)? else {
+        return to_login(app, req, t);
+    };
+    let (link, _) = one_link(app, code)?;
+    let page = DeletePage {
+        site: &app.site_view(),
+        csrf: owner.csrf(),
+        link,
+    };
+    Ok(admin_headers(Reply::html(page.render()?)))
 }
 
 pub(crate) fn delete_form(app: &App, req: &mut Request, code: &str) -> Result<Reply, Error> {
@@ -370,21 +565,79 @@ pub(crate) fn delete_form(app: &App, req: &mut Request, code: &str) -> Result<Re
     )))
 }
 
+// ---- the web app manifest ----
+
+/// `GET /manifest.webmanifest`: makes the admin an installable web app whose share target
+/// is the share page, so on Android "Share → nib" from any app opens it (with the shared
+/// title, text and URL as the bookmarklet would send them).
+pub(crate) fn manifest(app: &App) -> Result<Reply, Error> {
+    let site = app.site_view();
+    let v = serde_json::json!({
+        "name": format!("{} links", site.title),
+        "short_name": "nib",
+        "description": "Shorten and share links",
+        "id": "/admin/",
+        "start_url": "/admin/",
+        "scope": "/admin/",
+        "display": "standalone",
+        "background_color": "#ffffff",
+        "theme_color": "#1d4e89",
+        "icons": [
+            {"src": "/static/nib-icon-192.png", "sizes": "192x192", "type": "image/png", "purpose": "any maskable"},
+            {"src": "/static/nib-icon-512.png", "sizes": "512x512", "type": "image/png", "purpose": "any maskable"}
+        ],
+        "share_target": {
+            "action": "/admin/share",
+            "method": "GET",
+            "params": {"title": "title", "text": "text", "url": "url"}
+        }
+    });
+    Ok(
+        Reply::new(200, "application/manifest+json", format!("{v}\n"))
+            .header("Cache-Control", "no-cache"),
+    )
+}
+
 // ---- the share page ----
 
 #[derive(Template)]
 #[template(path = "share.html")]
 pub(crate) struct SharePage<'a> {
     site: &'a Site<'a>,
-    path: &'a str,
     csrf: String,
     url: String,
     title: String,
     text: String,
     mode: &'a str,
     existing: Option<String>,
-    error: Option<String>,
     done: Option<String>,
+    typed: Typed,
+    /// Where the post goes: "X", "Mastodon", "Bluesky", or the share page's host.
+    service: String,
+    limit: Option<usize>,
+    /// What the short link adds to the post's length (a space and the link).
+    link_len: usize,
+    /// The post's length as the page opens (also counted as it is typed, by admin.js).
+    count: usize,
+}
+
+/// The service of the configured `share_url`, its limit and what a link counts for.
+fn service_of(app: &App, short_len: usize) -> (String, Option<usize>, usize) {
+    let s = links::share_service(&app.cfg.share_url);
+    let name = if s.name.is_empty() {
+        auth::origin_of(&app.cfg.share_url)
+            .map(|o| links::short_label(&o).to_string())
+            .unwrap_or_else(|| "the share page".into())
+    } else {
+        s.name.to_string()
+    };
+    (name, s.limit, 1 + s.link_counts_as.unwrap_or(short_len))
+}
+
+/// The length of a new link's short URL with a generated code (at most 6 characters); a
+/// custom slug may make it longer, which the count shows once the link exists.
+fn new_short_len(app: &App) -> usize {
+    short_url(&app.cfg, "abcdef").chars().count()
 }
 
 /// `GET /admin/share`: shows what will be shortened and shared. Reads only: the link is
@@ -400,17 +653,22 @@ pub(crate) fn share_page(app: &App, req: &Request, t: &Target) -> Result<Reply, 
     } else {
         "share"
     };
+    let (url, selection) = links::url_from_shared(&get("url"), &get("text"));
+    let (service, limit, link_len) = service_of(app, new_short_len(app));
     let mut page = SharePage {
         site: &app.site_view(),
-        path: "/admin/share",
         csrf: owner.csrf(),
-        url: get("url"),
+        url,
         title: links::clean_title(&get("title")),
         text: String::new(),
         mode,
         existing: None,
-        error: None,
         done: None,
+        typed: Typed::default(),
+        service,
+        limit,
+        link_len,
+        count: 0,
     };
     let done = get("done");
     if !done.is_empty() {
@@ -420,11 +678,10 @@ pub(crate) fn share_page(app: &App, req: &Request, t: &Target) -> Result<Reply, 
         page.title = link.title;
         return Ok(share_headers(app, Reply::html(page.render()?)));
     }
-    let selection = get("text");
     let selection = selection.trim();
     page.text = if selection.is_empty() {
         page.title.clone()
-    } else if page.title.is_empty() {
+    } else if page.title.is_empty() || selection.contains(&page.title) {
         format!("“{selection}”")
     } else {
         format!("{} “{selection}”", page.title)
@@ -437,9 +694,20 @@ pub(crate) fn share_page(app: &App, req: &Request, t: &Target) -> Result<Reply, 
                 .map(|l| short_url(&app.cfg, &l.code));
             page.url = u;
         }
-        Err(e) => page.error = Some(e),
+        Err(e) => page.typed.url_error = Some(links::plainly(&e)),
     }
-    let status = if page.error.is_some() { 400 } else { 200 };
+    if let Some(short) = &page.existing {
+        let (_, _, len) = service_of(app, short.chars().count());
+        page.link_len = len;
+    }
+    page.typed.url = page.url.clone();
+    page.typed.text = page.text.clone();
+    page.count = page.text.trim().chars().count() + page.link_len;
+    let status = if page.typed.url_error.is_some() {
+        400
+    } else {
+        200
+    };
     let mut r = share_headers(app, Reply::html(page.render()?));
     r.status = status;
     Ok(r)
@@ -463,18 +731,55 @@ pub(crate) fn share_headers(app: &App, r: Reply) -> Reply {
 }
 
 /// `POST /admin/share`: creates or reuses the link, then sends the browser to the share
-/// target (or, in "shorten" mode, to a page showing the link).
+/// target (or, in "shorten" mode, to a page showing the link). A refused slug or address
+/// brings the page back with what was typed and the reason beside the field.
 pub(crate) fn share_post(app: &App, req: &mut Request) -> Result<Reply, Error> {
-    let (link, _, form) = create_from_form(app, req)?;
+    let (owner, form) = form_post(app, req)?;
+    let typed = Typed::from_form(&form);
+    let mode = if form.get("mode").as_deref() == Some("shorten") {
+        "shorten"
+    } else {
+        "share"
+    };
+    let link = match create_link(
+        &app.db,
+        &app.cfg,
+        &typed.url,
+        Some(typed.slug.as_str()),
+        Some(typed.title.as_str()),
+    ) {
+        Ok((link, _)) => link,
+        Err(e) => {
+            let (typed, status) = typed.refused(e)?;
+            let (service, limit, link_len) = service_of(app, new_short_len(app));
+            let page = SharePage {
+                site: &app.site_view(),
+                csrf: owner.csrf(),
+                url: typed.url.clone(),
+                title: typed.title.clone(),
+                text: typed.text.clone(),
+                mode,
+                existing: None,
+                done: None,
+                count: typed.text.trim().chars().count() + link_len,
+                typed,
+                service,
+                limit,
+                link_len,
+            };
+            let mut r = share_headers(app, Reply::html(page.render()?));
+            r.status = status;
+            return Ok(r);
+        }
+    };
     let short = short_url(&app.cfg, &link.code);
-    if form.get("mode").as_deref() == Some("shorten") {
+    if mode == "shorten" {
         return Ok(admin_headers(Reply::redirect(
             303,
             &format!("/admin/share?done={}", links::encode_component(&link.code)),
         )));
     }
-    let text = form.get("text").unwrap_or_default();
-    let target = links::share_target(&app.cfg.share_url, text.trim(), &short);
+    let target = links::share_target(&app.cfg.share_url, typed.text.trim(), &short);
     Ok(admin_headers(Reply::redirect(303, &target)))
 }
 
@@ -484,7 +789,6 @@ pub(crate) fn share_post(app: &App, req: &mut Request) -> Result<Reply, Error> {
 #[template(path = "admin_message.html")]
 pub(crate) struct MessagePage<'a> {
     pub site: &'a Site<'a>,
-    pub path: &'a str,
     pub title: &'a str,
     pub message: &'a str,
     pub refresh: Option<&'a str>,

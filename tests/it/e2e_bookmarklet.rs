@@ -4,8 +4,12 @@
 //! `localhost` while nib's base URL is `127.0.0.1`, so the SameSite cookie rules apply as
 //! they would on a foreign page), runs the "Shorten & share" bookmarklet there, confirms
 //! on the share page, and checks that the browser lands on the share target with the short
-//! link in it. Without chromium and chromedriver the test says so and passes (under
-//! `NIB_REQUIRE_TOOLS=1`, fails).
+//! link in it. A second test walks the owner's pages at 390 px: none scrolls sideways,
+//! none has a serious or critical axe-core finding (when axe-core is installed, see
+//! `.ci/run`), the share target leads to the share page, a refused address comes back
+//! with what was typed, and a renamed link is followed under its old and new codes.
+//! Without chromium and chromedriver the tests say so and pass (under
+//! `NIB_REQUIRE_TOOLS=1`, fail).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -166,6 +170,44 @@ impl Driver {
         }
     }
 
+    /// Runs `script` in the page and returns its value.
+    fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Makes the page `width` CSS pixels wide, as a phone (below 500) or a desktop.
+    fn viewport(&self, width: u32) {
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            Some(
+                json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                    "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500
+                }}),
+            ),
+        );
+    }
+
+    /// Replaces what the field `css` holds with `text`.
+    fn fill(&self, css: &str, text: &str) {
+        let field = self.wait_find(css);
+        self.cmd("POST", &format!("/element/{field}/clear"), Some(json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{field}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.wait_find(css);
+        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
+    }
+
     /// Opens a session of headless `chromium` with its profile in `profile`.
     fn open_session(&mut self, chromium: &std::path::Path, profile: &std::path::Path) {
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -312,4 +354,198 @@ fn bookmarklet_shortens_and_shares_in_a_real_browser() {
     let r = s.get(&format!("/{code}"));
     assert_eq!(r.status, 302);
     assert_eq!(r.header("location"), Some(page.as_str()));
+}
+
+/// The Web App Manifest's share target as a phone fills it in: `action?title=…&text=…&url=…`
+/// (Android apps often send the address in `text`, so `url` stays empty here).
+fn share_target_url(s: &TestServer, base: &str, page: &str) -> String {
+    let m: Value = serde_json::from_slice(&s.get("/manifest.webmanifest").body).expect("json");
+    let t = &m["share_target"];
+    assert_eq!(t["method"], "GET");
+    let p = &t["params"];
+    let enc = |v: &str| {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    format!(
+        "{base}{}?{}=Hello&{}={}&{}=",
+        t["action"].as_str().expect("action"),
+        p["title"].as_str().expect("title"),
+        p["text"].as_str().expect("text"),
+        enc(&format!("Worth reading {page}")),
+        p["url"].as_str().expect("url"),
+    )
+}
+
+/// axe-core's script, when it is installed (`NIB_AXE_JS`, or the copy `.ci/run` installs
+/// under target/ci-node); the check is skipped with a note otherwise (a failure under
+/// `NIB_REQUIRE_TOOLS=1`).
+fn axe_script() -> Option<String> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = std::env::var_os("NIB_AXE_JS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo.join("target/ci-node/node_modules/axe-core/axe.min.js"));
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            tool_missing("axe-core", "npm install axe-core, or set NIB_AXE_JS");
+            None
+        }
+    }
+}
+
+/// The serious and critical axe-core findings on the current page, one line each.
+fn axe_findings(d: &Driver, axe: &str) -> Vec<String> {
+    d.js(axe);
+    let v = d.cmd(
+        "POST",
+        "/execute/async",
+        Some(json!({"script": "var done = arguments[arguments.length - 1]; axe.run(document, {resultTypes: ['violations']}).then(function (r) { done(r.violations.filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; }).map(function (v) { return v.id + ': ' + v.nodes.map(function (n) { return n.target.join(' '); }).join(', '); })); }, function (e) { done(['axe failed: ' + e]); });", "args": []})),
+    );
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The longest slug there can be, which must not widen any page either.
+const LONG_SLUG: &str = "a-very-long-custom-slug-that-uses-all-sixty-four-characters-0123";
+
+/// A site with the example look, and links to its own post reached as `localhost` (so the
+/// browser can follow them): three with long targets and titles, `first`, and one with
+/// the longest slug. Returns the server and the post's URL.
+fn owner_site(site: &Site) -> (TestServer, String) {
+    site.post("2026-01-01-hello.md", "# Hello page\n\nSome words.\n");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in ["style.css", "admin.css", "admin.js", "favicon.svg"] {
+        let text = std::fs::read_to_string(repo.join("static").join(f)).expect("static file");
+        site.write(&format!("static/{f}"), &text);
+    }
+    let s = TestServer::start_with(site, &[], &[("NIB_ADMIN_TOKEN", TOKEN)]);
+    let target = format!("http://localhost:{}/posts/hello/", s.addr.port());
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let long = "A title long enough to need an ellipsis on any phone, and then some more words";
+    let mut bodies: Vec<String> = (0..3)
+        .map(|i| {
+            let path = "x".repeat(120);
+            format!(r#"{{"url":"{target}?n={i}&{path}","title":"{long}"}}"#)
+        })
+        .collect();
+    bodies.push(format!(r#"{{"url":"{target}","slug":"first"}}"#));
+    bodies.push(format!(r#"{{"url":"{target}?long","slug":"{LONG_SLUG}"}}"#));
+    for body in bodies {
+        let h = [auth.as_str(), "Content-Type: application/json"];
+        let r = request(s.addr, "POST", "/api/links", &h, body.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    (s, target)
+}
+
+/// No owner page scrolls sideways at 390 px, and axe-core finds nothing serious on any.
+fn pages_fit_390_px(d: &Driver, base: &str, axe: Option<&str>) {
+    let pages = [
+        "/admin/".to_string(),
+        "/admin/login".into(),
+        "/admin/share?url=https%3A%2F%2Fexample.com%2Fa%2Fvery%2Flong%2Fpath%2Fthat%2Fgoes%2Fon%2Fand%2Fon%2Fand%2Fon&title=T&text=Some%20words".into(),
+        "/admin/share?done=first".into(),
+        "/admin/links/first/edit".into(),
+        "/admin/links/first/delete".into(),
+        "/first+".into(),
+        format!("/{LONG_SLUG}+"),
+        format!("/admin/links/{LONG_SLUG}/edit"),
+        format!("/admin/links/{LONG_SLUG}/delete"),
+        format!("/admin/share?done={LONG_SLUG}"),
+    ];
+    for p in &pages {
+        d.go(&format!("{base}{p}"));
+        d.wait_find("h1");
+        let width = d.js("return document.documentElement.scrollWidth");
+        assert!(
+            width.as_u64().is_some_and(|w| w <= 390),
+            "{p} is {width} px wide at 390"
+        );
+        if let Some(axe) = axe {
+            let found = axe_findings(d, axe);
+            assert!(found.is_empty(), "axe-core on {p}: {found:#?}");
+        }
+    }
+}
+
+/// The share target (Android's "Share → nib") leads to the share page with the address
+/// found in the text, and the count follows the typing (admin.js, allowed by the page's
+/// CSP): 290 characters and a link X counts as 23, after a space, are over 280.
+fn share_target_opens_the_share_page(d: &Driver, s: &TestServer, base: &str, target: &str) {
+    d.go(&share_target_url(s, base, target));
+    d.wait_find("form[action='/admin/share'] button[type=submit]");
+    let url = d.js("return document.getElementById('url').value");
+    assert_eq!(url.as_str(), Some(target));
+    d.fill("#text", &"x".repeat(290));
+    let count = d.js("return [document.getElementById('count-out').textContent, document.getElementById('count').className]");
+    assert_eq!(count[0], "314", "{count}");
+    assert!(count[1].as_str().unwrap_or("").contains("over"), "{count}");
+}
+
+/// A refused address comes back beside its field, with what was typed.
+fn a_refused_address_keeps_what_was_typed(d: &Driver, base: &str) {
+    d.go(&format!("{base}/admin/"));
+    d.fill("#url", "example.com/typo");
+    d.fill("#title", "Kept title");
+    d.click("form.create button[type=submit]");
+    d.wait_find("#url-error");
+    let kept = d.js("return [document.getElementById('url').value, document.getElementById('title').value, document.getElementById('url-error').textContent]");
+    assert_eq!(kept[0], "example.com/typo");
+    assert_eq!(kept[1], "Kept title");
+    let said = kept[2].as_str().unwrap_or("");
+    assert!(said.contains("http:// or https://"), "{kept}");
+}
+
+/// Renames `first` in the edit view; the old and the new code both lead to the target.
+fn a_renamed_link_follows_both_codes(d: &Driver, base: &str, target: &str) {
+    d.go(&format!("{base}/admin/links/first/edit"));
+    d.fill("#slug", "renamed");
+    d.click("form.stack button[type=submit]");
+    d.wait_url("the list after saving", |u| {
+        u.ends_with("/admin/?edited=renamed")
+    });
+    for code in ["first", "renamed"] {
+        d.go(&format!("{base}/{code}"));
+        d.wait_url(&format!("{code} followed"), |u| u == target);
+    }
+}
+
+#[test]
+fn owner_pages_fit_a_phone_and_a_renamed_link_follows_both_codes() {
+    let Some(chromium) = need_tool(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "apt-get install chromium",
+    ) else {
+        return;
+    };
+    let Some(driver) = need_tool(&["chromedriver"], "apt-get install chromium-driver") else {
+        return;
+    };
+    let axe = axe_script();
+    let site = Site::new();
+    let (s, target) = owner_site(&site);
+    let base = format!("http://127.0.0.1:{}", s.addr.port());
+
+    let mut d = Driver::start(&driver);
+    let profile = tempfile::tempdir().expect("profile dir");
+    d.open_session(&chromium, profile.path());
+    d.viewport(390);
+    log_in(&d, &base);
+
+    pages_fit_390_px(&d, &base, axe.as_deref());
+    share_target_opens_the_share_page(&d, &s, &base, &target);
+    a_refused_address_keeps_what_was_typed(&d, &base);
+    a_renamed_link_follows_both_codes(&d, &base, &target);
 }

