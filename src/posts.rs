@@ -1209,8 +1209,9 @@ pub(crate) fn follow_timezone(db: &Db, zone: &str) -> rusqlite::Result<()> {
 }
 
 /// The old URLs (`aliases`, `redirect_from`, `path`) that a route, a post or a short link
-/// (in the live database at `live_db`) answers before them, as (file, problem naming
-/// both), for `nib check`: the old URL would never redirect.
+/// (in the live database at `live_db`) answers before them, or that another file declared
+/// first, as (file, problem naming both), for `nib check`: the old URL would never lead
+/// to the post.
 pub(crate) fn alias_problems(db: &Db, live_db: &Path) -> rusqlite::Result<Vec<(String, String)>> {
     use crate::routes::Route;
     let mut out = Vec::new();
@@ -1223,6 +1224,17 @@ pub(crate) fn alias_problems(db: &Db, live_db: &Path) -> rusqlite::Result<Vec<(S
         })
         .collect();
     let links = Db::short_links_in(live_db, &codes);
+    // Sorted by old URL, then file: the first file of each old URL answers it.
+    let mut first: Option<&(String, String)> = None;
+    for entry in &aliases {
+        match first {
+            Some((alias, path)) if *alias == entry.0 => out.push((
+                entry.1.clone(),
+                format!("old URL /{alias} is also declared by {path}, which it leads to"),
+            )),
+            _ => first = Some(entry),
+        }
+    }
     for (alias, path) in &aliases {
         let bare = format!("/{alias}");
         let slashed = format!("/{alias}/");

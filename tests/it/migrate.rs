@@ -344,10 +344,15 @@ fn check_names_mtime_dates_and_old_urls_that_routes_answer() {
         "old URL /feed.xml is nib's route /feed.xml",
         "claims-a-route.md",
     );
+    has_line(
+        &out,
+        "old URL /archive/late-night is also declared by 2013-09-06-late-night.markdown",
+        "wants-an-old-url.md",
+    );
     // Only those: every other post carried over.
     assert_eq!(
         out.lines().filter(|l| l.contains("posts/")).count(),
-        3,
+        4,
         "{out}"
     );
     // A short link made with the alias's name answers it: both are named.
