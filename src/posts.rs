@@ -1208,11 +1208,15 @@ pub(crate) fn follow_timezone(db: &Db, zone: &str) -> rusqlite::Result<()> {
     db.meta_set(KEY, &now)
 }
 
-/// The old URLs (`aliases`, `redirect_from`, `path`) that a route, a post or a short link
-/// (in the live database at `live_db`) answers before them, or that another file declared
-/// first, as (file, problem naming both), for `nib check`: the old URL would never lead
-/// to the post.
-pub(crate) fn alias_problems(db: &Db, live_db: &Path) -> rusqlite::Result<Vec<(String, String)>> {
+/// The old URLs (`aliases`, `redirect_from`, `path`) that a route, a post, a file of
+/// `static_dir` or a short link (in the live database at `live_db`) answers before them,
+/// or that another file declared first, as (file, problem naming both), for `nib check`:
+/// the old URL would never lead to the post.
+pub(crate) fn alias_problems(
+    db: &Db,
+    live_db: &Path,
+    static_dir: &Path,
+) -> rusqlite::Result<Vec<(String, String)>> {
     use crate::routes::Route;
     let mut out = Vec::new();
     let aliases = db.aliases()?;
@@ -1257,6 +1261,20 @@ pub(crate) fn alias_problems(db: &Db, live_db: &Path) -> rusqlite::Result<Vec<(S
             if problem.is_some() {
                 break;
             }
+        }
+        // `alias_key` made the key of plain segments, so the join stays inside the folder.
+        // A file of the old site copied into `static/` (`old.html`, `old/index.html`).
+        let files = [
+            alias.clone(),
+            format!("{alias}.html"),
+            format!("{alias}/index.html"),
+        ];
+        if problem.is_none()
+            && let Some(file) = files.iter().find(|f| static_dir.join(f).is_file())
+        {
+            problem = Some(format!(
+                "old URL /{file} is the file static/{file}, which answers it instead"
+            ));
         }
         if let Some(p) = problem {
             out.push((path.clone(), p));
