@@ -546,11 +546,18 @@ fn post_date(
 }
 
 /// The keys ([`oldurls::alias_key`]) of a post's old URLs, without its own URL, repeats
-/// or paths that cannot be an old URL.
+/// or paths that cannot be an old URL. An old URL written percent-encoded (`/caf%C3%A9/`)
+/// is decoded, as request paths are before they are looked up.
 fn old_urls(urls: impl Iterator<Item = String>, slug: &str) -> Vec<String> {
     let own = format!("posts/{slug}");
     let mut out: Vec<String> = Vec::new();
-    for key in urls.filter_map(|u| oldurls::alias_key(&u)) {
+    let decoded = urls.map(
+        |u| match percent_encoding::percent_decode_str(&u).decode_utf8() {
+            Ok(d) => d.into_owned(),
+            Err(_) => u,
+        },
+    );
+    for key in decoded.filter_map(|u| oldurls::alias_key(&u)) {
         if key != own && !out.contains(&key) {
             out.push(key);
         }
@@ -1671,15 +1678,16 @@ mod tests {
                 &["old/x"],
                 false,
             ),
-            // Hugo: publishDate alone is the date too; an alias as one string.
+            // Hugo: publishDate alone is the date too; old URLs as one string each, one
+            // percent-encoded.
             (
                 "x.md",
-                "---\npublish_date: 2030-01-01\naliases: /y\n---\nx",
+                "---\npublish_date: 2030-01-01\naliases: /y\nredirect_from: /caf%C3%A9/\n---\nx",
                 1_893_456_000,
                 0,
                 1_893_456_000,
                 None,
-                &["y"],
+                &["y", "café"],
                 false,
             ),
             // Zola: the date only in `path`, which is an old URL too.
