@@ -155,7 +155,7 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
     for (path, note) in db.post_notes()? {
         println!("{}: warning: {note}", cfg.posts_dir.join(path).display());
     }
-    let old_urls = posts::alias_problems(&db, &cfg.db_path)?;
+    let old_urls = posts::alias_problems(&db, &cfg.db_path, &cfg.static_dir)?;
     for (path, problem) in &old_urls {
         println!("{}: {problem}", cfg.posts_dir.join(path).display());
     }

@@ -546,11 +546,18 @@ fn post_date(
 }
 
 /// The keys ([`oldurls::alias_key`]) of a post's old URLs, without its own URL, repeats
-/// or paths that cannot be an old URL.
+/// or paths that cannot be an old URL. An old URL written percent-encoded (`/caf%C3%A9/`)
+/// is decoded, as request paths are before they are looked up.
 fn old_urls(urls: impl Iterator<Item = String>, slug: &str) -> Vec<String> {
     let own = format!("posts/{slug}");
     let mut out: Vec<String> = Vec::new();
-    for key in urls.filter_map(|u| oldurls::alias_key(&u)) {
+    let decoded = urls.map(
+        |u| match percent_encoding::percent_decode_str(&u).decode_utf8() {
+            Ok(d) => d.into_owned(),
+            Err(_) => u,
+        },
+    );
+    for key in decoded.filter_map(|u| oldurls::alias_key(&u)) {
         if key != own && !out.contains(&key) {
             out.push(key);
         }
@@ -1208,10 +1215,15 @@ pub(crate) fn follow_timezone(db: &Db, zone: &str) -> rusqlite::Result<()> {
     db.meta_set(KEY, &now)
 }
 
-/// The old URLs (`aliases`, `redirect_from`, `path`) that a route, a post or a short link
-/// (in the live database at `live_db`) answers before them, as (file, problem naming
-/// both), for `nib check`: the old URL would never redirect.
-pub(crate) fn alias_problems(db: &Db, live_db: &Path) -> rusqlite::Result<Vec<(String, String)>> {
+/// The old URLs (`aliases`, `redirect_from`, `path`) that a route, a post, a file of
+/// `static_dir` or a short link (in the live database at `live_db`) answers before them,
+/// or that another file declared first, as (file, problem naming both), for `nib check`:
+/// the old URL would never lead to the post.
+pub(crate) fn alias_problems(
+    db: &Db,
+    live_db: &Path,
+    static_dir: &Path,
+) -> rusqlite::Result<Vec<(String, String)>> {
     use crate::routes::Route;
     let mut out = Vec::new();
     let aliases = db.aliases()?;
@@ -1223,6 +1235,17 @@ pub(crate) fn alias_problems(db: &Db, live_db: &Path) -> rusqlite::Result<Vec<(S
         })
         .collect();
     let links = Db::short_links_in(live_db, &codes);
+    // Sorted by old URL, then file: the first file of each old URL answers it.
+    let mut first: Option<&(String, String)> = None;
+    for entry in &aliases {
+        match first {
+            Some((alias, path)) if *alias == entry.0 => out.push((
+                entry.1.clone(),
+                format!("old URL /{alias} is also declared by {path}, which it leads to"),
+            )),
+            _ => first = Some(entry),
+        }
+    }
     for (alias, path) in &aliases {
         let bare = format!("/{alias}");
         let slashed = format!("/{alias}/");
@@ -1245,6 +1268,20 @@ pub(crate) fn alias_problems(db: &Db, live_db: &Path) -> rusqlite::Result<Vec<(S
             if problem.is_some() {
                 break;
             }
+        }
+        // `alias_key` made the key of plain segments, so the join stays inside the folder.
+        // A file of the old site copied into `static/` (`old.html`, `old/index.html`).
+        let files = [
+            alias.clone(),
+            format!("{alias}.html"),
+            format!("{alias}/index.html"),
+        ];
+        if problem.is_none()
+            && let Some(file) = files.iter().find(|f| static_dir.join(f).is_file())
+        {
+            problem = Some(format!(
+                "old URL /{file} is the file static/{file}, which answers it instead"
+            ));
         }
         if let Some(p) = problem {
             out.push((path.clone(), p));
@@ -1641,15 +1678,16 @@ mod tests {
                 &["old/x"],
                 false,
             ),
-            // Hugo: publishDate alone is the date too; an alias as one string.
+            // Hugo: publishDate alone is the date too; old URLs as one string each, one
+            // percent-encoded.
             (
                 "x.md",
-                "---\npublish_date: 2030-01-01\naliases: /y\n---\nx",
+                "---\npublish_date: 2030-01-01\naliases: /y\nredirect_from: /caf%C3%A9/\n---\nx",
                 1_893_456_000,
                 0,
                 1_893_456_000,
                 None,
-                &["y"],
+                &["y", "café"],
                 false,
             ),
             // Zola: the date only in `path`, which is an old URL too.

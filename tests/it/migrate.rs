@@ -324,6 +324,8 @@ fn cpp_and_c_are_two_tags_and_rust_is_one() {
 #[test]
 fn check_names_mtime_dates_and_old_urls_that_routes_answer() {
     let site = migrated_site();
+    // The old site's page, copied into static/ as it was.
+    site.write("static/old/hugo-post.html", "<p>the old page</p>\n");
     let (code, out, err) = nib(&site, &["check"], &[]);
     assert_eq!(code, 1, "{out}{err}");
     let has_line = |out: &str, needle: &str, file: &str| {
@@ -344,10 +346,20 @@ fn check_names_mtime_dates_and_old_urls_that_routes_answer() {
         "old URL /feed.xml is nib's route /feed.xml",
         "claims-a-route.md",
     );
+    has_line(
+        &out,
+        "old URL /archive/late-night is also declared by 2013-09-06-late-night.markdown",
+        "wants-an-old-url.md",
+    );
+    has_line(
+        &out,
+        "old URL /old/hugo-post.html is the file static/old/hugo-post.html",
+        "hugo-bundle-style.md",
+    );
     // Only those: every other post carried over.
     assert_eq!(
         out.lines().filter(|l| l.contains("posts/")).count(),
-        3,
+        5,
         "{out}"
     );
     // A short link made with the alias's name answers it: both are named.
