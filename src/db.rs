@@ -1307,6 +1307,22 @@ impl Db {
             .map(Option::flatten)
     }
 
+    /// A page of public posts' old URLs after `after` (by key): (key, the post's slug). The
+    /// export writes them as redirects.
+    pub fn public_aliases(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT alias, posts.slug FROM post_aliases JOIN posts ON posts.id = post_aliases.post_id
+              WHERE alias > ?1 AND posts.error IS NULL AND posts.draft = 0
+              ORDER BY alias LIMIT ?2",
+        )?;
+        stmt.query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    }
+
     /// A public post's date and the offset it was written in, by slug.
     pub fn post_date(&self, slug: &str) -> rusqlite::Result<Option<(i64, i32)>> {
         self.conn

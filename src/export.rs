@@ -222,6 +222,63 @@ fn write_links(app: &App, out: &Path) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Writes every old URL of a public post (`aliases`, `redirect_from`, Zola's `path`) as a
+/// 301 to the post: lines added to `_redirects` and a second `map` in
+/// `nginx-redirects.conf` (each with and without its trailing slash and as `.html`, the
+/// forms the server answers), and a meta-refresh `OLD/index.html` where no page of the
+/// export stands (GitHub Pages serves redirects no other way). Returns how many.
+fn write_old_urls(app: &App, out: &Path) -> io::Result<usize> {
+    let append = |name: &str| {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(out.join(name))
+            .map(io::BufWriter::new)
+    };
+    let (mut netlify, mut nginx) = (append("_redirects")?, append("nginx-redirects.conf")?);
+    writeln!(netlify, "# Old URLs of posts: /OLD  /posts/SLUG/  301")?;
+    writeln!(
+        nginx,
+        "# Old URLs of posts. In the server: if ($nib_old_url) {{ return 301 $nib_old_url; }}\n\
+         map $uri $nib_old_url {{\n    default \"\";"
+    )?;
+    let mut n = 0;
+    let mut after = String::new();
+    loop {
+        let page = app
+            .db
+            .public_aliases(&after, 500)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let Some((last, _)) = page.last() else { break };
+        after = last.clone();
+        for (key, slug) in &page {
+            let old = redirect_target(key);
+            let target = format!("/posts/{}/", crate::routes::encode_component(slug));
+            for form in [
+                format!("/{old}"),
+                format!("/{old}/"),
+                format!("/{old}.html"),
+            ] {
+                writeln!(netlify, "{form}  {target}  301")?;
+                writeln!(nginx, "    \"{form}\" \"{target}\";")?;
+            }
+            // A key has no empty, `.` or `..` segment (`oldurls::alias_key`), so the page
+            // stays inside `out`. Where the export already wrote something (an old URL that
+            // a route answers, such as `/feed.xml`), or a file stands in the way, the
+            // redirect files above are the only form.
+            let dir = out.join(key);
+            if !key.contains(|c: char| c.is_control() || c == '\\') && !dir.exists() {
+                let _ = fs::create_dir_all(&dir)
+                    .and_then(|()| fs::write(dir.join("index.html"), refresh_page(&target)));
+            }
+            n += 1;
+        }
+    }
+    writeln!(nginx, "}}")?;
+    netlify.flush()?;
+    nginx.flush()?;
+    Ok(n)
+}
+
 /// Writes the public site to `out`. Returns the number of pages written.
 pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     prepare(out)?;
@@ -281,6 +338,7 @@ pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     let dest = out.join("404.html");
     write_body(app, &dest, not_found.body).map_err(|e| io_err(&dest, e))?;
     let links = write_links(app, out).map_err(|e| io_err(out, e))?;
+    let old_urls = write_old_urls(app, out).map_err(|e| io_err(out, e))?;
     app.db.commit()?;
     let files = copy_static(&app.cfg.static_dir, &out.join("static"), false)
         .and_then(|n| Ok(n + copy_static(&app.cfg.static_dir, out, true)?))
@@ -290,7 +348,7 @@ pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
         eprintln!();
     }
     eprintln!(
-        "nib: exported {written} pages, {links} short links and {files} static files to {} in {} ms",
+        "nib: exported {written} pages, {links} short links, {old_urls} old URLs and {files} static files to {} in {} ms",
         out.display(),
         started.elapsed().as_millis()
     );

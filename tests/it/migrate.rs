@@ -379,3 +379,33 @@ fn check_names_mtime_dates_and_old_urls_that_routes_answer() {
     let r = s.get("/short-old");
     assert_eq!(r.header("Location"), Some("https://example.com/"));
 }
+
+#[test]
+fn the_export_redirects_old_urls_to_their_posts() {
+    let site = migrated_site();
+    let out = site.path().join("_site");
+    let (code, _, err) = nib(&site, &["build", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let netlify = std::fs::read_to_string(out.join("_redirects")).unwrap();
+    let nginx = std::fs::read_to_string(out.join("nginx-redirects.conf")).unwrap();
+    for (old, new) in [
+        ("/archive/late-night", "/posts/late-night/"),
+        ("/2022/04/07/zola-news", "/posts/zola-news/"),
+        ("/old/hugo-post", "/posts/renamed/"),
+    ] {
+        for form in [old.to_string(), format!("{old}/"), format!("{old}.html")] {
+            assert!(
+                netlify.contains(&format!("{form}  {new}  301\n")),
+                "{form}: {netlify}"
+            );
+            assert!(
+                nginx.contains(&format!("\"{form}\" \"{new}\";")),
+                "{form}: {nginx}"
+            );
+        }
+        // A static host with no redirects gets a page that sends the reader on.
+        let page = std::fs::read_to_string(out.join(&old[1..]).join("index.html")).unwrap();
+        assert!(page.contains(&format!("url={new}\"")), "{page}");
+    }
+    assert!(err.contains("old URLs"), "{err}");
+}
