@@ -167,6 +167,17 @@ pub(crate) fn open_site(cfg: &Config) -> Result<(Db, Index, crate::posts::Refres
     let db = open_db(cfg)?;
     let mut index = Index::new();
     index.max_post_bytes = cfg.max_post_kb * 1024;
+    index.shortcodes = site_shortcodes(cfg);
     let r = index.refresh(&db, &cfg.posts_dir);
     Ok((db, index, r))
+}
+
+/// The site's shortcode templates: `shortcodes/` beside `posts/`. Read once per start (a
+/// reload reads them again).
+pub(crate) fn site_shortcodes(cfg: &Config) -> crate::shortcodes::Templates {
+    let site = cfg
+        .posts_dir
+        .parent()
+        .unwrap_or_else(|| std::path::Path::new("."));
+    crate::shortcodes::Templates::load(site)
 }
