@@ -13,4 +13,5 @@ mod export;
 mod html_valid;
 mod lifecycle;
 mod links;
+mod shortcodes;
 mod static_files;
