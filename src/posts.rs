@@ -585,6 +585,7 @@ impl Index {
             // Events that came meanwhile wait in the watch for the check after the pass.
             return self.step(db, dir);
         }
+        self.follow_shortcodes();
         let quiet = match self.watch.as_ref().map(|w| w.changed(dir)) {
             Some(Ok(changed)) => {
                 !changed
@@ -613,6 +614,20 @@ impl Index {
             self.watch(dir);
         }
         self.step(db, dir)
+    }
+
+    /// Reads the site's shortcode templates again when their folder changed. When they
+    /// differ, the index's version no longer matches the stored one, so the next step
+    /// forgets every file's stamp and renders every post again.
+    fn follow_shortcodes(&mut self) {
+        let Some(fresh) = self.shortcodes.reloaded() else {
+            return;
+        };
+        if fresh.hash() != self.shortcodes.hash() {
+            self.fingerprint = None;
+            self.must_scan = true;
+        }
+        self.shortcodes = fresh;
     }
 
     /// Sets up the watch on `dir` that lets [`Index::refresh_if_due`] skip scans. Called

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::hash::Fnv;
 
@@ -37,15 +37,26 @@ const TEMPLATE_BYTES_MAX: u64 = 64 * 1024;
 pub(crate) struct Templates {
     map: HashMap<String, String>,
     hash: u64,
+    /// The folder they were read from (none in tests), and its files' stamp then.
+    dir: Option<PathBuf>,
+    stamp: u64,
 }
 
 impl Templates {
     /// Reads `site_dir/shortcodes/*.html`. A folder that is missing holds no templates; a
     /// file that cannot be read is logged, one line naming it, and left out.
     pub fn load(site_dir: &Path) -> Templates {
-        let dir = site_dir.join("shortcodes");
+        Templates::load_dir(site_dir.join("shortcodes"))
+    }
+
+    fn load_dir(dir: PathBuf) -> Templates {
+        let stamp = folder_stamp(&dir);
         let Ok(entries) = fs::read_dir(&dir) else {
-            return Templates::default();
+            return Templates {
+                dir: Some(dir),
+                stamp,
+                ..Templates::default()
+            };
         };
         let mut list = Vec::new();
         for entry in entries.flatten() {
@@ -81,7 +92,17 @@ impl Templates {
         Templates {
             hash: if list.is_empty() { 0 } else { h.finish() },
             map: list.into_iter().collect(),
+            dir: Some(dir),
+            stamp,
         }
+    }
+
+    /// The templates read again when a file in their folder was added, removed or
+    /// changed since they were read: `None` when nothing changed. A stat of each file, so
+    /// the request loop can ask at every check of `posts/`.
+    pub fn reloaded(&self) -> Option<Templates> {
+        let dir = self.dir.as_ref()?;
+        (folder_stamp(dir) != self.stamp).then(|| Templates::load_dir(dir.clone()))
     }
 
     /// A hash of every template's name and text (0 for none), so an index rendered with
@@ -98,8 +119,33 @@ impl Templates {
                 .map(|(n, t)| (n.to_string(), t.to_string()))
                 .collect(),
             hash: 1,
+            ..Templates::default()
         }
     }
+}
+
+/// An order-independent hash of the names, sizes and modification times of the
+/// templates in `dir` (0 when there is no folder).
+fn folder_stamp(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut sum = 1u64;
+    for entry in entries.flatten().take(TEMPLATES_MAX + 1) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| n.ends_with(".html")) else {
+            continue;
+        };
+        let Ok(meta) = fs::metadata(entry.path()) else {
+            continue;
+        };
+        let mut h = Fnv::new();
+        h.write(name.as_bytes());
+        h.write(&meta.len().to_le_bytes());
+        h.write(&crate::dates::mtime(&meta).as_nanos().to_le_bytes());
+        sum = sum.wrapping_add(h.finish());
+    }
+    sum
 }
 
 fn read_template(path: &Path) -> Result<String, String> {
@@ -732,7 +778,8 @@ fn literal_inline(s: &str) -> String {
 /// becomes a character reference, which shows the same inside `<pre>` and is blank space
 /// elsewhere.
 fn one_block(html: &str) -> String {
-    let html = html.trim_matches(['\n', '\r']);
+    // Leading blanks too: four of them would make the first line indented code.
+    let html = html.trim();
     let mut out = String::with_capacity(html.len());
     let mut lines = html.split('\n').peekable();
     while let Some(line) = lines.next() {

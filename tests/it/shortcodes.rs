@@ -4,8 +4,9 @@
 //! and `nib check` names them with file and line.
 
 use std::path::Path;
+use std::time::Duration;
 
-use crate::common::{Site, TestServer, nib};
+use crate::common::{Site, TestServer, eventually, nib};
 
 /// The fixture site copied into a scratch site (posts and templates).
 fn fixture_site() -> Site {
@@ -126,24 +127,36 @@ fn check_names_every_shortcode_shown_as_text() {
     );
 }
 
-/// The site's templates are part of what the index was rendered with: a changed
-/// template re-renders every post at the next start.
+/// The site's templates are part of what the index was rendered with: a template added,
+/// changed or removed while serving re-renders the posts within seconds, no restart.
 #[test]
-fn a_changed_template_re_renders_posts_at_restart() {
+fn a_changed_template_re_renders_posts_while_serving() {
     let site = fixture_site();
-    {
-        let s = TestServer::start(&site);
-        assert!(
-            s.get("/posts/rust-math/")
-                .text()
-                .contains("<aside class=\"note note-tip\">")
-        );
-    }
+    let s = TestServer::start(&site);
+    let shows = |want: &str| {
+        eventually(Duration::from_secs(5), || {
+            s.get("/posts/rust-math/").text().contains(want)
+        })
+    };
+    assert!(shows("<aside class=\"note note-tip\">"));
     site.write(
         "shortcodes/note.html",
         "<div class=\"callout {{ kind }}\">{{ body }}</div>\n",
     );
+    assert!(shows("<div class=\"callout tip\">"), "a changed template");
+    site.write(
+        "shortcodes/chart.html",
+        "<canvas data-src=\"{{ data }}\"></canvas>",
+    );
+    assert!(shows("<canvas data-src=\"x\"></canvas>"), "a new template");
+    site.remove("shortcodes/note.html");
+    assert!(
+        shows("<p class=\"shortcode\">{% note(kind=&quot;tip&quot;) %}</p>"),
+        "a removed template"
+    );
+    // A restart renders with the templates as they are now.
+    drop(s);
     let s = TestServer::start(&site);
     let page = s.get("/posts/rust-math/").text();
-    assert!(page.contains("<div class=\"callout tip\">"), "{page}");
+    assert!(page.contains("<canvas data-src=\"x\"></canvas>"), "{page}");
 }
