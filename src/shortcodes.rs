@@ -837,10 +837,12 @@ impl Scan<'_> {
             if pos == 0 || b[pos - 1] == b'\n' {
                 let line_end = s[pos..].find('\n').map_or(s.len(), |n| pos + n + 1);
                 let text = s[pos..line_end].trim_end_matches(['\n', '\r']);
-                let expanded = text.replace('\t', "    ");
-                let t = expanded.trim_start_matches(' ');
-                let indent = expanded.len() - t.len();
-                let blank = t.is_empty();
+                let t = text.trim_start_matches([' ', '\t']);
+                // Columns, a tab reaching the next multiple of four.
+                let indent = text[..text.len() - t.len()].bytes().fold(0, |col, c| {
+                    if c == b'\t' { col / 4 * 4 + 4 } else { col + 1 }
+                });
+                let blank = t.trim_end().is_empty();
                 if let Some((c, n)) = fence {
                     let closes = fence_open(t).is_some_and(|(tc, tn)| tc == c && tn >= n)
                         && t.trim_start_matches(c as char).trim().is_empty();
