@@ -51,10 +51,14 @@ impl App {
             .map(|m| m.len() ^ dates::mtime(&m).as_secs())
             .unwrap_or(0);
         let config_fingerprint = cfg.fingerprint() ^ build.rotate_left(17);
+        // With the site's templates, so a refresh never renders posts without them (the
+        // server hands over the index it opened the site with anyway).
+        let mut index = Index::new();
+        index.shortcodes = site_shortcodes(&cfg);
         Ok(App {
             cfg,
             db,
-            index: Index::new(),
+            index,
             site,
             config_fingerprint,
             clicks: RefCell::new(ClickBatch::default()),

@@ -917,6 +917,52 @@ mod tests {
         }
     }
 
+    /// Shortcodes of every kind among the blocks of the differential test: the expanded
+    /// body renders, in pieces as whole, without a panic, and nothing is lost.
+    #[test]
+    fn shortcodes_among_any_blocks_render() {
+        const SHORTCODES: &[&str] = &[
+            "{{< figure src=\"a.png\" caption=\"A [link](/x)\" >}}\n",
+            "{{< highlight go >}}\nfunc() {}\n\n# not a heading\n{{< /highlight >}}\n",
+            "{% highlight ruby %}\nx\n",
+            "{% endhighlight %}\n",
+            "{% raw %}\n",
+            "{% endraw %}\n",
+            "{{< youtube x >}} inline\n",
+            "{{< unknown \"q\" >}}\n",
+            "- {{< x id=\"1\" >}}\n",
+            "> {{< gist a b >}}\n",
+            "$a$ and $$b$$\n",
+        ];
+        let mut seed: u64 = 0x1234_5678_9abc_def1;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..500 {
+            let mut body = String::new();
+            for _ in 0..(2 + next(10)) {
+                if next(2) == 0 {
+                    body.push_str(SHORTCODES[next(SHORTCODES.len())]);
+                } else {
+                    body.push_str(BLOCKS[next(BLOCKS.len())]);
+                }
+                if next(3) > 0 {
+                    body.push('\n');
+                }
+            }
+            let (expanded, _) =
+                shortcodes::expand(&body, &Templates::default(), &|s| markdown(s).html);
+            let (whole, parts) = (
+                render_in_pieces(&expanded, usize::MAX),
+                render_in_pieces(&expanded, 1),
+            );
+            assert_eq!(whole.html, parts.html, "{body:?}");
+        }
+    }
+
     /// Regression: 11 front-page summaries started with a shortcode shown raw.
     #[test]
     fn summaries_never_start_with_a_shortcode() {
