@@ -199,6 +199,19 @@ impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
     }
 }
 
+impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
+    /// Whether the next event is text that starts with a digit (read ahead, not taken).
+    fn digit_follows(&mut self) -> bool {
+        if self.ahead.is_empty() {
+            match self.events.next() {
+                Some(e) => self.ahead.push_back(e),
+                None => return false,
+            }
+        }
+        matches!(self.ahead.front(), Some(Event::Text(t)) if t.starts_with(|c: char| c.is_ascii_digit()))
+    }
+}
+
 impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
     type Item = Event<'a>;
 
@@ -216,6 +229,13 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
                 e => e,
             },
         };
+        // A math span closed by a `$` with a digit after it is two prices, `$5-$10`: text
+        // again, as Pandoc reads it (the closing `$` of math is never before a digit).
+        if let Event::InlineMath(m) = &e
+            && self.digit_follows()
+        {
+            e = Event::Text(CowStr::from(format!("${m}$")));
+        }
         // Prefixed, so a footnote called `intro` cannot take the id of a heading `# Intro`.
         // (Listing pages show summaries, which rarely carry footnotes; two posts' `[^1]` on
         // one listing page would still share an id.)
@@ -858,6 +878,17 @@ mod tests {
                 "<p>It costs $5 and $10 today.</p>",
             ),
             ("Between $5 and $10.", "<p>Between $5 and $10.</p>"),
+            ("From $5-$10 a month", "<p>From $5-$10 a month</p>"),
+            (
+                "$5/$10 or $x$",
+                "<p>$5/$10 or <span class=\"math math-inline\">x</span></p>",
+            ),
+            ("Cost ($5) vs ($10)", "<p>Cost ($5) vs ($10)</p>"),
+            ("US$5 or $20,000", "<p>US$5 or $20,000</p>"),
+            (
+                "$2x + 1$ is odd",
+                "<span class=\"math math-inline\">2x + 1</span> is odd",
+            ),
             // TeX's double braces are no shortcode.
             (
                 "$x^{{2}}$",
