@@ -1785,7 +1785,14 @@ mod tests {
             "\r\n",
             "~~~",
             "{{ page.x }}",
+            "日本",
+            "(",
+            "=",
+            "\t",
+            "1. ",
         ];
+        // Long runs, so tags reach the length limit at every byte of a character.
+        let long = [" ".repeat(4090), "é".repeat(2047), "x".repeat(4093)];
         let t = Templates::with(&[
             ("note", "<div>{{ body }}</div>"),
             ("img", "<i>{{ src }}</i>"),
@@ -1797,10 +1804,13 @@ mod tests {
             seed ^= seed << 17;
             (seed % n as u64) as usize
         };
-        for _ in 0..600 {
+        for _ in 0..2000 {
             let mut body = String::new();
             for _ in 0..(1 + next(60)) {
-                body.push_str(PIECES[next(PIECES.len())]);
+                match next(PIECES.len() + 1) {
+                    n if n < PIECES.len() => body.push_str(PIECES[n]),
+                    _ => body.push_str(&long[next(long.len())]),
+                }
             }
             let _ = expand(&body, &t, &|s| md(s));
         }
