@@ -266,8 +266,10 @@ impl Args {
     }
 
     /// What a template's `{{ key }}` stands for: a named argument, or by number a
-    /// positional one (`{{ 0 }}`).
+    /// positional one (`{{ 0 }}`). Jekyll's `{{ include.key }}` is `{{ key }}`, so an
+    /// include file works as a template unchanged when it only shows its arguments.
     fn placeholder(&self, key: &str) -> Option<&str> {
+        let key = key.strip_prefix("include.").unwrap_or(key);
         self.get(key)
             .or_else(|| key.parse().ok().and_then(|i| self.nth(i)))
     }
@@ -293,7 +295,12 @@ enum Kind<'s> {
     /// `{% end %}`.
     End,
     /// `{% name words %}` (Liquid).
-    Liquid { name: &'s str, words: Vec<&'s str> },
+    Liquid {
+        name: &'s str,
+        words: Vec<&'s str>,
+        /// What follows the name, as written.
+        rest: &'s str,
+    },
     /// `{{ expression }}` (a Liquid output).
     Output(&'s str),
 }
@@ -583,6 +590,7 @@ fn parse_liquid(s: &str, at: usize, limit: usize) -> Option<Tag<'_>> {
         Kind::Liquid {
             name,
             words: rest.split_whitespace().collect(),
+            rest,
         }
     };
     Some(Tag {
@@ -1028,7 +1036,7 @@ impl Scan<'_> {
                     Output::Literal(s[start..end].to_string())
                 }
             },
-            Kind::Liquid { name, words } => match name {
+            Kind::Liquid { name, words, rest } => match name {
                 "highlight" => match paired(Closer::LiquidEnd, "highlight") {
                     Some((body_end, close_end)) => {
                         end = close_end;
@@ -1065,6 +1073,32 @@ impl Scan<'_> {
                     } else {
                         format!("/{}", target.trim_start_matches('/'))
                     })
+                }
+                // `{% include image.html url="..." %}`: the site's `shortcodes/image.html`.
+                "include" if !words.is_empty() => {
+                    let file = words[0];
+                    let template = self
+                        .templates
+                        .map
+                        .get(file.strip_suffix(".html").unwrap_or(file));
+                    match template {
+                        Some(t) => {
+                            let args =
+                                liquid_args(rest.trim_start().get(file.len()..).unwrap_or(""));
+                            Output::Block(fill(t, &args, None))
+                        }
+                        None => {
+                            self.found.push(Found {
+                                line,
+                                problem: format!("unknown include {file:?}"),
+                            });
+                            Output::Literal(s[start..end].to_string())
+                        }
+                    }
+                }
+                // A Liquid tag from a plugin, `{% youtube id %}`, as a site template.
+                name if self.templates.map.contains_key(name) => {
+                    Output::Block(fill(&self.templates.map[name], &liquid_args(rest), None))
                 }
                 _ => {
                     self.found.push(unknown(name));
@@ -1373,6 +1407,56 @@ fn fenced(lang: Option<&str>, code: &str) -> String {
     out
 }
 
+/// A Liquid tag's arguments: `key="value"`, `key=value`, `key: value` and positional
+/// words, quoted or not.
+fn liquid_args(rest: &str) -> Args {
+    let b = rest.as_bytes();
+    let mut args = Args::default();
+    let mut i = 0;
+    // A value, quoted or up to the next blank or comma.
+    let value = |i: &mut usize| -> String {
+        if *i < b.len()
+            && matches!(b[*i], b'"' | b'\'')
+            && let Some((v, end)) = quoted(rest, *i, b.len())
+        {
+            *i = end;
+            return v;
+        }
+        let from = *i;
+        while *i < b.len() && !b[*i].is_ascii_whitespace() && b[*i] != b',' {
+            *i += 1;
+        }
+        rest[from..*i].to_string()
+    };
+    loop {
+        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b',') {
+            i += 1;
+        }
+        if i >= b.len() {
+            return args;
+        }
+        let key_at = i;
+        while i < b.len() && (is_name_byte(b[i]) || b[i] == b'.') {
+            i += 1;
+        }
+        if i > key_at && matches!(b.get(i), Some(b'=' | b':')) {
+            let key = rest[key_at..i].to_string();
+            i = skip_ws(b, i + 1);
+            let v = value(&mut i);
+            args.named.push((key, v));
+        } else {
+            i = key_at;
+            let v = value(&mut i);
+            if i == key_at {
+                // A character no value starts with (a stray quote): skip it.
+                i += rest[i..].chars().next().map_or(1, char::len_utf8);
+                continue;
+            }
+            args.pos.push(v);
+        }
+    }
+}
+
 /// Jekyll's `{{ site.baseurl }}` and `{{ site.url }}` (nothing: nib's links are rooted)
 /// and `{{ "/path" | relative_url }}` (the path).
 fn liquid_output(expr: &str) -> Option<String> {
@@ -1469,6 +1553,7 @@ mod tests {
     fn every_form_expands() {
         let t = Templates::with(&[
             ("img", "<img src=\"{{ src }}\" alt=\"{{ caption }}\">"),
+            ("jk", "<img src=\"{{ include.url }}\">"),
             (
                 "note",
                 "<aside class=\"{{ kind }}\">\n\n{{ body }}\n</aside>",
@@ -1576,6 +1661,21 @@ mod tests {
                 "<aside class=\"tip\">&#10;\n<md>A <img src=\"i\" alt=\"\"> tip</md>\n</aside>",
             ),
             ("{{< pos a b >}}", "<b>a-b</b>"),
+            // Jekyll includes and plugin tags, as site templates.
+            (
+                "{% include img.html src=\"a b.png\" caption='C' %}",
+                "<img src=\"a b.png\" alt=\"C\">",
+            ),
+            ("{% include pos %}", "<b>-</b>"),
+            (
+                "{% include jk.html url=\"/u.png\" %}",
+                "<img src=\"/u.png\">",
+            ),
+            ("{% pos one \"two three\" %}", "<b>one-two three</b>"),
+            (
+                "{% img src: x.png, caption: y %}",
+                "<img src=\"x.png\" alt=\"y\">",
+            ),
             ("{{< img src=\"a\" />}}", "<img src=\"a\" alt=\"\">"),
             // Zola built-ins.
             (
@@ -1596,8 +1696,8 @@ mod tests {
                 "a &#123;&#123;&#60; gallery &#34;x&#34; &#62;&#125;&#125; b",
             ),
             (
-                "{% include note.html %}",
-                "<p class=\"shortcode\">{% include note.html %}</p>",
+                "{% include newsletter.html %}",
+                "<p class=\"shortcode\">{% include newsletter.html %}</p>",
             ),
             (
                 "Go {{ page.title }} now",
@@ -1646,7 +1746,7 @@ mod tests {
             got,
             [
                 (3, "unknown shortcode \"gallery\""),
-                (9, "unknown shortcode \"include\""),
+                (9, "unknown include \"x\""),
                 (10, "unknown shortcode \"widget\""),
                 (11, "youtube: no video id"),
                 (12, "highlight without {{< /highlight >}}"),

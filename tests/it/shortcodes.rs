@@ -62,6 +62,8 @@ fn hugo_jekyll_and_zola_shortcodes_render_as_html() {
         "<a href=\"/posts/lighthouse-notes/\">the lighthouse</a>",
         "<a href=\"/posts/lighthouse-notes/\">the same</a>",
         "<img src=\"/img/boat.png\" alt=\"A boat\"",
+        // A Jekyll include, ported as a site template unchanged.
+        "<figure class=\"image\">\n  <img src=\"/img/nets.jpg\" alt=\"Nets drying on the quay\">\n  <figcaption>Nets drying on the quay</figcaption>\n</figure>",
         "<p class=\"shortcode\">{% include newsletter.html %}</p>",
     ] {
         assert!(jekyll.contains(want), "missing {want:?} in\n{jekyll}");
@@ -111,7 +113,7 @@ fn check_names_every_shortcode_shown_as_text() {
     assert_eq!(
         lines,
         [
-            "/posts/2016-07-26-harbour-day.markdown:21: unknown shortcode \"include\", shown as text",
+            "/posts/2016-07-26-harbour-day.markdown:23: unknown include \"newsletter.html\", shown as text",
             "/posts/lighthouse-notes.md:7: unknown shortcode \"gallery\", shown as text",
             "/posts/rust-math.md:18: unknown shortcode \"chart\", shown as text",
         ],
