@@ -2,7 +2,8 @@
 //! markdown before the body is parsed: Hugo's built-ins (`{{< figure >}}`, `youtube`,
 //! `vimeo`, `x`/`tweet`, `gist`, `highlight`, `ref`/`relref`), Jekyll's `{% highlight %}`,
 //! `{% raw %}`, `{% post_url %}` and `{% link %}`, Zola's built-in calls, and the site's
-//! own templates (`shortcodes/NAME.html`), which any of the three syntaxes may call.
+//! own templates (`shortcodes/NAME.html`), which any of the three syntaxes may call
+//! (Jekyll's as `{% include NAME.html %}` or a plugin's `{% NAME %}`).
 //!
 //! The scanner is hand-written and linear: it walks the body once, skipping fenced and
 //! indented code and inline code spans (posts that document shortcodes show them there),
@@ -1228,8 +1229,12 @@ impl Scan<'_> {
             html.push_str(&format!("<a href=\"{}\">", esc(l)));
         }
         let caption = args.get("caption").filter(|c| !c.is_empty());
-        let alt = args.get("alt").or(caption).unwrap_or("");
-        html.push_str(&format!("<img src=\"{}\" alt=\"{}\"", esc(src), esc(alt)));
+        // Without `alt`, the caption's text stands for the image (its tags left out).
+        let alt = match args.get("alt") {
+            Some(a) => a.to_string(),
+            None => without_tags(caption.unwrap_or("")),
+        };
+        html.push_str(&format!("<img src=\"{}\" alt=\"{}\"", esc(src), esc(&alt)));
         for attr in ["width", "height"] {
             if let Some(v) = args.get(attr) {
                 html.push_str(&format!(" {attr}=\"{}\"", esc(v)));
@@ -1308,6 +1313,21 @@ impl Scan<'_> {
 /// `start` (which is at or before `at`).
 fn base_of(s: &str, at: usize, line: usize, start: usize) -> usize {
     line - 1 + s[start..at].bytes().filter(|b| *b == b'\n').count()
+}
+
+/// `html` without its tags: `<b>A</b> cat` → `A cat`.
+fn without_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
 }
 
 /// A link to a video, kept to a link so the page makes no request to the video site.
@@ -1565,6 +1585,10 @@ mod tests {
             (
                 "{{< figure src=\"/a.png\" alt=\"An A\" caption=\"The *A*\" title=\"T\" link=\"/big.png\" >}}",
                 "<figure><a href=\"/big.png\"><img src=\"/a.png\" alt=\"An A\" loading=\"lazy\"></a><figcaption><h4>T</h4><p><md>The *A*</md></p></figcaption></figure>",
+            ),
+            (
+                "{{< figure src=\"c.png\" caption=\"<span class=\\\"n\\\">Figure 1: </span>Main\" >}}",
+                "<img src=\"c.png\" alt=\"Figure 1: Main\" loading=\"lazy\"><figcaption><p><md><span class=\"n\">Figure 1: </span>Main</md></p>",
             ),
             (
                 "{{% figure src=\"b.jpg\" %}}",
