@@ -861,7 +861,8 @@ impl Scan<'_> {
                     pos = line_end;
                     continue;
                 }
-                if indent <= 3
+                // In a list, a fence is indented as deep as the item's text.
+                if (indent <= 3 || in_list)
                     && let Some(f) = fence_open(t)
                 {
                     fence = Some(f);
@@ -1528,8 +1529,8 @@ pub(crate) fn fence_open(t: &str) -> Option<(u8, usize)> {
 }
 
 /// Where the code span opened by `n` backticks just before `from` ends: past its closing
-/// run of exactly `n` backticks, searched up to the paragraph's end (a blank line). When
-/// there is none, that end.
+/// run of exactly `n` backticks, searched up to the paragraph's end (a blank line or a
+/// fence). When there is none, that end.
 fn code_span_end(s: &str, from: usize, n: usize) -> Result<usize, usize> {
     let b = s.as_bytes();
     let mut i = from;
@@ -1544,7 +1545,9 @@ fn code_span_end(s: &str, from: usize, n: usize) -> Result<usize, usize> {
             }
             b'\n' => {
                 let next = s[i + 1..].find('\n').map_or(s.len(), |k| i + 1 + k);
-                if s[i + 1..next].trim().is_empty() {
+                let line = s[i + 1..next].trim();
+                // A blank line ends the paragraph, and so does a fence.
+                if line.is_empty() || fence_open(line).is_some() {
                     return Err(i);
                 }
                 i += 1;
@@ -1739,6 +1742,14 @@ mod tests {
             ),
             ("    {{< youtube x >}}\n", "    {{< youtube x >}}\n"),
             ("``a ` {{< youtube x >}} ``", "``a ` {{< youtube x >}} ``"),
+            (
+                "1. Step\n\n    ```\n    {{< youtube x >}}\n\n    ```\n",
+                "    {{< youtube x >}}\n",
+            ),
+            (
+                "A ` tick\n```\n{{< youtube x >}}\n```\n",
+                "```\n{{< youtube x >}}\n```",
+            ),
         ];
         for (body, want) in cases {
             let (out, _) = run(body, &t);
