@@ -176,8 +176,8 @@ pub(crate) fn open_site(cfg: &Config) -> Result<(Db, Index, crate::posts::Refres
     Ok((db, index, r))
 }
 
-/// The site's shortcode templates: `shortcodes/` beside `posts/`. Read once per start (a
-/// reload reads them again).
+/// The site's shortcode templates: `shortcodes/` beside `posts/`, read at start; the
+/// index reads them again when their folder changes.
 pub(crate) fn site_shortcodes(cfg: &Config) -> crate::shortcodes::Templates {
     let site = cfg
         .posts_dir

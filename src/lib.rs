@@ -156,8 +156,8 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
 }
 
 /// `nib check`'s lines for shortcodes shown as text (`FILE:LINE: unknown shortcode
-/// "NAME"`), from every indexed post file read once more. Only files that have one are
-/// expanded (see `shortcodes::expand`), so a site without shortcodes costs one read per
+/// "NAME"`), from every indexed post file read once more. Only a body with a `{{` or `{%`
+/// is scanned (see `shortcodes::expand`), so a site without shortcodes costs one read per
 /// post.
 fn shortcode_problems(
     cfg: &Config,
