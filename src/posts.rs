@@ -21,6 +21,7 @@ use crate::hash::Fnv;
 use crate::oldurls;
 use crate::render;
 use crate::routes::{slugify, tag_key};
+use crate::shortcodes::Templates;
 use crate::sys;
 
 /// Front matter fields. Unknown fields are allowed (other generators' fields, `extra`).
@@ -355,14 +356,19 @@ fn parse_front_matter(text: &str, is_toml: bool) -> Result<FrontMatter, String> 
 /// piece at a time through `parse_parts`; the tests take the whole post.)
 #[cfg(test)]
 pub(crate) fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
-    let (post, rendered) = parse_parts(file_name, text, mtime)?;
+    let (post, rendered) = parse_parts(file_name, text, mtime, &Templates::default())?;
     Ok(finish(post, rendered))
 }
 
 /// [`parse`] for a file's text, which is dropped as soon as it is rendered: a large post
 /// is then never held as text, page and summary at once.
-fn parse_file(file_name: &str, text: String, mtime: i64) -> Result<Post, String> {
-    let (post, rendered) = parse_parts(file_name, &text, mtime)?;
+fn parse_file(
+    file_name: &str,
+    text: String,
+    mtime: i64,
+    shortcodes: &Templates,
+) -> Result<Post, String> {
+    let (post, rendered) = parse_parts(file_name, &text, mtime, shortcodes)?;
     drop(text);
     Ok(finish(post, rendered))
 }
@@ -372,6 +378,7 @@ fn parse_parts(
     file_name: &str,
     text: &str,
     mtime: i64,
+    shortcodes: &Templates,
 ) -> Result<(Post, render::Rendered), String> {
     let (fm, body) = split_front_matter(text)?;
     let fm = match fm {
@@ -494,7 +501,21 @@ fn parse_parts(
         html: String::new(),
         hash: 0,
     };
-    Ok((post, render::markdown(body)))
+    Ok((post, render::markdown_with(body, shortcodes)))
+}
+
+/// The shortcodes a post file shows as text, for `nib check`: (line in the file, problem).
+/// A file whose front matter does not split has none to report (it is broken already).
+pub(crate) fn shortcode_problems(text: &str, shortcodes: &Templates) -> Vec<(usize, String)> {
+    let Ok((_, body)) = split_front_matter(text) else {
+        return Vec::new();
+    };
+    // The body is the end of the text, so the lines before it are the front matter's.
+    let before = text[..text.len() - body.len()].matches('\n').count();
+    render::shortcode_problems(body, shortcodes)
+        .into_iter()
+        .map(|f| (before + f.line, f.problem))
+        .collect()
 }
 
 /// Where a post's date came from.
@@ -649,6 +670,9 @@ pub(crate) struct Index {
     pass_changed: bool,
     /// [`STEP_BUDGET`], but for tests.
     step_budget: Duration,
+    /// The site's shortcode templates, which every post is rendered with; the index is
+    /// stale when they differ from those it was rendered with (see [`Index::version`]).
+    pub shortcodes: Templates,
 }
 
 /// What a refresh, or one step of one, did.
@@ -703,6 +727,15 @@ impl Index {
             pending: false,
             pass_changed: false,
             step_budget: STEP_BUDGET,
+            shortcodes: Templates::default(),
+        }
+    }
+
+    /// The version of the rendering the index holds: nib's, and the shortcode templates'.
+    fn version(&self) -> String {
+        match self.shortcodes.hash() {
+            0 => INDEX_VERSION.to_string(),
+            h => format!("{INDEX_VERSION}+{h:016x}"),
         }
     }
 
@@ -727,6 +760,7 @@ impl Index {
             // Events that came meanwhile wait in the watch for the check after the pass.
             return self.step(db, dir);
         }
+        self.follow_shortcodes();
         let quiet = match self.watch.as_ref().map(|w| w.changed(dir)) {
             Some(Ok(changed)) => {
                 !changed
@@ -755,6 +789,20 @@ impl Index {
             self.watch(dir);
         }
         self.step(db, dir)
+    }
+
+    /// Reads the site's shortcode templates again when their folder changed. When they
+    /// differ, the index's version no longer matches the stored one, so the next step
+    /// forgets every file's stamp and renders every post again.
+    fn follow_shortcodes(&mut self) {
+        let Some(fresh) = self.shortcodes.reloaded() else {
+            return;
+        };
+        if fresh.hash() != self.shortcodes.hash() {
+            self.fingerprint = None;
+            self.must_scan = true;
+        }
+        self.shortcodes = fresh;
     }
 
     /// Sets up the watch on `dir` that lets [`Index::refresh_if_due`] skip scans. Called
@@ -828,7 +876,7 @@ impl Index {
             if self.fingerprint.is_none() {
                 // A fresh process starts from the last scan's fingerprint, so a warm start
                 // with nothing changed re-reads nothing (and allocates nothing per file).
-                self.fingerprint = stored_fingerprint(db);
+                self.fingerprint = stored_fingerprint(db, &self.version());
             }
             if self.fingerprint == Some(fingerprint) {
                 self.last_scan = started.elapsed();
@@ -841,15 +889,17 @@ impl Index {
             quiet: self.quiet,
             max_bytes: self.max_post_bytes,
             until: started.checked_add(self.step_budget),
+            shortcodes: &self.shortcodes,
         };
         match reconcile(db, dir, &limits, self.pass_changed) {
             Ok((r, Some(fingerprint))) => {
                 self.fingerprint = Some(fingerprint);
                 self.pending = false;
                 self.must_scan = false;
-                if let Err(e) =
-                    db.meta_set(FINGERPRINT_KEY, &format!("{INDEX_VERSION} {fingerprint}"))
-                {
+                if let Err(e) = db.meta_set(
+                    FINGERPRINT_KEY,
+                    &format!("{} {fingerprint}", self.version()),
+                ) {
                     eprintln!("nib: saving the posts fingerprint: {e}");
                 }
                 r
@@ -872,16 +922,18 @@ impl Index {
 /// Where the last scan's fingerprint is kept, with the version of the code that rendered
 /// the index: a new nib renders differently, so its first start re-renders every post.
 /// (`render-2`: posts dated outside the years 1 to 9998, or with front matter nested
-/// deeper than 64, that an older nib stored are refused now.)
+/// deeper than 64, that an older nib stored are refused now; `render-3`: shortcodes and
+/// math.) The site's shortcode templates are part of the version too, so a change to them
+/// re-renders every post at the next start or reload.
 const FINGERPRINT_KEY: &str = "posts_fingerprint";
-const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-2");
+const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-3");
 
 /// The fingerprint the index was last brought up to date with, when it was by this
 /// version of nib. A different version forgets every file's stamp, so each is parsed again.
-fn stored_fingerprint(db: &Db) -> Option<u64> {
+fn stored_fingerprint(db: &Db, current: &str) -> Option<u64> {
     let stored = db.meta_get(FINGERPRINT_KEY).ok().flatten()?;
     match stored.split_once(' ') {
-        Some((version, fp)) if version == INDEX_VERSION => fp.parse().ok(),
+        Some((version, fp)) if version == current => fp.parse().ok(),
         _ => {
             if let Err(e) = db.forget_post_stamps() {
                 eprintln!("nib: resetting the post index: {e}");
@@ -1033,13 +1085,15 @@ impl Watch {
 }
 
 /// What one step of a refresh may do.
-struct Limits {
+struct Limits<'a> {
     /// Whether to keep quiet about broken files.
     quiet: bool,
     /// The largest post file to read, in bytes.
     max_bytes: u64,
     /// When the step stops reading changed files (never, when `None`).
     until: Option<Instant>,
+    /// The templates posts are rendered with.
+    shortcodes: &'a Templates,
 }
 
 /// One step: reads the files whose stamps differ from the index until `limits.until`,
@@ -1159,8 +1213,14 @@ fn index_file(
 ) -> rusqlite::Result<bool> {
     let path = dir.join(name);
     let quiet = limits.quiet;
-    let parsed = read_post(&path, stamp, limits.max_bytes)
-        .and_then(|text| parse_file(name, text, stamp.mtime.div_euclid(1_000_000_000)));
+    let parsed = read_post(&path, stamp, limits.max_bytes).and_then(|text| {
+        parse_file(
+            name,
+            text,
+            stamp.mtime.div_euclid(1_000_000_000),
+            limits.shortcodes,
+        )
+    });
     // Of two files claiming one slug, the first by name keeps it, whichever was seen first.
     let mut site_changed = false;
     let post = match parsed {
@@ -1821,7 +1881,7 @@ mod tests {
         assert_eq!(idx.refresh(&db, &dir).removed, 4);
         assert_eq!(idx.refresh(&db, &dir), Refresh::default());
         assert_eq!(
-            stored_fingerprint(&db),
+            stored_fingerprint(&db, INDEX_VERSION),
             Some(0),
             "what a scan of no folder gives"
         );

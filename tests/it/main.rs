@@ -14,4 +14,5 @@ mod html_valid;
 mod lifecycle;
 mod links;
 mod migrate;
+mod shortcodes;
 mod static_files;
