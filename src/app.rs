@@ -163,6 +163,7 @@ impl App {
             base: self.cfg.base(),
             nav: &self.cfg.nav,
             footer: &self.cfg.footer,
+            image: self.cfg.image.as_deref(),
         }
     }
 

@@ -124,6 +124,12 @@ const MIGRATIONS: &[&str] = &[
         link_id INTEGER NOT NULL REFERENCES links(id) ON DELETE CASCADE
     ) WITHOUT ROWID;
     CREATE INDEX link_aliases_link ON link_aliases(link_id);",
+    // 6: a post's card image (front matter `image`, `images`, `banner_image`, `cover.image`,
+    // else its first image), as written: the page makes it absolute for `og:image`. Every
+    // post is read again, so the column is filled.
+    "ALTER TABLE posts ADD COLUMN image TEXT;
+    UPDATE posts SET mtime = -1;
+    DELETE FROM meta WHERE key = 'posts_fingerprint';",
 ];
 
 /// What the `draft` column of `posts` says (migration 4): whether a post is shown now.
@@ -157,7 +163,7 @@ impl Visibility {
 /// plan test can name them.
 macro_rules! post_columns {
     () => {
-        "posts.slug, title, posts.date, updated, posts.summary, tags, description, hash, changed_at, date_offset"
+        "posts.slug, title, posts.date, updated, posts.summary, tags, description, hash, changed_at, date_offset, posts.image"
     };
 }
 
@@ -287,6 +293,9 @@ pub(crate) struct Post {
     /// A warning for `nib check` (the post is served all the same).
     pub note: Option<String>,
     pub description: Option<String>,
+    /// The image for link previews (`og:image`), as written: an absolute URL, a path on
+    /// the site, or a path relative to the post (a bundle's own picture).
+    pub image: Option<String>,
     pub summary: String,
     pub html: String,
     /// A hash of everything above, so an unchanged re-save does not move feed dates.
@@ -321,6 +330,8 @@ pub(crate) struct PostRow {
     pub summary: String,
     pub tags: Vec<String>,
     pub description: Option<String>,
+    /// The card image as written (see `Post::image`).
+    pub image: Option<String>,
     pub html: String,
 }
 
@@ -593,9 +604,9 @@ impl Db {
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO posts(path, mtime, size, error, slug, title, date, updated, draft,
                                description, tags, summary, hash, changed_at,
-                               date_offset, publish_at, expire_at, note)
+                               date_offset, publish_at, expire_at, note, image)
              VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                     ?14, ?15, ?16, ?17)
+                     ?14, ?15, ?16, ?17, ?18)
              ON CONFLICT(path) DO UPDATE SET
                mtime = excluded.mtime, size = excluded.size, error = NULL,
                slug = excluded.slug, title = excluded.title, date = excluded.date,
@@ -604,9 +615,9 @@ impl Db {
                summary = excluded.summary, hash = excluded.hash,
                changed_at = excluded.changed_at, date_offset = excluded.date_offset,
                publish_at = excluded.publish_at, expire_at = excluded.expire_at,
-               note = excluded.note",
+               note = excluded.note, image = excluded.image",
         )?;
-        let values: [&dyn rusqlite::ToSql; 17] = [
+        let values: [&dyn rusqlite::ToSql; 18] = [
             &path,
             &stamp.mtime,
             &stamp.size,
@@ -624,6 +635,7 @@ impl Db {
             &post.publish_at,
             &post.expire_at,
             &post.note,
+            &post.image,
         ];
         for (i, v) in values.into_iter().enumerate() {
             insert.raw_bind_parameter(i + 1, v)?;
@@ -792,8 +804,9 @@ impl Db {
                 .unwrap_or_default(),
             description: r.get(6)?,
             offset: r.get(9)?,
+            image: r.get(10)?,
             html: if with_html {
-                r.get::<_, Option<String>>(10)?.unwrap_or_default()
+                r.get::<_, Option<String>>(11)?.unwrap_or_default()
             } else {
                 String::new()
             },

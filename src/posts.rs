@@ -55,6 +55,41 @@ struct FrontMatter {
     /// Jekyll's `published: false` hides a post as `draft: true` does.
     published: Option<Flag>,
     description: Option<String>,
+    /// The picture for link previews: `image` (Jekyll's SEO tag, many Hugo and Zola
+    /// themes), Hugo's `images` list, `banner_image`/`featured_image`, PaperMod's
+    /// `cover.image`; else the post's first image.
+    image: Option<ImageRef>,
+    images: Option<Strings>,
+    #[serde(alias = "featured_image", alias = "feature_image")]
+    banner_image: Option<ImageRef>,
+    cover: Option<Cover>,
+}
+
+/// An image in front matter: a path or URL, or a table holding one (`image: {path: x}`,
+/// as jekyll-seo-tag writes it).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ImageRef {
+    Url(String),
+    Table {
+        #[serde(alias = "url", alias = "src")]
+        path: Option<String>,
+    },
+}
+
+impl ImageRef {
+    fn url(self) -> Option<String> {
+        match self {
+            ImageRef::Url(u) | ImageRef::Table { path: Some(u) } => Some(u),
+            ImageRef::Table { path: None } => None,
+        }
+    }
+}
+
+/// PaperMod's `cover:` table.
+#[derive(Debug, Default, Deserialize)]
+struct Cover {
+    image: Option<ImageRef>,
 }
 
 /// Zola's taxonomies; other taxonomies are ignored.
@@ -483,7 +518,18 @@ fn parse_parts(
             .chain(fm.path),
         &slug,
     );
+    let image = [
+        fm.image.and_then(ImageRef::url),
+        fm.images.and_then(|i| i.0.into_iter().next()),
+        fm.banner_image.and_then(ImageRef::url),
+        fm.cover.and_then(|c| c.image).and_then(ImageRef::url),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|i| i.trim().to_string())
+    .find(|i| !i.is_empty());
     let post = Post {
+        image,
         slug,
         title,
         date,
@@ -596,6 +642,9 @@ fn finish(mut post: Post, rendered: render::Rendered) -> Post {
         (None, None) => rendered.first_paragraph,
     };
     post.html = rendered.html;
+    if post.image.is_none() {
+        post.image = render::first_image(&post.html);
+    }
     post.hash = post_hash(&post);
     post
 }
@@ -608,6 +657,7 @@ fn post_hash(p: &Post) -> u64 {
         &p.summary,
         &p.html,
         p.description.as_deref().unwrap_or(""),
+        p.image.as_deref().unwrap_or(""),
     ] {
         h.write(s.as_bytes());
         h.write(&[0]);
@@ -1654,6 +1704,37 @@ mod tests {
     /// The fields Jekyll and Hugo write for the same things nib reads (issue "Real blogs
     /// move in"): their extension, dates, `lastmod`, categories, space-separated tags,
     /// `published: false` and drafts written as strings.
+    #[test]
+    fn the_card_image_comes_from_front_matter_then_the_first_picture() {
+        // (front matter and body, image kept)
+        let cases = [
+            ("image: /a.png", "", Some("/a.png")),
+            (
+                "image:\n  path: /seo.png\n  height: 100",
+                "",
+                Some("/seo.png"),
+            ),
+            ("images: [one.jpg, two.jpg]", "", Some("one.jpg")),
+            ("images: solo.jpg", "", Some("solo.jpg")),
+            ("banner_image: /b.png", "", Some("/b.png")),
+            ("featured_image: f.png", "", Some("f.png")),
+            ("cover:\n  image: c.png\n  alt: x", "", Some("c.png")),
+            ("image: /a.png\ncover:\n  image: c.png", "", Some("/a.png")),
+            (
+                "title: t",
+                "![p](pic.png)\n\n![q](other.png)",
+                Some("pic.png"),
+            ),
+            ("image: \"\"", "![p](pic.png)", Some("pic.png")),
+            ("title: t", "no picture", None),
+        ];
+        for (fm, body, want) in cases {
+            let text = format!("---\n{fm}\n---\n{body}\n");
+            let post = parse("a.md", &text, 0).unwrap_or_else(|e| panic!("{fm}: {e}"));
+            assert_eq!(post.image.as_deref(), want, "{fm} {body}");
+        }
+    }
+
     #[test]
     fn jekyll_and_hugo_fields_are_read() {
         type Case<'a> = (&'a str, &'a str, &'a [&'a str], bool, Option<i64>);

@@ -653,6 +653,15 @@ pub(crate) struct Site<'a> {
     pub base: &'a str,
     pub nav: &'a [crate::config::NavLink],
     pub footer: &'a [crate::config::NavLink],
+    /// The card image of pages that have none of their own (`image` in `nib.toml`).
+    pub image: Option<&'a str>,
+}
+
+impl Site<'_> {
+    /// The absolute URL of the site's default card image, when `nib.toml` names one.
+    pub fn card_image(&self) -> Option<String> {
+        self.image.map(|i| absolute_url(self.base, i))
+    }
 }
 
 /// A post as templates see it.
@@ -669,6 +678,8 @@ pub(crate) struct PostView {
     pub summary: String,
     pub html: String,
     pub description: String,
+    /// The card image: an absolute URL or a path on the site.
+    pub image: Option<String>,
 }
 
 impl PostView {
@@ -693,6 +704,7 @@ impl PostView {
                 .iter()
                 .map(|t| (crate::routes::tag_key(t), t.clone()))
                 .collect(),
+            image: p.image.as_deref().and_then(|i| site_image(&p.slug, i)),
             slug: p.slug,
             title: p.title,
             summary: p.summary,
@@ -700,6 +712,62 @@ impl PostView {
             description,
         }
     }
+
+    /// The absolute URL of the post's card image (`og:image`), or the site's default.
+    pub fn card_image(&self, site: &Site<'_>) -> Option<String> {
+        self.image
+            .as_deref()
+            .or(site.image)
+            .map(|i| absolute_url(site.base, i))
+    }
+}
+
+/// A post's image as the site sees it: an absolute URL as it is, a path on the site as it
+/// is, a path relative to the post resolved against the post's URL (a bundle's own
+/// picture); `None` for what no link preview can fetch (`data:` URLs, nothing at all).
+fn site_image(slug: &str, image: &str) -> Option<String> {
+    let image = image.trim();
+    if image.starts_with("https://") || image.starts_with("http://") || image.starts_with('/') {
+        return Some(image.to_string());
+    }
+    if image.is_empty() || image.contains(':') {
+        return None;
+    }
+    Some(format!(
+        "/posts/{}/{}",
+        crate::routes::encode_component(slug),
+        image.trim_start_matches("./")
+    ))
+}
+
+/// `url` made absolute against the site's base: a protocol-relative or site path gets the
+/// base's scheme and host.
+pub(crate) fn absolute_url(base: &str, url: &str) -> String {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        url.to_string()
+    } else if let Some(rest) = url.strip_prefix("//") {
+        format!("https://{rest}")
+    } else {
+        format!("{base}{url}")
+    }
+}
+
+/// The `src` of the first `<img>` in rendered HTML, its entities decoded: a post's card
+/// image when its front matter names none.
+pub(crate) fn first_image(html: &str) -> Option<String> {
+    let tag = &html[html.find("<img ")?..];
+    let tag = &tag[..tag.find('>')?];
+    let at = tag.find(" src=")? + 5;
+    let value = &tag[at..];
+    let src = match value.chars().next()? {
+        q @ ('"' | '\'') => &value[1..][..value[1..].find(q)?],
+        _ => value.split(' ').next()?,
+    };
+    let src = src
+        .replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'");
+    (!src.is_empty()).then_some(src)
 }
 
 /// Text content of an HTML fragment, cut at a word boundary, for meta descriptions.
@@ -1340,6 +1408,47 @@ mod tests {
             "{h}"
         );
         assert_eq!(h.matches(r#"id="fnref-x""#).count(), 1, "ids stay unique");
+    }
+
+    #[test]
+    fn card_images_resolve_against_the_post_and_the_site() {
+        // (image as written, what the page's og:image says for post `my-post`)
+        let cases = [
+            (
+                "https://cdn.example/a.png",
+                Some("https://cdn.example/a.png"),
+            ),
+            ("/img/a.png", Some("https://blog.example/img/a.png")),
+            (
+                "cover.png",
+                Some("https://blog.example/posts/my-post/cover.png"),
+            ),
+            (
+                "./cover.png",
+                Some("https://blog.example/posts/my-post/cover.png"),
+            ),
+            ("//cdn.example/b.png", Some("https://cdn.example/b.png")),
+            ("data:image/png;base64,AAAA", None),
+            ("  ", None),
+        ];
+        for (written, want) in cases {
+            let got =
+                site_image("my-post", written).map(|i| absolute_url("https://blog.example", &i));
+            assert_eq!(got.as_deref(), want, "{written}");
+        }
+        // The first image of a page, its entities decoded.
+        let cases = [
+            (
+                "<p><img src=\"a.png\" alt=\"x\"></p><img src=\"b.png\">",
+                Some("a.png"),
+            ),
+            ("<img alt='x' src='/q?a=1&amp;b=2'>", Some("/q?a=1&b=2")),
+            ("<p>no picture</p>", None),
+            ("<img alt=\"broken\"", None),
+        ];
+        for (html, want) in cases {
+            assert_eq!(first_image(html).as_deref(), want, "{html}");
+        }
     }
 
     #[test]
