@@ -91,6 +91,9 @@ const MIGRATIONS: &[&str] = &[
         expires    INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX logins_created ON logins(created_at);",
+    // 4: a note on a published post that `nib check` shows: a post whose slug another,
+    // earlier post has is published under a dated slug, and the note names the other file.
+    "ALTER TABLE posts ADD COLUMN note TEXT;",
 ];
 
 /// The columns [`Db::row_to_post`] reads, in its order: a macro, so the queries below
@@ -127,6 +130,8 @@ const TAG_PAGE: &str = concat!(
      WHERE post_tags.tag = ?3
      ORDER BY post_tags.date DESC, post_tags.slug LIMIT ?1 OFFSET ?2"
 );
+const PUBLIC_POST_PATH: &str =
+    "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0";
 const LINK_TARGET: &str = "SELECT id, url FROM links WHERE code = ?1";
 
 pub(crate) struct Db {
@@ -210,6 +215,15 @@ pub(crate) struct Post {
     pub html: String,
     /// A hash of everything above, so an unchanged re-save does not move feed dates.
     pub hash: u64,
+}
+
+/// What became of one file of `posts/` (see [`Db::post_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PostStatus {
+    pub error: Option<String>,
+    pub draft: bool,
+    pub note: Option<String>,
+    pub slug: Option<String>,
 }
 
 /// A public post's place in the newest-first order, and when it last changed.
@@ -448,14 +462,46 @@ impl Db {
             .optional()
     }
 
-    /// The file that already uses `slug` for a public post, other than `path`. Drafts own
-    /// no slug: a draft can never take a published post's URL away.
-    pub fn slug_owner(&self, slug: &str, path: &str) -> rusqlite::Result<Option<String>> {
+    /// The file that already uses `slug` for a public post, other than `path`, and that
+    /// post's date. Drafts own no slug: a draft can never take a published post's URL away.
+    pub fn slug_owner(&self, slug: &str, path: &str) -> rusqlite::Result<Option<(String, i64)>> {
         self.conn
             .prepare_cached(
-                "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0 AND path <> ?2",
+                "SELECT path, date FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0 AND path <> ?2",
             )?
-            .query_row([slug, path], |r| r.get(0))
+            .query_row([slug, path], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    }
+
+    /// Sets (or clears) the note `nib check` shows for a file (see migration 4).
+    pub fn set_post_note(&self, path: &str, note: Option<&str>) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE posts SET note = ?2 WHERE path = ?1 AND note IS NOT ?2")?
+            .execute(params![path, note])?;
+        Ok(())
+    }
+
+    /// What became of a file: its problem, whether it is a draft, and its note; `None`
+    /// when it is not indexed.
+    pub fn post_status(&self, path: &str) -> rusqlite::Result<Option<PostStatus>> {
+        self.conn
+            .prepare_cached("SELECT error, draft, note, slug FROM posts WHERE path = ?1")?
+            .query_row([path], |r| {
+                Ok(PostStatus {
+                    error: r.get(0)?,
+                    draft: r.get(1)?,
+                    note: r.get(2)?,
+                    slug: r.get(3)?,
+                })
+            })
+            .optional()
+    }
+
+    /// The file of the public post at `slug`, for serving its bundle's files.
+    pub fn public_post_path(&self, slug: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .prepare_cached(PUBLIC_POST_PATH)?
+            .query_row([slug], |r| r.get(0))
             .optional()
     }
 
@@ -620,15 +666,19 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// Files rejected only because another file had their slug; retried after changes.
-    pub fn duplicate_paths(&self) -> rusqlite::Result<Vec<String>> {
+    /// Files whose slug depends on another file's: rejected because another had their slug,
+    /// or published under a dated slug (with a note). Indexed again after changes, so a
+    /// post whose rival went away takes its own slug back.
+    pub fn contested_paths(&self) -> rusqlite::Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT path FROM posts WHERE error LIKE 'duplicate slug%' ORDER BY path LIMIT 1000",
+            "SELECT path FROM posts WHERE error LIKE 'duplicate slug%' OR note IS NOT NULL
+             ORDER BY path LIMIT 1000",
         )?;
         stmt.query_map([], |r| r.get(0))?.collect()
     }
 
-    /// Every broken file with its problem, for `nib check` and start-up logs.
+    /// Every broken file with its problem.
+    #[cfg(test)]
     pub fn broken_posts(&self) -> rusqlite::Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT path, error FROM posts WHERE error IS NOT NULL ORDER BY path LIMIT 10000",
@@ -1135,6 +1185,7 @@ mod tests {
         assert!(on, "QPSG is off");
         let queries = [
             ("post by slug", POST_BY_SLUG),
+            ("bundle file", PUBLIC_POST_PATH),
             ("older post", OLDER_POST),
             ("newer post", NEWER_POST),
             ("index page", INDEX_PAGE),
