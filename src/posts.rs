@@ -200,6 +200,7 @@ pub(crate) const MAX_FOLDERS: usize = 10_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Skip {
     NotPost,
+    Leftover,
     Hidden,
     Section,
     NotRegular,
@@ -214,6 +215,7 @@ impl Skip {
     pub(crate) fn reason(self) -> String {
         match self {
             Skip::NotPost => "not a post (only .md and .markdown files are posts)".into(),
+            Skip::Leftover => "an editor's backup or swap file".into(),
             Skip::Hidden => "hidden (its name starts with a dot or #)".into(),
             Skip::Section => "a section file (_index.md), never a post".into(),
             Skip::NotRegular => "not a regular file".into(),
@@ -368,11 +370,7 @@ fn visit(
     // `stat` (a link's target must be looked at to tell a folder from a file).
     let link = kind.is_symlink();
     if !link && !is_post_file(name) {
-        let why = match post_stem(name) {
-            Some("_index") => Skip::Section,
-            _ => Skip::NotPost,
-        };
-        return skip(rel, why, f);
+        return skip(rel, not_a_post(name), f);
     }
     // DirEntry::metadata stats relative to the open folder (no path walk), which made
     // the scan of 10,000 files cheaper; a link is followed the slow way.
@@ -388,11 +386,17 @@ fn visit(
             meta: &m,
             link,
         }),
-        Ok(m) if m.is_file() => match post_stem(name) {
-            Some("_index") => skip(rel, Skip::Section, f),
-            _ => skip(rel, Skip::NotPost, f),
-        },
+        Ok(m) if m.is_file() => skip(rel, not_a_post(name), f),
         _ => skip(rel, Skip::NotRegular, f),
+    }
+}
+
+/// Why a file named `name` (not hidden) is not a post.
+fn not_a_post(name: &str) -> Skip {
+    match post_stem(name) {
+        Some("_index") => Skip::Section,
+        _ if name.ends_with('~') || name.ends_with(".swp") => Skip::Leftover,
+        _ => Skip::NotPost,
     }
 }
 
@@ -1918,6 +1922,7 @@ mod tests {
         let files = [
             "top.md",
             "notes.txt",
+            "x.md~",
             "_index.md",
             ".hidden.md",
             "2020/old.md",
@@ -1963,6 +1968,7 @@ mod tests {
             "skip a/b/c/d/e/f/g/h/i/ TooDeep",
             "skip linked LinkedFolder",
             "skip notes.txt NotPost",
+            "skip x.md~ Leftover",
         ];
         assert_eq!(found, want);
         // What the walk finds is what stays in the index, and nothing else.
