@@ -983,7 +983,9 @@ impl Index {
 /// (`render-2`: posts dated outside the years 1 to 9998, or with front matter nested
 /// deeper than 64, that an older nib stored are refused now.)
 const FINGERPRINT_KEY: &str = "posts_fingerprint";
-const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-2");
+/// (`tree-1`: a file that lost its slug to another is published under a dated slug now,
+/// and a bundle's summary has its relative URLs rebased.)
+const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-2/tree-1");
 
 /// The fingerprint the index was last brought up to date with, when it was by this
 /// version of nib. A different version forgets every file's stamp, so each is parsed again.
