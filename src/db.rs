@@ -93,7 +93,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX logins_created ON logins(created_at);",
     // 4: a note on a published post that `nib check` shows: a post whose slug another,
     // earlier post has is published under a dated slug, and the note names the other file.
-    "ALTER TABLE posts ADD COLUMN note TEXT;",
+    // A table of its own rather than a column: a row only for such posts, and no
+    // `ALTER TABLE`, whose code a fresh database would page in at every cold start.
+    "CREATE TABLE post_notes (path TEXT PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 /// The columns [`Db::row_to_post`] reads, in its order: a macro, so the queries below
@@ -475,9 +477,16 @@ impl Db {
 
     /// Sets (or clears) the note `nib check` shows for a file (see migration 4).
     pub fn set_post_note(&self, path: &str, note: Option<&str>) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE posts SET note = ?2 WHERE path = ?1 AND note IS NOT ?2")?
-            .execute(params![path, note])?;
+        match note {
+            Some(note) => self
+                .conn
+                .prepare_cached("INSERT OR REPLACE INTO post_notes(path, note) VALUES (?1, ?2)")?
+                .execute([path, note])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM post_notes WHERE path = ?1")?
+                .execute([path])?,
+        };
         Ok(())
     }
 
@@ -485,16 +494,25 @@ impl Db {
     /// when it is not indexed.
     pub fn post_status(&self, path: &str) -> rusqlite::Result<Option<PostStatus>> {
         self.conn
-            .prepare_cached("SELECT error, draft, note, slug FROM posts WHERE path = ?1")?
+            .prepare_cached("SELECT error, draft, slug FROM posts WHERE path = ?1")?
             .query_row([path], |r| {
                 Ok(PostStatus {
                     error: r.get(0)?,
                     draft: r.get(1)?,
-                    note: r.get(2)?,
-                    slug: r.get(3)?,
+                    note: None,
+                    slug: r.get(2)?,
                 })
             })
-            .optional()
+            .optional()?
+            .map(|mut status| {
+                status.note = self
+                    .conn
+                    .prepare_cached("SELECT note FROM post_notes WHERE path = ?1")?
+                    .query_row([path], |r| r.get(0))
+                    .optional()?;
+                Ok(status)
+            })
+            .transpose()
     }
 
     /// The file of the public post at `slug`, for serving its bundle's files.
@@ -659,6 +677,7 @@ impl Db {
     }
 
     pub fn delete_post(&self, path: &str) -> rusqlite::Result<bool> {
+        self.set_post_note(path, None)?;
         let n = self
             .conn
             .prepare_cached("DELETE FROM posts WHERE path = ?1")?
@@ -670,11 +689,21 @@ impl Db {
     /// or published under a dated slug (with a note). Indexed again after changes, so a
     /// post whose rival went away takes its own slug back.
     pub fn contested_paths(&self) -> rusqlite::Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT path FROM posts WHERE error LIKE 'duplicate slug%' OR note IS NOT NULL
-             ORDER BY path LIMIT 1000",
-        )?;
-        stmt.query_map([], |r| r.get(0))?.collect()
+        let mut paths: Vec<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT path FROM posts WHERE error LIKE 'duplicate slug%' ORDER BY path LIMIT 1000",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut noted = self
+            .conn
+            .prepare_cached("SELECT path FROM post_notes ORDER BY path LIMIT 1000")?;
+        for p in noted.query_map([], |r| r.get(0))? {
+            paths.push(p?);
+        }
+        paths.sort();
+        Ok(paths)
     }
 
     /// Every broken file with its problem.

@@ -1321,10 +1321,15 @@ fn index_file(
         // A draft is served nowhere, so it competes for no slug.
         Ok(post) if post.draft => Ok(post),
         Ok(mut post) => {
-            let dated = format!("{}-{}", dates::ymd(post.date), post.slug);
+            // The dated slug is made only when the slug is taken: most posts never need it.
+            let mut dated = String::new();
             let mut taken = Vec::new();
             let mut chosen = None;
-            for (i, slug) in [&post.slug, &dated].into_iter().enumerate() {
+            for i in 0..2 {
+                if i == 1 {
+                    dated = format!("{}-{}", dates::ymd(post.date), post.slug);
+                }
+                let slug = if i == 0 { &post.slug } else { &dated };
                 match db.slug_owner(slug, rel)? {
                     Some((other, date)) if (date, other.as_str()) < (post.date, rel) => {
                         taken.push((slug.clone(), other));
