@@ -193,8 +193,9 @@ pub(crate) fn is_post_file(name: &str) -> bool {
 pub(crate) const MAX_DEPTH: usize = 8;
 
 /// How many folders one walk of `posts/` reads; the rest are listed by `nib check`. A
-/// bound on the walk's work however the folder is filled (a `node_modules` dropped in).
-pub(crate) const MAX_FOLDERS: usize = 10_000;
+/// bound on the walk's work however the folder is filled (a `node_modules` dropped in),
+/// well above a site of 10,000 bundles (a folder each, and their year folders).
+pub(crate) const MAX_FOLDERS: usize = 50_000;
 
 /// Why a file or folder under `posts/` is not read as a post (`nib check` lists them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
