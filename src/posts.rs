@@ -1,10 +1,12 @@
 //! The site's posts: turning one markdown file into a [`Post`] (front matter, slug, date,
-//! title, summary, rendered HTML), and keeping the SQLite index in step with `posts/`.
+//! title, summary, rendered HTML), walking the `posts/` tree ([`walk`]: posts in folders,
+//! bundles, and what is not read and why), and keeping the SQLite index in step with it.
 //! There is no watcher thread: before a request, at most every [`CHECK_EVERY`], the loop
-//! asks an inotify descriptor, without blocking, whether anything in `posts/` changed; only
-//! then does [`Index::refresh_if_due`] stat the directory's files and re-read those that
-//! changed, a [`STEP_BUDGET`] at a time, so the loop serves between steps. Start-up and
-//! `nib check` use [`Index::refresh`], which takes every step at once.
+//! asks an inotify descriptor (watching `posts/` and its folders), without blocking,
+//! whether anything changed; only then does [`Index::refresh_if_due`] walk the tree, stat
+//! the post files and re-read those that changed, a [`STEP_BUDGET`] at a time, so the loop
+//! serves between steps. Start-up and `nib check` use [`Index::refresh`], which takes every
+//! step at once.
 
 use std::collections::HashSet;
 use std::fs;
@@ -401,11 +403,18 @@ fn not_a_post(name: &str) -> Skip {
     }
 }
 
+/// What [`still_a_post`] found in each folder of the last path it looked at: the folder's
+/// path under `posts/`, and `None` when it is no real folder, else the name of its bundle's
+/// post, if any. Paths come in order, so the next one mostly has the same folders, and a
+/// folder costs its `stat`s once rather than once a file; it holds at most [`MAX_DEPTH`]
+/// entries, whatever the site's size.
+type SeenFolders = Vec<(String, Option<Option<&'static str>>)>;
+
 /// Whether the file at `rel` under `posts/` is still a post as a walk would find it: a
 /// post file, in real folders (not links) no deeper than [`MAX_DEPTH`], none of which is
 /// a bundle but its own when it is that bundle's `index.md`. A flat `posts/` costs one
 /// `stat` a file, as before folders were read.
-fn still_a_post(root: &Path, rel: &str) -> bool {
+fn still_a_post(root: &Path, rel: &str, seen: &mut SeenFolders) -> bool {
     let (folders, name) = rel.rsplit_once('/').unwrap_or(("", rel));
     if !is_post_file(name) {
         return false;
@@ -416,16 +425,28 @@ fn still_a_post(root: &Path, rel: &str) -> bool {
             return false;
         }
         let own = bundle_folder(rel).is_some();
-        let mut at = root.to_path_buf();
+        let mut end = 0;
         for (i, seg) in folders.split('/').enumerate() {
             if seg.is_empty() || seg.starts_with(['.', '#']) {
                 return false;
             }
-            at.push(seg);
-            if !fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+            end += seg.len() + usize::from(i > 0);
+            let prefix = &folders[..end];
+            let found = match seen.get(i) {
+                Some((p, found)) if p == prefix => *found,
+                _ => {
+                    seen.truncate(i);
+                    let at = root.join(prefix);
+                    let found = fs::symlink_metadata(&at)
+                        .is_ok_and(|m| m.is_dir())
+                        .then(|| bundle_index(&at).map(|(n, _, _)| n));
+                    seen.push((prefix.to_string(), found));
+                    found
+                }
+            };
+            let Some(index) = found else {
                 return false;
-            }
-            let index = bundle_index(&at).map(|(n, _, _)| n);
+            };
             let last = i + 1 == depth;
             match (last, own) {
                 (false, _) | (true, false) if index.is_some() => return false,
@@ -1235,8 +1256,9 @@ fn reconcile(
         }
         if !left {
             let mut gone = Vec::new();
+            let mut seen = SeenFolders::new();
             db.each_post_path(|p| {
-                if !still_a_post(dir, p) {
+                if !still_a_post(dir, p, &mut seen) {
                     gone.push(p.to_string());
                 }
             })?;
@@ -1982,13 +2004,22 @@ mod tests {
         // What the walk finds is what stays in the index, and nothing else.
         for f in files {
             let post = want.contains(&format!("post {f}").as_str());
-            assert_eq!(still_a_post(&dir, f), post, "{f}");
+            // Each alone, and all in order through one memory of the folders seen.
+            assert_eq!(still_a_post(&dir, f, &mut Vec::new()), post, "{f}");
         }
-        assert!(!still_a_post(&dir, "linked/old.md"));
+        let mut sorted = files.to_vec();
+        sorted.sort();
+        let mut seen = SeenFolders::new();
+        for f in sorted {
+            let post = want.contains(&format!("post {f}").as_str());
+            assert_eq!(still_a_post(&dir, f, &mut seen), post, "{f} after others");
+        }
+        assert!(seen.len() <= MAX_DEPTH);
+        assert!(!still_a_post(&dir, "linked/old.md", &mut Vec::new()));
         // A folder that becomes a bundle takes its posts with it.
         fs::write(dir.join("2020/index.md"), "# 2020").unwrap();
-        assert!(!still_a_post(&dir, "2020/old.md"));
-        assert!(still_a_post(&dir, "2020/index.md"));
+        assert!(!still_a_post(&dir, "2020/old.md", &mut Vec::new()));
+        assert!(still_a_post(&dir, "2020/index.md", &mut Vec::new()));
         assert_eq!(slug_name("2020/index.md"), "2020");
         assert_eq!(slug_name("2020/05/deep.markdown"), "deep.markdown");
         assert_eq!(slug_name("top.md"), "top.md");
