@@ -152,10 +152,16 @@ pub(crate) fn bundle_file(app: &App, req: &Request, slug: &str, rel: &str) -> Re
         return Err(Error::NotFound);
     };
     // The folder's path comes from the index, which holds only what a walk of `posts/`
-    // found; it is joined as plain segments all the same.
+    // found; it is joined as plain segments all the same. A walk follows no link to a
+    // folder, but one may have replaced the folder since: the folder must still be where
+    // its path says, inside `posts/`, or `open_static` would stay inside the link's target.
     let Some(dir) = safe_join(&app.cfg.posts_dir, folder) else {
         return Err(Error::NotFound);
     };
+    let root = std::fs::canonicalize(&app.cfg.posts_dir).map_err(|_| Error::NotFound)?;
+    if std::fs::canonicalize(&dir).ok() != Some(root.join(folder)) {
+        return Err(Error::NotFound);
+    }
     match open_static(&dir, rel) {
         Ok((file, meta)) => file_reply(req, &format!("{slug}/{rel}"), file, &meta),
         Err(Missing::Absent | Missing::Refused) => Err(Error::NotFound),

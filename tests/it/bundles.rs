@@ -356,3 +356,32 @@ fn build_copies_bundle_files_beside_their_page() {
     assert!(!out.join("posts/draft-bundle").exists());
     assert!(!out.join("posts/not-ready").exists());
 }
+
+/// A bundle's folder swapped for a link to another folder, between two scans, serves
+/// nothing from the link's target: a file is served only from the folder the index found,
+/// where its path says.
+#[test]
+fn a_bundle_folder_swapped_for_a_link_serves_nothing_from_its_target() {
+    let site = tree_site();
+    site.write("posts/swapped/index.md", "# Swapped\n\n![p](pic.txt)\n")
+        .write("posts/swapped/pic.txt", "the bundle's own file\n")
+        .write("elsewhere/index.md", "# Elsewhere\n")
+        .write("elsewhere/pic.txt", "a file outside posts/\n");
+    let s = TestServer::start(&site);
+    let r = s.get("/posts/swapped/pic.txt");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "the bundle's own file\n")
+    );
+    // Checks come at most every 1.5 s: the next request is answered from the index as
+    // it was before the swap.
+    let posts = site.path().join("posts");
+    std::fs::rename(posts.join("swapped"), site.path().join("aside")).unwrap();
+    std::os::unix::fs::symlink(site.path().join("elsewhere"), posts.join("swapped")).unwrap();
+    let r = s.get("/posts/swapped/pic.txt");
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Once scanned, the link is no post at all.
+    assert!(eventually(Duration::from_millis(2000), || {
+        s.get("/posts/swapped/").status == 404
+    }));
+}
