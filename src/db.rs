@@ -130,6 +130,11 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE posts ADD COLUMN image TEXT;
     UPDATE posts SET mtime = -1;
     DELETE FROM meta WHERE key = 'posts_fingerprint';",
+    // 7: a note on a published post that `nib check` shows: a post whose slug another,
+    // earlier post has is published under a dated slug, and the note names the other file.
+    // A table of its own rather than a column: a row only for such posts, and no
+    // `ALTER TABLE`, whose code a fresh database would page in at every cold start.
+    "CREATE TABLE post_notes (path TEXT PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 /// What the `draft` column of `posts` says (migration 4): whether a post is shown now.
@@ -193,6 +198,8 @@ const TAG_PAGE: &str = concat!(
        AND posts.draft = 0
      ORDER BY post_tags.date DESC, post_tags.slug LIMIT ?1 OFFSET ?2"
 );
+const PUBLIC_POST_PATH: &str =
+    "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0";
 const LINK_TARGET: &str = "SELECT id, url FROM links WHERE code = ?1";
 // Asked for paths every route answered 404 (old URLs of a migrated blog). Of two posts
 // declaring one old URL, the first by file name has it (SQLite's `min` picks its row).
@@ -300,6 +307,15 @@ pub(crate) struct Post {
     pub html: String,
     /// A hash of everything above, so an unchanged re-save does not move feed dates.
     pub hash: u64,
+}
+
+/// What became of one file of `posts/` (see [`Db::post_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PostStatus {
+    pub error: Option<String>,
+    pub draft: bool,
+    pub note: Option<String>,
+    pub slug: Option<String>,
 }
 
 /// A public post's place in the newest-first order, and when it last changed.
@@ -551,15 +567,64 @@ impl Db {
             .optional()
     }
 
-    /// The file that already uses `slug` for a post, other than `path`. Drafts own no slug:
-    /// a draft can never take a published post's URL away. A post waiting for its date
-    /// (or past its expiry) owns its slug, so appearing never takes another's.
-    pub fn slug_owner(&self, slug: &str, path: &str) -> rusqlite::Result<Option<String>> {
+    /// The file that already uses `slug` for a post, other than `path`, and that post's
+    /// date. Drafts own no slug: a draft can never take a published post's URL away. A
+    /// post waiting for its date (or past its expiry) owns its slug, so appearing never
+    /// takes another's.
+    pub fn slug_owner(&self, slug: &str, path: &str) -> rusqlite::Result<Option<(String, i64)>> {
         self.conn
             .prepare_cached(
-                "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND draft <> 1 AND path <> ?2",
+                "SELECT path, date FROM posts WHERE slug = ?1 AND error IS NULL AND draft <> 1 AND path <> ?2",
             )?
-            .query_row([slug, path], |r| r.get(0))
+            .query_row([slug, path], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    }
+
+    /// Sets (or clears) the note `nib check` shows for a file (see migration 4).
+    pub fn set_post_note(&self, path: &str, note: Option<&str>) -> rusqlite::Result<()> {
+        match note {
+            Some(note) => self
+                .conn
+                .prepare_cached("INSERT OR REPLACE INTO post_notes(path, note) VALUES (?1, ?2)")?
+                .execute([path, note])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM post_notes WHERE path = ?1")?
+                .execute([path])?,
+        };
+        Ok(())
+    }
+
+    /// What became of a file: its problem, whether it is a draft, and its note; `None`
+    /// when it is not indexed.
+    pub fn post_status(&self, path: &str) -> rusqlite::Result<Option<PostStatus>> {
+        self.conn
+            .prepare_cached("SELECT error, draft, slug FROM posts WHERE path = ?1")?
+            .query_row([path], |r| {
+                Ok(PostStatus {
+                    error: r.get(0)?,
+                    draft: r.get(1)?,
+                    note: None,
+                    slug: r.get(2)?,
+                })
+            })
+            .optional()?
+            .map(|mut status| {
+                status.note = self
+                    .conn
+                    .prepare_cached("SELECT note FROM post_notes WHERE path = ?1")?
+                    .query_row([path], |r| r.get(0))
+                    .optional()?;
+                Ok(status)
+            })
+            .transpose()
+    }
+
+    /// The file of the public post at `slug`, for serving its bundle's files.
+    pub fn public_post_path(&self, slug: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .prepare_cached(PUBLIC_POST_PATH)?
+            .query_row([slug], |r| r.get(0))
             .optional()
     }
 
@@ -749,6 +814,7 @@ impl Db {
     }
 
     pub fn delete_post(&self, path: &str) -> rusqlite::Result<bool> {
+        self.set_post_note(path, None)?;
         let n = self
             .conn
             .prepare_cached("DELETE FROM posts WHERE path = ?1")?
@@ -756,15 +822,29 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// Files rejected only because another file had their slug; retried after changes.
-    pub fn duplicate_paths(&self) -> rusqlite::Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT path FROM posts WHERE error LIKE 'duplicate slug%' ORDER BY path LIMIT 1000",
-        )?;
-        stmt.query_map([], |r| r.get(0))?.collect()
+    /// Files whose slug depends on another file's: rejected because another had their slug,
+    /// or published under a dated slug (with a note). Indexed again after changes, so a
+    /// post whose rival went away takes its own slug back.
+    pub fn contested_paths(&self) -> rusqlite::Result<Vec<String>> {
+        let mut paths: Vec<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT path FROM posts WHERE error LIKE 'duplicate slug%' ORDER BY path LIMIT 1000",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut noted = self
+            .conn
+            .prepare_cached("SELECT path FROM post_notes ORDER BY path LIMIT 1000")?;
+        for p in noted.query_map([], |r| r.get(0))? {
+            paths.push(p?);
+        }
+        paths.sort();
+        Ok(paths)
     }
 
-    /// Every broken file with its problem, for `nib check` and start-up logs.
+    /// Every broken file with its problem.
+    #[cfg(test)]
     pub fn broken_posts(&self) -> rusqlite::Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT path, error FROM posts WHERE error IS NOT NULL ORDER BY path LIMIT 10000",
@@ -1510,6 +1590,7 @@ mod tests {
         assert!(on, "QPSG is off");
         let queries = [
             ("post by slug", POST_BY_SLUG),
+            ("bundle file", PUBLIC_POST_PATH),
             ("older post", OLDER_POST),
             ("newer post", NEWER_POST),
             ("index page", INDEX_PAGE),

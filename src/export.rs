@@ -131,6 +131,85 @@ fn write_embedded(out: &Path) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Copies the files of every public post bundle (`posts/SLUG/index.md` and what lies
+/// beside it) to `out/posts/SLUG/`, beside the post's page, skipping what the server would
+/// not serve (hidden files, markdown, links that lead out of the folder). Returns how many
+/// files were copied.
+fn copy_bundles(app: &App, out: &Path) -> Result<usize, StartupError> {
+    use std::ops::ControlFlow;
+    let posts_dir = &app.cfg.posts_dir;
+    let mut copied = 0;
+    let mut failed = None;
+    let walked = crate::posts::walk(posts_dir, &mut |found| {
+        let crate::posts::Walked::Post { rel, .. } = found else {
+            return ControlFlow::Continue(());
+        };
+        let Some(folder) = crate::posts::bundle_folder(rel) else {
+            return ControlFlow::Continue(());
+        };
+        let slug = match app.db.post_status(rel) {
+            Ok(Some(s)) if s.error.is_none() && !s.draft => s.slug,
+            Ok(_) => None,
+            Err(e) => {
+                failed = Some(StartupError::from(e));
+                return ControlFlow::Break(());
+            }
+        };
+        let Some(slug) = slug else {
+            return ControlFlow::Continue(());
+        };
+        let from = posts_dir.join(folder);
+        let to = out.join("posts").join(&slug);
+        match copy_bundle(&from, &from, &to, 0) {
+            Ok(n) => copied += n,
+            Err(e) => {
+                failed = Some(StartupError::Other(format!("{}: {e}", from.display())));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    walked.map_err(|e| StartupError::Other(format!("{}: {e}", posts_dir.display())))?;
+    Ok(copied)
+}
+
+/// Copies one bundle folder (`root`, now at `from`) to `to`, as [`copy_bundles`] says, up
+/// to [`crate::posts::MAX_DEPTH`] folders deep. The post's page (`index.html`) is never
+/// replaced by a file of the same name.
+fn copy_bundle(root: &Path, from: &Path, to: &Path, depth: usize) -> io::Result<usize> {
+    let mut n = 0;
+    let real_root = fs::canonicalize(root)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || crate::posts::post_stem(&name).is_some() {
+            continue;
+        }
+        if depth == 0 && name == "index.html" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&*name));
+        // A link may point anywhere; only what stays inside the folder is copied, as only
+        // that is served.
+        if !fs::canonicalize(&src).is_ok_and(|p| p.starts_with(&real_root)) {
+            continue;
+        }
+        let meta = fs::metadata(&src)?;
+        if meta.is_dir() && depth < crate::posts::MAX_DEPTH {
+            n += copy_bundle(root, &src, &dst, depth + 1)?;
+        } else if meta.is_file() {
+            fs::create_dir_all(to)?;
+            fs::copy(&src, &dst)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Shows `done/total` on one terminal line; silent when stderr is not a terminal.
 struct Progress {
     tty: bool,
@@ -343,7 +422,8 @@ pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     let files = copy_static(&app.cfg.static_dir, &out.join("static"), false)
         .and_then(|n| Ok(n + copy_static(&app.cfg.static_dir, out, true)?))
         .map_err(|e| io_err(&app.cfg.static_dir, e))?;
-    let files = files + write_embedded(out).map_err(|e| io_err(out, e))?;
+    let files =
+        files + copy_bundles(app, out)? + write_embedded(out).map_err(|e| io_err(out, e))?;
     if progress.tty {
         eprintln!();
     }

@@ -126,9 +126,16 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
 }
 
 /// `nib check`: indexes the posts into a scratch database (the live one is not touched)
-/// and lists every broken post and duplicate slug. Config problems never get here: loading
-/// the config failed already, naming the key.
+/// and lists, one line each and sorted by path, every file under `posts/` that has a
+/// problem (broken front matter, a duplicate slug with no way out, too big: these make
+/// the exit code 1), every file it does not publish and why (a draft, not a post, a
+/// section file, hidden, too deep...), and every post published under a dated slug with
+/// the file that has its slug. Then the front matter keys nib ignored, with how many posts
+/// use each. Config problems never get here: loading the config failed already, naming the
+/// key.
 fn check(cfg: &Config) -> Result<u8, StartupError> {
+    use std::collections::BTreeMap;
+    use std::ops::ControlFlow;
     if !cfg.posts_dir.is_dir() {
         eprintln!("nib: {}: no posts folder", cfg.posts_dir.display());
         return Ok(1);
@@ -142,32 +149,86 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
     index.shortcodes = app::site_shortcodes(cfg);
     let started = Instant::now();
     let r = index.refresh(&db, &cfg.posts_dir);
-    let broken = db.broken_posts()?;
+    let broken = db.count_broken()?;
     let public = db.count_public()?;
     let shortcodes = shortcode_problems(cfg, &db, &index.shortcodes)?;
     println!(
-        "checked {} files in {} ms: {public} public posts, {} with problems",
+        "checked {} files in {} ms: {public} public posts, {broken} with problems",
         r.parsed,
         started.elapsed().as_millis(),
-        broken.len()
     );
-    for (path, problem) in &broken {
-        println!("{}: {problem}", cfg.posts_dir.join(path).display());
+    // (path, what), sorted by path for a stable report; one line a file.
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut ignored: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failed = None;
+    let walked = posts::walk(&cfg.posts_dir, &mut |found| {
+        match found {
+            posts::Walked::Post { rel, .. } => match db.post_status(rel) {
+                Ok(Some(status)) => {
+                    if let Some(problem) = status.error {
+                        lines.push((rel.to_string(), problem));
+                        return ControlFlow::Continue(());
+                    }
+                    if status.draft {
+                        lines.push((rel.to_string(), "not published: a draft".into()));
+                    }
+                    if let Some(note) = status.note {
+                        lines.push((rel.to_string(), note));
+                    }
+                    // Read again for its keys only: a file that parsed once parses again.
+                    let text = std::fs::read_to_string(cfg.posts_dir.join(rel));
+                    if let Ok(keys) = text
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| posts::ignored_keys(&t))
+                    {
+                        for k in keys {
+                            *ignored.entry(k).or_default() += 1;
+                        }
+                    }
+                }
+                // Added since the refresh: the next check sees it.
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            },
+            posts::Walked::Skipped { rel, why } => {
+                lines.push((rel.to_string(), format!("not published: {}", why.reason())));
+            }
+            posts::Walked::Folder { .. } => {}
+        }
+        ControlFlow::Continue(())
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if let Err(e) = walked {
+        eprintln!("nib: {}: {e}", cfg.posts_dir.display());
+        return Ok(1);
+    }
+    // Served all the same: warnings, not problems. A post dated by its file's modification
+    // time, or one showing a shortcode as text, is published; a migrated site's check
+    // passes while the owner fixes them.
+    for (path, note) in db.post_notes()? {
+        lines.push((path, format!("warning: {note}")));
+    }
+    lines.sort();
+    for (path, what) in &lines {
+        println!("{}: {what}", cfg.posts_dir.join(path).display());
     }
     for line in &shortcodes {
         println!("{line}");
-    }
-    // Served all the same: a warning, not a problem. A shortcode shown as text degrades a
-    // page but publishes it, so a migrated site's check passes while the owner ports its
-    // templates.
-    for (path, note) in db.post_notes()? {
-        println!("{}: warning: {note}", cfg.posts_dir.join(path).display());
     }
     let old_urls = posts::alias_problems(&db, &cfg.db_path, &cfg.static_dir)?;
     for (path, problem) in &old_urls {
         println!("{}: {problem}", cfg.posts_dir.join(path).display());
     }
-    Ok(if broken.is_empty() && old_urls.is_empty() {
+    for (key, n) in &ignored {
+        let posts = if *n == 1 { "post" } else { "posts" };
+        println!("front matter key {key:?} is ignored: used by {n} {posts}");
+    }
+    Ok(if broken == 0 && old_urls.is_empty() {
         0
     } else {
         1

@@ -8,6 +8,7 @@
 mod common;
 
 mod blog;
+mod bundles;
 mod e2e_bookmarklet;
 mod export;
 mod html_valid;
