@@ -204,11 +204,7 @@ fn posts_in_folders_are_found_by_title_in_the_sitemap() {
     ] {
         assert_eq!(s.get(url).status, 404, "{url}");
     }
-    assert_eq!(
-        sitemap.matches("/posts/").count(),
-        cases.len(),
-        "{sitemap}"
-    );
+    assert_eq!(sitemap.matches("/posts/").count(), cases.len(), "{sitemap}");
 }
 
 /// Two posts with one slug are both published, the later under its date, and each
