@@ -313,7 +313,10 @@ pub(crate) struct Post {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PostStatus {
     pub error: Option<String>,
-    pub draft: bool,
+    /// Whether and why it is not shown: the `draft` column (see [`Visibility`]).
+    pub hidden: Option<Visibility>,
+    /// When a post waiting for its date appears.
+    pub publish_at: Option<i64>,
     pub note: Option<String>,
     pub slug: Option<String>,
 }
@@ -599,11 +602,18 @@ impl Db {
     /// when it is not indexed.
     pub fn post_status(&self, path: &str) -> rusqlite::Result<Option<PostStatus>> {
         self.conn
-            .prepare_cached("SELECT error, draft, slug FROM posts WHERE path = ?1")?
+            .prepare_cached("SELECT error, draft, slug, publish_at FROM posts WHERE path = ?1")?
             .query_row([path], |r| {
+                let hidden = match r.get::<_, i64>(1)? {
+                    0 => None,
+                    2 => Some(Visibility::Waiting),
+                    3 => Some(Visibility::Expired),
+                    _ => Some(Visibility::Draft),
+                };
                 Ok(PostStatus {
                     error: r.get(0)?,
-                    draft: r.get(1)?,
+                    hidden,
+                    publish_at: r.get(3)?,
                     note: None,
                     slug: r.get(2)?,
                 })

@@ -148,7 +148,7 @@ fn copy_bundles(app: &App, out: &Path) -> Result<usize, StartupError> {
             return ControlFlow::Continue(());
         };
         let slug = match app.db.post_status(rel) {
-            Ok(Some(s)) if s.error.is_none() && !s.draft => s.slug,
+            Ok(Some(s)) if s.error.is_none() && s.hidden.is_none() => s.slug,
             Ok(_) => None,
             Err(e) => {
                 failed = Some(StartupError::from(e));

@@ -169,8 +169,19 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
                         lines.push((rel.to_string(), problem));
                         return ControlFlow::Continue(());
                     }
-                    if status.draft {
-                        lines.push((rel.to_string(), "not published: a draft".into()));
+                    let hidden = match (status.hidden, status.publish_at) {
+                        (Some(db::Visibility::Waiting), Some(at)) => Some(format!(
+                            "not published: scheduled for {}",
+                            dates::rfc3339(at)
+                        )),
+                        (Some(db::Visibility::Expired), _) => {
+                            Some("not published: past its expiryDate".to_string())
+                        }
+                        (Some(_), _) => Some("not published: a draft".to_string()),
+                        (None, _) => None,
+                    };
+                    if let Some(why) = hidden {
+                        lines.push((rel.to_string(), why));
                     }
                     if let Some(note) = status.note {
                         lines.push((rel.to_string(), note));

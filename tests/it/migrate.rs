@@ -409,3 +409,48 @@ fn the_export_redirects_old_urls_to_their_posts() {
     }
     assert!(err.contains("old URLs"), "{err}");
 }
+
+#[test]
+fn check_says_why_a_scheduled_or_expired_post_is_not_published() {
+    let site = Site::new();
+    site.post("future.md", "---\ntitle: Later\ndate: 2999-01-02\n---\nx\n")
+        .post(
+            "gone.md",
+            "---\ntitle: Gone\ndate: 2001-01-01\nexpiryDate: 2002-01-01\n---\nx\n",
+        )
+        .post(
+            "later.md",
+            "---\ntitle: Later too\ndate: 2001-01-01\npublishDate: 2998-05-06T07:08:09Z\n---\nx\n",
+        )
+        .post(
+            "draft.md",
+            "---\ntitle: D\ndate: 2001-01-01\ndraft: true\n---\nx\n",
+        )
+        .post("now.md", "---\ntitle: Now\ndate: 2001-01-01\n---\nx\n");
+    let (code, out, err) = nib(&site, &["check"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 public posts"), "{out}");
+    let line = |file: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("posts/{file}: ")))
+            .unwrap_or_else(|| panic!("no line for {file}: {out}"))
+            .to_string()
+    };
+    assert!(
+        line("future.md").ends_with("not published: scheduled for 2999-01-02T00:00:00Z"),
+        "{out}"
+    );
+    assert!(
+        line("later.md").ends_with("not published: scheduled for 2998-05-06T07:08:09Z"),
+        "{out}"
+    );
+    assert!(
+        line("gone.md").ends_with("not published: past its expiryDate"),
+        "{out}"
+    );
+    assert!(
+        line("draft.md").ends_with("not published: a draft"),
+        "{out}"
+    );
+    assert!(!out.contains("posts/now.md"), "{out}");
+}
