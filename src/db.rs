@@ -994,11 +994,13 @@ impl Db {
         .collect()
     }
 
-    /// The newest `limit` public posts' keys of one tag: a tag's feed.
+    /// The newest `limit` public posts' keys of one tag: a tag's feed. (`post_tags` also
+    /// holds the tags of posts waiting for their date.)
     pub fn tag_post_keys(&self, tag: &str, limit: u32) -> rusqlite::Result<Vec<PostKey>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT t.date, t.slug, p.updated FROM post_tags t JOIN posts p ON p.id = t.post_id
-              WHERE t.tag = ?1 ORDER BY t.date DESC, t.slug LIMIT ?2",
+              WHERE t.tag = ?1 AND p.error IS NULL AND p.draft = 0
+              ORDER BY t.date DESC, t.slug LIMIT ?2",
         )?;
         stmt.query_map(params![tag, limit], |r| {
             Ok(PostKey {

@@ -166,7 +166,12 @@ fn a_future_post_appears_and_an_expiring_one_goes_on_their_own() {
     );
     let s = TestServer::start(&site);
     assert!(now() < at - 1, "nib took over 4 s to start");
-    let hidden = ["/posts/future/", "/posts/later/", "/tags/soon/"];
+    let hidden = [
+        "/posts/future/",
+        "/posts/later/",
+        "/tags/soon/",
+        "/tags/soon/feed.xml",
+    ];
     for path in hidden {
         assert_eq!(s.get(path).status, 404, "{path}");
     }
@@ -177,6 +182,7 @@ fn a_future_post_appears_and_an_expiring_one_goes_on_their_own() {
         ("/feed.xml", s.get("/feed.xml").text()),
         ("/sitemap.xml", s.get("/sitemap.xml").text()),
         ("/tags/", s.get("/tags/").text()),
+        ("/feed.json", s.get("/feed.json").text()),
     ] {
         assert!(!text.contains("From the future"), "{path}: {text}");
         assert!(!text.contains("/posts/future/"), "{path}: {text}");
@@ -195,6 +201,11 @@ fn a_future_post_appears_and_an_expiring_one_goes_on_their_own() {
     assert_eq!(s.get("/posts/later/").status, 200);
     assert_eq!(s.get("/posts/going/").status, 404);
     assert_eq!(s.get("/tags/soon/").status, 200);
+    assert!(
+        s.get("/tags/soon/feed.xml")
+            .text()
+            .contains("/posts/future/")
+    );
     let front = s.get("/");
     assert_ne!(
         front.header("ETag").unwrap(),
