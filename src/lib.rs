@@ -5,6 +5,18 @@
 
 pub use config::Args;
 
+/// A small deterministic random generator for the fuzz-style unit tests: `next(n)` is a
+/// number below `n`, the same sequence on every run, so a failure repeats.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}
+
 /// What the integration tests reach inside the crate: the cookie format (to forge and
 /// replay cookies), the guard's header deadline and the `/proc` status parser.
 #[doc(hidden)]

@@ -1147,13 +1147,7 @@ mod tests {
             "> {{< gist a b >}}\n",
             "$a$ and $$b$$\n",
         ];
-        let mut seed: u64 = 0x1234_5678_9abc_def1;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x1234_5678_9abc_def1);
         for _ in 0..500 {
             let mut body = String::new();
             for _ in 0..(2 + next(10)) {
@@ -1287,13 +1281,7 @@ mod tests {
             .flatten()
             .collect();
         // A small deterministic generator, so a failure is the same on every run.
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x2545_f491_4f6c_dd1d);
         for _ in 0..3000 {
             let mut body = String::new();
             for _ in 0..(2 + next(8)) {

@@ -1932,13 +1932,7 @@ mod tests {
             ("note", "<div>{{ body }}</div>"),
             ("img", "<i>{{ src }}</i>"),
         ]);
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2000 {
             let mut body = String::new();
             for _ in 0..(1 + next(60)) {
