@@ -297,6 +297,38 @@ pub(crate) fn readable_now(fd: RawFd) -> io::Result<bool> {
     Ok(n == 1 && p.revents & libc::POLLIN != 0)
 }
 
+/// Waits at most `timeout_ms` for any of `fds` to be ready for `events` (`POLLIN`,
+/// `POLLOUT`, see [`Ready`]); returns, for each, whether it is ready or in error (a
+/// closed or reset connection, which its next send reports).
+pub(crate) fn poll_ready(fds: &[(RawFd, Ready)], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut set: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, r)| libc::pollfd {
+            fd,
+            events: match r {
+                Ready::Read => libc::POLLIN,
+                Ready::Write => libc::POLLOUT,
+            },
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `set` is a vector of pollfd we own, and its length is the count given; the
+    // kernel writes only their `revents`.
+    let rc = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, timeout_ms) };
+    match check(rc) {
+        Ok(_) => Ok(set.iter().map(|p| p.revents != 0).collect()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(vec![false; fds.len()]),
+        Err(e) => Err(e),
+    }
+}
+
+/// What [`poll_ready`] waits for on a descriptor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ready {
+    Read,
+    Write,
+}
+
 /// Raises the soft limit on open files to the hard limit.
 pub(crate) fn raise_nofile_limit() -> io::Result<()> {
     let mut r = libc::rlimit {

@@ -1043,3 +1043,45 @@ fn sighup_during_a_download_serves_new_connections_at_once_and_finishes_it() {
     // The successor serves on, from the same socket.
     assert!(quick_get(s.addr, "/") < Duration::from_secs(1));
 }
+
+/// Twenty clients that GET a 12 MB file (more than loopback socket buffers hold) and
+/// read nothing hold no writer thread each (they held one apiece, 16 to 24 KB of stack):
+/// their bodies wait in the writers' park, so nib's threads grow by at most tiny_http's one
+/// per connection and the park's; other visitors are served meanwhile, and every download
+/// arrives whole once its client reads.
+#[test]
+fn stalled_downloads_wait_in_the_park_not_on_a_thread_each() {
+    const N: usize = 20;
+    const SIZE: usize = 12 << 20;
+    let site = site();
+    site.write("static/big.bin", &"x".repeat(SIZE));
+    let s = TestServer::start(&site);
+    assert_eq!(s.get("/").status, 200);
+    let base = vm_kb(s.pid(), "Threads");
+    // One after the other, each once the last answer has begun (its head and the start of
+    // its body wait in the socket): a burst of connections can wait behind tiny_http's
+    // pool, which is not what this pins.
+    let conns: Vec<TcpStream> = (0..N)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.addr).unwrap();
+            c.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut first = [0u8; 1];
+            c.peek(&mut first).expect("the answer begins");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let threads = vm_kb(s.pid(), "Threads");
+    assert!(
+        threads <= base + N as u64 + 2,
+        "{threads} threads with {N} stalled downloads (baseline {base})"
+    );
+    assert_eq!(s.get("/posts/hello/").status, 200);
+    for c in conns {
+        let r = read_response(&mut BufReader::new(c), false);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), SIZE, "the download arrives whole");
+    }
+}
