@@ -9,6 +9,7 @@ mod common;
 
 mod blog;
 mod e2e_bookmarklet;
+mod e2e_public;
 mod export;
 mod html_valid;
 mod lifecycle;
