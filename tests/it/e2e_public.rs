@@ -3,8 +3,8 @@
 //! post with long code in several highlighted languages, a wide table, footnotes, a long
 //! address and an image, the markdown showcase, the tags page, a tag page, the 404 page) is
 //! looked at 390 px wide, in the light and the dark colour scheme. None may scroll sideways,
-//! each has exactly one `<h1>`, axe-core finds nothing serious or critical (when it is
-//! installed, see `.ci/run`), and every highlighted token of code keeps 4.5:1 contrast on
+//! each has exactly one `<h1>`, axe-core finds nothing serious or critical, tap targets
+//! included (when it is installed, see `.ci/run`), and every highlighted token of code keeps 4.5:1 contrast on
 //! the background it is drawn on. With `NIB_SCREENSHOTS=DIR` the test also saves pictures
 //! of the front page and the post at 390 and 1280 px in both schemes, for a person to look
 //! at. Without chromium and chromedriver the test says so and passes (under
@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::common::*;
-use crate::e2e_bookmarklet::{Driver, axe_findings, axe_script};
+use crate::e2e_bookmarklet::{Driver, axe_script};
 use serde_json::{Value, json};
 
 /// The public pages, each a different template or a different shape of content.
@@ -89,6 +89,34 @@ document.querySelectorAll('pre code, pre code span').forEach(function (e) {
 return bad;
 "#;
 
+/// The links standing on their own (tag pills, the header's links, the pagers) less than
+/// 24 px tall, WCAG 2.2's least tap target; axe-core's rule passes any link in a line of
+/// text, which the pills are.
+const SMALL_TARGETS: &str = r#"
+var bad = [];
+document.querySelectorAll('.tag, .site-title, .site-nav a, .pager a, .post-nav a').forEach(function (e) {
+  var r = e.getBoundingClientRect();
+  if (r.height < 24) bad.push(e.className + ' ' + e.textContent.trim() + ': ' + r.height.toFixed(1) + ' px');
+});
+return bad;
+"#;
+
+/// The serious and critical axe-core findings on the current page, one line each, with
+/// the tap target rule (WCAG 2.2's 24 px, which axe-core leaves off by default) turned on.
+fn axe_findings(d: &Driver, axe: &str) -> Vec<String> {
+    d.js(axe);
+    let v = d.cmd(
+        "POST",
+        "/execute/async",
+        Some(json!({"script": "var done = arguments[arguments.length - 1]; axe.run(document, {resultTypes: ['violations'], rules: {'target-size': {enabled: true}}}).then(function (r) { done(r.violations.filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; }).map(function (v) { return v.id + ': ' + v.nodes.map(function (n) { return n.target.join(' '); }).join(', '); })); }, function (e) { done(['axe failed: ' + e]); });", "args": []})),
+    );
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| x.as_str().unwrap_or("").to_string())
+        .collect()
+}
+
 /// What is wrong with one page at 390 px, one line each: a sideways scroll, other than one
 /// `<h1>`, code hard to read, anything serious for axe-core.
 fn page_problems(
@@ -108,6 +136,10 @@ fn page_problems(
     let h1s = d.js("return document.querySelectorAll('h1').length");
     if h1s != 1 {
         problems.push(format!("{page} has {h1s} <h1>"));
+    }
+    let small = d.js(SMALL_TARGETS);
+    for b in small.as_array().into_iter().flatten() {
+        problems.push(format!("{page} tap target under 24 px: {b}"));
     }
     let bad = d.js(CODE_CONTRAST);
     for b in bad.as_array().into_iter().flatten() {
