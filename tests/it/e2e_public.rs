@@ -8,7 +8,9 @@
 //! the background it is drawn on. With `NIB_SCREENSHOTS=DIR` the test also saves pictures
 //! of the front page and the post at 390 and 1280 px in both schemes, for a person to look
 //! at. Without chromium and chromedriver the test says so and passes (under
-//! `NIB_REQUIRE_TOOLS=1`, fails).
+//! `NIB_REQUIRE_TOOLS=1`, fails). A second test, without a browser, reads the same pages'
+//! heads: one canonical address (none on the 404 page), and feeds advertised that answer,
+//! a tag page's own first.
 
 use std::path::Path;
 
@@ -301,4 +303,64 @@ fn public_pages_fit_a_phone_and_pass_axe_in_light_and_dark() {
         screenshots(&d, &base, scheme);
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The `<link>`s of a page's head with `rel="rel"`, as (type, href) in their order.
+fn head_links(html: &str, rel: &str) -> Vec<(String, String)> {
+    let head = html.split("</head>").next().unwrap_or("");
+    let attr = |tag: &str, name: &str| {
+        tag.split(&format!(" {name}=\""))
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    head.split("<link ")
+        .skip(1)
+        .map(|t| format!(" {}", t.split('>').next().unwrap_or("")))
+        .filter(|t| attr(t, "rel") == rel)
+        .map(|t| (attr(&t, "type"), attr(&t, "href")))
+        .collect()
+}
+
+#[test]
+fn reading_pages_advertise_feeds_that_answer_and_the_404_names_no_canonical() {
+    let site = Site::new();
+    let s = public_site(&site);
+    let site_feeds = ["/feed.xml", "/rss.xml", "/feed.json"];
+    for (page, own) in [
+        ("/", None),
+        ("/page/2/", None),
+        ("/posts/hard-shapes/", None),
+        ("/tags/", None),
+        ("/tags/rust/", Some("/tags/rust/feed.xml")),
+    ] {
+        let html = s.get(page).text();
+        let canonical = head_links(&html, "canonical");
+        assert_eq!(canonical.len(), 1, "{page}: {canonical:?}");
+        assert!(canonical[0].1.ends_with(page), "{page}: {canonical:?}");
+        let feeds = head_links(&html, "alternate");
+        let paths: Vec<String> = feeds
+            .iter()
+            .map(|(_, href)| {
+                let rest = href.split_once("://").map_or(href.as_str(), |(_, r)| r);
+                rest[rest.find('/').unwrap_or(rest.len())..].to_string()
+            })
+            .collect();
+        // A page's own feed first, for a reader that takes the first one offered.
+        let want: Vec<&str> = own.into_iter().chain(site_feeds).collect();
+        assert_eq!(paths, want, "{page}");
+        for (path, (kind, _)) in paths.iter().zip(&feeds) {
+            let r = s.get(path);
+            assert_eq!(r.status, 200, "{page} advertises {path}");
+            let served = r.header("content-type").unwrap_or("");
+            assert!(
+                served.starts_with(kind.as_str()),
+                "{path}: {served} for {kind}"
+            );
+        }
+    }
+    let missing = s.get("/no/such/page");
+    assert_eq!(missing.status, 404);
+    assert_eq!(head_links(&missing.text(), "canonical"), vec![]);
 }
