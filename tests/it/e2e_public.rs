@@ -6,7 +6,7 @@
 //! each has exactly one `<h1>`, axe-core finds nothing serious or critical, tap targets
 //! included (when it is installed, see `.ci/run`), and every highlighted token of code keeps 4.5:1 contrast on
 //! the background it is drawn on. With `NIB_SCREENSHOTS=DIR` the test also saves pictures
-//! of the front page and the post at 390 and 1280 px in both schemes, for a person to look
+//! of each kind of page at 390 and 1280 px in both schemes, for a person to look
 //! at. Without chromium and chromedriver the test says so and passes (under
 //! `NIB_REQUIRE_TOOLS=1`, fails). A second test, without a browser, reads the same pages'
 //! heads: one canonical address (none on the 404 page), and feeds advertised that answer,
@@ -27,7 +27,7 @@ const PAGES: [&str; 8] = [
     "/tags/",
     "/tags/rust/",
     "/tags/markdown/",
-    "/no/such/page",
+    "/no/such/page/under/a/long/address/that/has/no/place/to/break/and_goes_on_and_on_and_on",
 ];
 
 /// The example site's posts and image, the post of hard shapes, three posts a page (so
@@ -167,6 +167,24 @@ fn the_post_shows_every_token(d: &Driver, base: &str) {
     assert_eq!(classes, json!(want), "token kinds on the post");
 }
 
+/// The front page names the site in an `<h1>`, the others in a link: both look the same,
+/// the same size in the same place, with the header's rule at the same height.
+fn the_site_title_looks_the_same_on_every_page(d: &Driver, base: &str) {
+    let measure = "var t = document.querySelector('.site-title'), r = t.getBoundingClientRect(), h = document.querySelector('.site-header').getBoundingClientRect(), s = getComputedStyle(t); return [s.fontSize, s.fontWeight, s.color, r.left, Math.round(r.top), Math.round(h.bottom)];";
+    d.go(&format!("{base}/"));
+    d.wait_find("h1");
+    let front = d.js(measure);
+    for page in ["/tags/", "/posts/hard-shapes/"] {
+        d.go(&format!("{base}{page}"));
+        d.wait_find("h1");
+        assert_eq!(
+            d.js(measure),
+            front,
+            "the site title on {page} and on the front page"
+        );
+    }
+}
+
 /// Presses one key (a WebDriver key code such as Tab's `\u{E004}`) on the page.
 fn press(d: &Driver, key: &str) {
     d.cmd(
@@ -247,8 +265,8 @@ fn decode_base64(text: &str) -> Vec<u8> {
     out
 }
 
-/// The pictures `NIB_SCREENSHOTS` asks for: the front page and the post, at 390 and 1280
-/// px, in `scheme`.
+/// The pictures `NIB_SCREENSHOTS` asks for: each kind of page at 390 and 1280 px in
+/// `scheme`, and the post with its skip link focused.
 fn screenshots(d: &Driver, base: &str, scheme: &str) {
     let Some(dir) = std::env::var_os("NIB_SCREENSHOTS") else {
         return;
@@ -257,7 +275,14 @@ fn screenshots(d: &Driver, base: &str, scheme: &str) {
     std::fs::create_dir_all(dir).expect("screenshot dir");
     for width in [390, 1280] {
         d.viewport(width);
-        for (name, page) in [("front", "/"), ("post", "/posts/hard-shapes/")] {
+        for (name, page) in [
+            ("page2", "/page/2/"),
+            ("tags", "/tags/"),
+            ("tag", "/tags/rust/"),
+            ("404", "/no/such/page"),
+            ("front", "/"),
+            ("post", "/posts/hard-shapes/"),
+        ] {
             d.go(&format!("{base}{page}"));
             d.wait_find("h1");
             screenshot(d, dir, &format!("{name}-{width}-{scheme}"), width);
@@ -289,6 +314,7 @@ fn public_pages_fit_a_phone_and_pass_axe_in_light_and_dark() {
     d.open_session(&chromium, profile.path());
     d.viewport(390);
     the_post_shows_every_token(&d, &base);
+    the_site_title_looks_the_same_on_every_page(&d, &base);
     for page in ["/", "/posts/hard-shapes/"] {
         the_skip_link_comes_first_and_skips(&d, &base, page);
     }
