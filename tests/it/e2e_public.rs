@@ -280,6 +280,7 @@ fn screenshots(d: &Driver, base: &str, scheme: &str) {
             ("tags", "/tags/"),
             ("tag", "/tags/rust/"),
             ("404", "/no/such/page"),
+            ("showcase", "/posts/markdown-showcase/"),
             ("front", "/"),
             ("post", "/posts/hard-shapes/"),
         ] {
