@@ -91,12 +91,12 @@ document.querySelectorAll('pre code, pre code span').forEach(function (e) {
 return bad;
 "#;
 
-/// The links standing on their own (tag pills, the header's links, the pagers) less than
-/// 24 px tall, WCAG 2.2's least tap target; axe-core's rule passes any link in a line of
-/// text, which the pills are.
+/// The links standing on their own (tag pills, the header's links, the pagers, a
+/// footnote's number) less than 24 px tall, WCAG 2.2's least tap target; axe-core's rule
+/// passes any link in a line of text, which the pills are.
 const SMALL_TARGETS: &str = r#"
 var bad = [];
-document.querySelectorAll('.tag, .site-title, .site-nav a, .pager a, .post-nav a').forEach(function (e) {
+document.querySelectorAll('.tag, .site-title, .site-nav a, .pager a, .post-nav a, .footnote-definition-label a').forEach(function (e) {
   var r = e.getBoundingClientRect();
   if (r.height < 24) bad.push(e.className + ' ' + e.textContent.trim() + ': ' + r.height.toFixed(1) + ' px');
 });
