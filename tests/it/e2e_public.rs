@@ -266,7 +266,7 @@ fn decode_base64(text: &str) -> Vec<u8> {
 }
 
 /// The pictures `NIB_SCREENSHOTS` asks for: each kind of page at 390 and 1280 px in
-/// `scheme`, and the post with its skip link focused.
+/// `scheme`, and the post with its skip link focused, then its first tag.
 fn screenshots(d: &Driver, base: &str, scheme: &str) {
     let Some(dir) = std::env::var_os("NIB_SCREENSHOTS") else {
         return;
@@ -290,6 +290,11 @@ fn screenshots(d: &Driver, base: &str, scheme: &str) {
         }
         press(d, TAB);
         screenshot(d, dir, &format!("post-{width}-{scheme}-skip-link"), width);
+        // Past the site title and the one header link: the first tag pill.
+        for _ in 0..3 {
+            press(d, TAB);
+        }
+        screenshot(d, dir, &format!("post-{width}-{scheme}-focused-tag"), width);
     }
     d.viewport(390);
 }
