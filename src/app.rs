@@ -55,11 +55,15 @@ impl App {
             .map(|m| m.len() ^ dates::mtime(&m).as_secs())
             .unwrap_or(0);
         let config_fingerprint = cfg.fingerprint() ^ build.rotate_left(17);
+        // With the site's templates, so a refresh never renders posts without them (the
+        // server hands over the index it opened the site with anyway).
+        let mut index = Index::new();
+        index.shortcodes = site_shortcodes(&cfg);
         let next_schedule = db.next_schedule()?;
         Ok(App {
             cfg,
             db,
-            index: Index::new(),
+            index,
             site,
             next_schedule,
             config_fingerprint,
@@ -159,6 +163,7 @@ impl App {
             base: self.cfg.base(),
             nav: &self.cfg.nav,
             footer: &self.cfg.footer,
+            image: self.cfg.image.as_deref(),
         }
     }
 
@@ -199,6 +204,7 @@ pub(crate) fn open_site(cfg: &Config) -> Result<(Db, Index, crate::posts::Refres
     }
     let mut index = Index::new();
     index.max_post_bytes = cfg.max_post_kb * 1024;
+    index.shortcodes = site_shortcodes(cfg);
     let r = index.refresh(&db, &cfg.posts_dir);
     // Posts whose time came while nib was not running (their files unchanged) are shown,
     // and expired ones hidden, before anything is served or exported.
@@ -206,4 +212,14 @@ pub(crate) fn open_site(cfg: &Config) -> Result<(Db, Index, crate::posts::Refres
         eprintln!("nib: showing or hiding scheduled posts: {e}");
     }
     Ok((db, index, r))
+}
+
+/// The site's shortcode templates: `shortcodes/` beside `posts/`, read at start; the
+/// index reads them again when their folder changes.
+pub(crate) fn site_shortcodes(cfg: &Config) -> crate::shortcodes::Templates {
+    let site = cfg
+        .posts_dir
+        .parent()
+        .unwrap_or_else(|| std::path::Path::new("."));
+    crate::shortcodes::Templates::load(site)
 }

@@ -245,6 +245,7 @@ struct FileConfig {
     admin_token: Option<String>,
     nav: Option<Vec<NavLink>>,
     footer: Option<Vec<NavLink>>,
+    image: Option<String>,
     timezone: Option<String>,
     old_permalinks: Option<String>,
 }
@@ -289,6 +290,8 @@ pub(crate) struct Config {
     pub nav: Vec<NavLink>,
     /// Links added to the footer line.
     pub footer: Vec<NavLink>,
+    /// The card image (`og:image`) of pages without one: a path on the site or a URL.
+    pub image: Option<String>,
     /// The site's `timezone`: dates written without an offset are read in it, and
     /// "today" is its day.
     pub timezone: crate::dates::Zone,
@@ -348,6 +351,19 @@ impl Config {
             None => default_nav(),
         };
         let footer = nav_links("footer", file.footer.unwrap_or_default())?;
+        let image = file
+            .image
+            .map(|i| {
+                let i = i.trim().to_string();
+                if link_url_ok(&i) {
+                    Ok(i)
+                } else {
+                    Err(StartupError::Config(
+                        "image: must start with / or http:// or https://".into(),
+                    ))
+                }
+            })
+            .transpose()?;
         let timezone = timezone(file.timezone.as_deref())?;
         let old_permalinks = file
             .old_permalinks
@@ -380,6 +396,7 @@ impl Config {
             admin_token,
             nav,
             footer,
+            image,
             timezone,
             old_permalinks,
         })
@@ -417,6 +434,8 @@ impl Config {
                 }
             }
         }
+        h.write(self.image.as_deref().unwrap_or("").as_bytes());
+        h.write(&[0]);
         // Dates are shown in the site's zone when they were written without one.
         h.write(self.timezone.key().as_bytes());
         h.finish()
@@ -452,9 +471,7 @@ fn nav_links(key: &str, links: Vec<NavLink>) -> Result<Vec<NavLink>, StartupErro
             if title.is_empty() || title.chars().any(char::is_control) {
                 return Err(bad("title must be some text on one line"));
             }
-            let local = url.starts_with('/') && !url.starts_with("//");
-            let web = url.starts_with("https://") || url.starts_with("http://");
-            if !(local || web) || url.chars().any(|c| c.is_control() || c == ' ') {
+            if !link_url_ok(url) {
                 return Err(bad("url must start with / or http:// or https://"));
             }
             Ok(NavLink {
@@ -473,6 +490,14 @@ fn timezone(v: Option<&str>) -> Result<crate::dates::Zone, StartupError> {
     };
     crate::dates::Zone::parse(text, Path::new("/usr/share/zoneinfo"))
         .map_err(|e| StartupError::Config(format!("timezone: {e}")))
+}
+
+/// Whether `url` is a path on this site (`/about/`, not `//elsewhere`) or an http(s)
+/// address, on one line: what a link or image setting may hold.
+fn link_url_ok(url: &str) -> bool {
+    let local = url.starts_with('/') && !url.starts_with("//");
+    let web = url.starts_with("https://") || url.starts_with("http://");
+    (local || web) && !url.chars().any(|c| c.is_control() || c == ' ')
 }
 
 /// `redirect_status`: 302 (the default) or 301.
@@ -696,6 +721,7 @@ mod tests {
                 "footer",
             ),
             ("[[nav]]\ntitle = 'x'\nhref = '/'", "href"),
+            ("image = 'card.png'", "image"),
         ];
         for (text, key) in cases {
             let err = load_with(text, &[]).expect_err(text).to_string();

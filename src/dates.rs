@@ -267,17 +267,20 @@ pub(crate) fn parse_offset(text: &str) -> Option<i32> {
     Some(sign * zone_seconds(&t[1..])? as i32)
 }
 
-/// The date at the start of a Zola `path` (`2022/04/07/slug` or `/2022/04/07/`), as Unix
-/// seconds at local midnight: the only date some migrated posts carry.
+/// The date in a Zola `path`: its first run of `YYYY/MM/DD` segments, at the start
+/// (`2022/04/07/slug`, `/2022/04/07/`) or after a section (`inside-rust/2024/09/02/slug`,
+/// as the Rust blog writes), as Unix seconds at local midnight: the only date some
+/// migrated posts carry.
 pub(crate) fn path_date(path: &str) -> Option<i64> {
-    let mut parts = path.trim_start_matches('/').splitn(4, '/');
-    let y = num(parts.next()?, 4)? as i64;
-    let m = num(parts.next()?, 2)?;
-    let d = num(parts.next()?, 2)?;
-    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d) * 86_400)
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    segs.windows(3).find_map(|w| {
+        let y = num(w[0], 4)? as i64;
+        let (m, d) = (num(w[1], 2)?, num(w[2], 2)?);
+        if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+            return None;
+        }
+        Some(days_from_civil(y, m, d) * 86_400)
+    })
 }
 
 /// `+02:00`, `-04:00` or `Z` for an offset in seconds.
@@ -682,7 +685,9 @@ mod tests {
             ("2022/04/07/async-fn", Some(1_649_289_600)),
             ("/2022/04/07/", Some(1_649_289_600)),
             ("2022/02/30/x", None),
-            ("blog/2022/04/07/x", None),
+            ("inside-rust/2024/09/02/all-hands", Some(1_725_235_200)),
+            ("2022/04", None),
+            ("blog/2022/13/07/x", None),
             ("2022-04-07-x", None),
         ];
         for (text, want) in paths {

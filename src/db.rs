@@ -124,6 +124,17 @@ const MIGRATIONS: &[&str] = &[
         link_id INTEGER NOT NULL REFERENCES links(id) ON DELETE CASCADE
     ) WITHOUT ROWID;
     CREATE INDEX link_aliases_link ON link_aliases(link_id);",
+    // 6: a post's card image (front matter `image`, `images`, `banner_image`, `cover.image`,
+    // else its first image), as written: the page makes it absolute for `og:image`. Every
+    // post is read again, so the column is filled.
+    "ALTER TABLE posts ADD COLUMN image TEXT;
+    UPDATE posts SET mtime = -1;
+    DELETE FROM meta WHERE key = 'posts_fingerprint';",
+    // 7: a note on a published post that `nib check` shows: a post whose slug another,
+    // earlier post has is published under a dated slug, and the note names the other file.
+    // A table of its own rather than a column: a row only for such posts, and no
+    // `ALTER TABLE`, whose code a fresh database would page in at every cold start.
+    "CREATE TABLE post_notes (path TEXT PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 /// What the `draft` column of `posts` says (migration 4): whether a post is shown now.
@@ -157,7 +168,7 @@ impl Visibility {
 /// plan test can name them.
 macro_rules! post_columns {
     () => {
-        "posts.slug, title, posts.date, updated, posts.summary, tags, description, hash, changed_at, date_offset"
+        "posts.slug, title, posts.date, updated, posts.summary, tags, description, hash, changed_at, date_offset, posts.image"
     };
 }
 
@@ -187,6 +198,8 @@ const TAG_PAGE: &str = concat!(
        AND posts.draft = 0
      ORDER BY post_tags.date DESC, post_tags.slug LIMIT ?1 OFFSET ?2"
 );
+const PUBLIC_POST_PATH: &str =
+    "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0";
 const LINK_TARGET: &str = "SELECT id, url FROM links WHERE code = ?1";
 // Asked for paths every route answered 404 (old URLs of a migrated blog). Of two posts
 // declaring one old URL, the first by file name has it (SQLite's `min` picks its row).
@@ -287,10 +300,25 @@ pub(crate) struct Post {
     /// A warning for `nib check` (the post is served all the same).
     pub note: Option<String>,
     pub description: Option<String>,
+    /// The image for link previews (`og:image`), as written: an absolute URL, a path on
+    /// the site, or a path relative to the post (a bundle's own picture).
+    pub image: Option<String>,
     pub summary: String,
     pub html: String,
     /// A hash of everything above, so an unchanged re-save does not move feed dates.
     pub hash: u64,
+}
+
+/// What became of one file of `posts/` (see [`Db::post_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PostStatus {
+    pub error: Option<String>,
+    /// Whether and why it is not shown: the `draft` column (see [`Visibility`]).
+    pub hidden: Option<Visibility>,
+    /// When a post waiting for its date appears.
+    pub publish_at: Option<i64>,
+    pub note: Option<String>,
+    pub slug: Option<String>,
 }
 
 /// A public post's place in the newest-first order, and when it last changed.
@@ -321,6 +349,8 @@ pub(crate) struct PostRow {
     pub summary: String,
     pub tags: Vec<String>,
     pub description: Option<String>,
+    /// The card image as written (see `Post::image`).
+    pub image: Option<String>,
     pub html: String,
 }
 
@@ -540,15 +570,71 @@ impl Db {
             .optional()
     }
 
-    /// The file that already uses `slug` for a post, other than `path`. Drafts own no slug:
-    /// a draft can never take a published post's URL away. A post waiting for its date
-    /// (or past its expiry) owns its slug, so appearing never takes another's.
-    pub fn slug_owner(&self, slug: &str, path: &str) -> rusqlite::Result<Option<String>> {
+    /// The file that already uses `slug` for a post, other than `path`, and that post's
+    /// date. Drafts own no slug: a draft can never take a published post's URL away. A
+    /// post waiting for its date (or past its expiry) owns its slug, so appearing never
+    /// takes another's.
+    pub fn slug_owner(&self, slug: &str, path: &str) -> rusqlite::Result<Option<(String, i64)>> {
         self.conn
             .prepare_cached(
-                "SELECT path FROM posts WHERE slug = ?1 AND error IS NULL AND draft <> 1 AND path <> ?2",
+                "SELECT path, date FROM posts WHERE slug = ?1 AND error IS NULL AND draft <> 1 AND path <> ?2",
             )?
-            .query_row([slug, path], |r| r.get(0))
+            .query_row([slug, path], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    }
+
+    /// Sets (or clears) the note `nib check` shows for a file (see migration 4).
+    pub fn set_post_note(&self, path: &str, note: Option<&str>) -> rusqlite::Result<()> {
+        match note {
+            Some(note) => self
+                .conn
+                .prepare_cached("INSERT OR REPLACE INTO post_notes(path, note) VALUES (?1, ?2)")?
+                .execute([path, note])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM post_notes WHERE path = ?1")?
+                .execute([path])?,
+        };
+        Ok(())
+    }
+
+    /// What became of a file: its problem, whether it is a draft, and its note; `None`
+    /// when it is not indexed.
+    pub fn post_status(&self, path: &str) -> rusqlite::Result<Option<PostStatus>> {
+        self.conn
+            .prepare_cached("SELECT error, draft, slug, publish_at FROM posts WHERE path = ?1")?
+            .query_row([path], |r| {
+                let hidden = match r.get::<_, i64>(1)? {
+                    0 => None,
+                    2 => Some(Visibility::Waiting),
+                    3 => Some(Visibility::Expired),
+                    _ => Some(Visibility::Draft),
+                };
+                Ok(PostStatus {
+                    error: r.get(0)?,
+                    hidden,
+                    publish_at: r.get(3)?,
+                    note: None,
+                    slug: r.get(2)?,
+                })
+            })
+            .optional()?
+            .map(|mut status| {
+                status.note = self
+                    .conn
+                    .prepare_cached("SELECT note FROM post_notes WHERE path = ?1")?
+                    .query_row([path], |r| r.get(0))
+                    .optional()?;
+                Ok(status)
+            })
+            .transpose()
+    }
+
+    /// The file of the public post at `slug`, for serving its bundle's files.
+    pub fn public_post_path(&self, slug: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .prepare_cached(PUBLIC_POST_PATH)?
+            .query_row([slug], |r| r.get(0))
             .optional()
     }
 
@@ -593,9 +679,9 @@ impl Db {
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO posts(path, mtime, size, error, slug, title, date, updated, draft,
                                description, tags, summary, hash, changed_at,
-                               date_offset, publish_at, expire_at, note)
+                               date_offset, publish_at, expire_at, note, image)
              VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                     ?14, ?15, ?16, ?17)
+                     ?14, ?15, ?16, ?17, ?18)
              ON CONFLICT(path) DO UPDATE SET
                mtime = excluded.mtime, size = excluded.size, error = NULL,
                slug = excluded.slug, title = excluded.title, date = excluded.date,
@@ -604,9 +690,9 @@ impl Db {
                summary = excluded.summary, hash = excluded.hash,
                changed_at = excluded.changed_at, date_offset = excluded.date_offset,
                publish_at = excluded.publish_at, expire_at = excluded.expire_at,
-               note = excluded.note",
+               note = excluded.note, image = excluded.image",
         )?;
-        let values: [&dyn rusqlite::ToSql; 17] = [
+        let values: [&dyn rusqlite::ToSql; 18] = [
             &path,
             &stamp.mtime,
             &stamp.size,
@@ -624,6 +710,7 @@ impl Db {
             &post.publish_at,
             &post.expire_at,
             &post.note,
+            &post.image,
         ];
         for (i, v) in values.into_iter().enumerate() {
             insert.raw_bind_parameter(i + 1, v)?;
@@ -737,6 +824,7 @@ impl Db {
     }
 
     pub fn delete_post(&self, path: &str) -> rusqlite::Result<bool> {
+        self.set_post_note(path, None)?;
         let n = self
             .conn
             .prepare_cached("DELETE FROM posts WHERE path = ?1")?
@@ -744,15 +832,29 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// Files rejected only because another file had their slug; retried after changes.
-    pub fn duplicate_paths(&self) -> rusqlite::Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT path FROM posts WHERE error LIKE 'duplicate slug%' ORDER BY path LIMIT 1000",
-        )?;
-        stmt.query_map([], |r| r.get(0))?.collect()
+    /// Files whose slug depends on another file's: rejected because another had their slug,
+    /// or published under a dated slug (with a note). Indexed again after changes, so a
+    /// post whose rival went away takes its own slug back.
+    pub fn contested_paths(&self) -> rusqlite::Result<Vec<String>> {
+        let mut paths: Vec<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT path FROM posts WHERE error LIKE 'duplicate slug%' ORDER BY path LIMIT 1000",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut noted = self
+            .conn
+            .prepare_cached("SELECT path FROM post_notes ORDER BY path LIMIT 1000")?;
+        for p in noted.query_map([], |r| r.get(0))? {
+            paths.push(p?);
+        }
+        paths.sort();
+        Ok(paths)
     }
 
-    /// Every broken file with its problem, for `nib check` and start-up logs.
+    /// Every broken file with its problem.
+    #[cfg(test)]
     pub fn broken_posts(&self) -> rusqlite::Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT path, error FROM posts WHERE error IS NOT NULL ORDER BY path LIMIT 10000",
@@ -792,8 +894,9 @@ impl Db {
                 .unwrap_or_default(),
             description: r.get(6)?,
             offset: r.get(9)?,
+            image: r.get(10)?,
             html: if with_html {
-                r.get::<_, Option<String>>(10)?.unwrap_or_default()
+                r.get::<_, Option<String>>(11)?.unwrap_or_default()
             } else {
                 String::new()
             },
@@ -891,11 +994,13 @@ impl Db {
         .collect()
     }
 
-    /// The newest `limit` public posts' keys of one tag: a tag's feed.
+    /// The newest `limit` public posts' keys of one tag: a tag's feed. (`post_tags` also
+    /// holds the tags of posts waiting for their date.)
     pub fn tag_post_keys(&self, tag: &str, limit: u32) -> rusqlite::Result<Vec<PostKey>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT t.date, t.slug, p.updated FROM post_tags t JOIN posts p ON p.id = t.post_id
-              WHERE t.tag = ?1 ORDER BY t.date DESC, t.slug LIMIT ?2",
+              WHERE t.tag = ?1 AND p.error IS NULL AND p.draft = 0
+              ORDER BY t.date DESC, t.slug LIMIT ?2",
         )?;
         stmt.query_map(params![tag, limit], |r| {
             Ok(PostKey {
@@ -1307,6 +1412,22 @@ impl Db {
             .map(Option::flatten)
     }
 
+    /// A page of public posts' old URLs after `after` (by key): (key, the post's slug). The
+    /// export writes them as redirects.
+    pub fn public_aliases(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT alias, posts.slug FROM post_aliases JOIN posts ON posts.id = post_aliases.post_id
+              WHERE alias > ?1 AND posts.error IS NULL AND posts.draft = 0
+              ORDER BY alias LIMIT ?2",
+        )?;
+        stmt.query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    }
+
     /// A public post's date and the offset it was written in, by slug.
     pub fn post_date(&self, slug: &str) -> rusqlite::Result<Option<(i64, i32)>> {
         self.conn
@@ -1481,6 +1602,7 @@ mod tests {
         assert!(on, "QPSG is off");
         let queries = [
             ("post by slug", POST_BY_SLUG),
+            ("bundle file", PUBLIC_POST_PATH),
             ("older post", OLDER_POST),
             ("newer post", NEWER_POST),
             ("index page", INDEX_PAGE),

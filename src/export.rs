@@ -131,6 +131,85 @@ fn write_embedded(out: &Path) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Copies the files of every public post bundle (`posts/SLUG/index.md` and what lies
+/// beside it) to `out/posts/SLUG/`, beside the post's page, skipping what the server would
+/// not serve (hidden files, markdown, links that lead out of the folder). Returns how many
+/// files were copied.
+fn copy_bundles(app: &App, out: &Path) -> Result<usize, StartupError> {
+    use std::ops::ControlFlow;
+    let posts_dir = &app.cfg.posts_dir;
+    let mut copied = 0;
+    let mut failed = None;
+    let walked = crate::posts::walk(posts_dir, &mut |found| {
+        let crate::posts::Walked::Post { rel, .. } = found else {
+            return ControlFlow::Continue(());
+        };
+        let Some(folder) = crate::posts::bundle_folder(rel) else {
+            return ControlFlow::Continue(());
+        };
+        let slug = match app.db.post_status(rel) {
+            Ok(Some(s)) if s.error.is_none() && s.hidden.is_none() => s.slug,
+            Ok(_) => None,
+            Err(e) => {
+                failed = Some(StartupError::from(e));
+                return ControlFlow::Break(());
+            }
+        };
+        let Some(slug) = slug else {
+            return ControlFlow::Continue(());
+        };
+        let from = posts_dir.join(folder);
+        let to = out.join("posts").join(&slug);
+        match copy_bundle(&from, &from, &to, 0) {
+            Ok(n) => copied += n,
+            Err(e) => {
+                failed = Some(StartupError::Other(format!("{}: {e}", from.display())));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    walked.map_err(|e| StartupError::Other(format!("{}: {e}", posts_dir.display())))?;
+    Ok(copied)
+}
+
+/// Copies one bundle folder (`root`, now at `from`) to `to`, as [`copy_bundles`] says, up
+/// to [`crate::posts::MAX_DEPTH`] folders deep. The post's page (`index.html`) is never
+/// replaced by a file of the same name.
+fn copy_bundle(root: &Path, from: &Path, to: &Path, depth: usize) -> io::Result<usize> {
+    let mut n = 0;
+    let real_root = fs::canonicalize(root)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || crate::posts::post_stem(&name).is_some() {
+            continue;
+        }
+        if depth == 0 && name == "index.html" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&*name));
+        // A link may point anywhere; only what stays inside the folder is copied, as only
+        // that is served.
+        if !fs::canonicalize(&src).is_ok_and(|p| p.starts_with(&real_root)) {
+            continue;
+        }
+        let meta = fs::metadata(&src)?;
+        if meta.is_dir() && depth < crate::posts::MAX_DEPTH {
+            n += copy_bundle(root, &src, &dst, depth + 1)?;
+        } else if meta.is_file() {
+            fs::create_dir_all(to)?;
+            fs::copy(&src, &dst)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Shows `done/total` on one terminal line; silent when stderr is not a terminal.
 struct Progress {
     tty: bool,
@@ -222,6 +301,63 @@ fn write_links(app: &App, out: &Path) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Writes every old URL of a public post (`aliases`, `redirect_from`, Zola's `path`) as a
+/// 301 to the post: lines added to `_redirects` and a second `map` in
+/// `nginx-redirects.conf` (each with and without its trailing slash and as `.html`, the
+/// forms the server answers), and a meta-refresh `OLD/index.html` where no page of the
+/// export stands (GitHub Pages serves redirects no other way). Returns how many.
+fn write_old_urls(app: &App, out: &Path) -> io::Result<usize> {
+    let append = |name: &str| {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(out.join(name))
+            .map(io::BufWriter::new)
+    };
+    let (mut netlify, mut nginx) = (append("_redirects")?, append("nginx-redirects.conf")?);
+    writeln!(netlify, "# Old URLs of posts: /OLD  /posts/SLUG/  301")?;
+    writeln!(
+        nginx,
+        "# Old URLs of posts. In the server: if ($nib_old_url) {{ return 301 $nib_old_url; }}\n\
+         map $uri $nib_old_url {{\n    default \"\";"
+    )?;
+    let mut n = 0;
+    let mut after = String::new();
+    loop {
+        let page = app
+            .db
+            .public_aliases(&after, 500)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let Some((last, _)) = page.last() else { break };
+        after = last.clone();
+        for (key, slug) in &page {
+            let old = redirect_target(key);
+            let target = format!("/posts/{}/", crate::routes::encode_component(slug));
+            for form in [
+                format!("/{old}"),
+                format!("/{old}/"),
+                format!("/{old}.html"),
+            ] {
+                writeln!(netlify, "{form}  {target}  301")?;
+                writeln!(nginx, "    \"{form}\" \"{target}\";")?;
+            }
+            // A key has no empty, `.` or `..` segment (`oldurls::alias_key`), so the page
+            // stays inside `out`. Where the export already wrote something (an old URL that
+            // a route answers, such as `/feed.xml`), or a file stands in the way, the
+            // redirect files above are the only form.
+            let dir = out.join(key);
+            if !key.contains(|c: char| c.is_control() || c == '\\') && !dir.exists() {
+                let _ = fs::create_dir_all(&dir)
+                    .and_then(|()| fs::write(dir.join("index.html"), refresh_page(&target)));
+            }
+            n += 1;
+        }
+    }
+    writeln!(nginx, "}}")?;
+    netlify.flush()?;
+    nginx.flush()?;
+    Ok(n)
+}
+
 /// Writes the public site to `out`. Returns the number of pages written.
 pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     prepare(out)?;
@@ -281,16 +417,18 @@ pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
     let dest = out.join("404.html");
     write_body(app, &dest, not_found.body).map_err(|e| io_err(&dest, e))?;
     let links = write_links(app, out).map_err(|e| io_err(out, e))?;
+    let old_urls = write_old_urls(app, out).map_err(|e| io_err(out, e))?;
     app.db.commit()?;
     let files = copy_static(&app.cfg.static_dir, &out.join("static"), false)
         .and_then(|n| Ok(n + copy_static(&app.cfg.static_dir, out, true)?))
         .map_err(|e| io_err(&app.cfg.static_dir, e))?;
-    let files = files + write_embedded(out).map_err(|e| io_err(out, e))?;
+    let files =
+        files + copy_bundles(app, out)? + write_embedded(out).map_err(|e| io_err(out, e))?;
     if progress.tty {
         eprintln!();
     }
     eprintln!(
-        "nib: exported {written} pages, {links} short links and {files} static files to {} in {} ms",
+        "nib: exported {written} pages, {links} short links, {old_urls} old URLs and {files} static files to {} in {} ms",
         out.display(),
         started.elapsed().as_millis()
     );

@@ -987,14 +987,11 @@ mod tests {
             "\"\"\"", "é", "😀", "\n", " ", "a", "1", "1.5", "..", "fn", "if", "\\", "<a b='c",
             "-", "+", "@@", "--[[", "(*", "{-",
         ];
-        let mut seed = 12345u64;
+        let mut next = crate::test_rng(12345);
         for _ in 0..3000 {
             let mut code = String::new();
-            for _ in 0..(seed % 12) {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                code.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            for _ in 0..next(12) {
+                code.push_str(pieces[next(pieces.len())]);
             }
             for lang in LANGS {
                 let got = hl(lang.names[0], &code);

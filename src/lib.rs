@@ -5,6 +5,18 @@
 
 pub use config::Args;
 
+/// A small deterministic random generator for the fuzz-style unit tests: `next(n)` is a
+/// number below `n`, the same sequence on every run, so a failure repeats.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}
+
 /// What the integration tests reach inside the crate: the cookie format (to forge and
 /// replay cookies), the guard's header deadline and the `/proc` status parser.
 #[doc(hidden)]
@@ -37,6 +49,7 @@ mod reply;
 mod request;
 mod routes;
 mod secrets;
+mod shortcodes;
 mod shortener;
 mod sockets;
 mod sys;
@@ -125,9 +138,16 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
 }
 
 /// `nib check`: indexes the posts into a scratch database (the live one is not touched)
-/// and lists every broken post and duplicate slug. Config problems never get here: loading
-/// the config failed already, naming the key.
+/// and lists, one line each and sorted by path, every file under `posts/` that has a
+/// problem (broken front matter, a duplicate slug with no way out, too big: these make
+/// the exit code 1), every file it does not publish and why (a draft, not a post, a
+/// section file, hidden, too deep...), and every post published under a dated slug with
+/// the file that has its slug. Then the front matter keys nib ignored, with how many posts
+/// use each. Config problems never get here: loading the config failed already, naming the
+/// key.
 fn check(cfg: &Config) -> Result<u8, StartupError> {
+    use std::collections::BTreeMap;
+    use std::ops::ControlFlow;
     if !cfg.posts_dir.is_dir() {
         eprintln!("nib: {}: no posts folder", cfg.posts_dir.display());
         return Ok(1);
@@ -138,32 +158,132 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
     let mut index = posts::Index::new();
     index.quiet = true;
     index.max_post_bytes = cfg.max_post_kb * 1024;
+    index.shortcodes = app::site_shortcodes(cfg);
     let started = Instant::now();
     let r = index.refresh(&db, &cfg.posts_dir);
-    let broken = db.broken_posts()?;
+    let broken = db.count_broken()?;
     let public = db.count_public()?;
+    let shortcodes = shortcode_problems(cfg, &db, &index.shortcodes)?;
     println!(
-        "checked {} files in {} ms: {public} public posts, {} with problems",
+        "checked {} files in {} ms: {public} public posts, {broken} with problems",
         r.parsed,
         started.elapsed().as_millis(),
-        broken.len()
     );
-    for (path, problem) in &broken {
-        println!("{}: {problem}", cfg.posts_dir.join(path).display());
+    // (path, what), sorted by path for a stable report; one line a file.
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut ignored: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failed = None;
+    let walked = posts::walk(&cfg.posts_dir, &mut |found| {
+        match found {
+            posts::Walked::Post { rel, .. } => match db.post_status(rel) {
+                Ok(Some(status)) => {
+                    if let Some(problem) = status.error {
+                        lines.push((rel.to_string(), problem));
+                        return ControlFlow::Continue(());
+                    }
+                    let hidden = match (status.hidden, status.publish_at) {
+                        (Some(db::Visibility::Waiting), Some(at)) => Some(format!(
+                            "not published: scheduled for {}",
+                            dates::rfc3339(at)
+                        )),
+                        (Some(db::Visibility::Expired), _) => {
+                            Some("not published: past its expiryDate".to_string())
+                        }
+                        (Some(_), _) => Some("not published: a draft".to_string()),
+                        (None, _) => None,
+                    };
+                    if let Some(why) = hidden {
+                        lines.push((rel.to_string(), why));
+                    }
+                    if let Some(note) = status.note {
+                        lines.push((rel.to_string(), note));
+                    }
+                    // Read again for its keys only: a file that parsed once parses again.
+                    let text = std::fs::read_to_string(cfg.posts_dir.join(rel));
+                    if let Ok(keys) = text
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| posts::ignored_keys(&t))
+                    {
+                        for k in keys {
+                            *ignored.entry(k).or_default() += 1;
+                        }
+                    }
+                }
+                // Added since the refresh: the next check sees it.
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            },
+            posts::Walked::Skipped { rel, why } => {
+                lines.push((rel.to_string(), format!("not published: {}", why.reason())));
+            }
+            posts::Walked::Folder { .. } => {}
+        }
+        ControlFlow::Continue(())
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
     }
-    // Served all the same: a warning, not a problem.
+    if let Err(e) = walked {
+        eprintln!("nib: {}: {e}", cfg.posts_dir.display());
+        return Ok(1);
+    }
+    // Served all the same: warnings, not problems. A post dated by its file's modification
+    // time, or one showing a shortcode as text, is published; a migrated site's check
+    // passes while the owner fixes them.
     for (path, note) in db.post_notes()? {
-        println!("{}: warning: {note}", cfg.posts_dir.join(path).display());
+        lines.push((path, format!("warning: {note}")));
+    }
+    lines.sort();
+    for (path, what) in &lines {
+        println!("{}: {what}", cfg.posts_dir.join(path).display());
+    }
+    for line in &shortcodes {
+        println!("{line}");
     }
     let old_urls = posts::alias_problems(&db, &cfg.db_path, &cfg.static_dir)?;
     for (path, problem) in &old_urls {
         println!("{}: {problem}", cfg.posts_dir.join(path).display());
     }
-    Ok(if broken.is_empty() && old_urls.is_empty() {
+    for (key, n) in &ignored {
+        let posts = if *n == 1 { "post" } else { "posts" };
+        println!("front matter key {key:?} is ignored: used by {n} {posts}");
+    }
+    Ok(if broken == 0 && old_urls.is_empty() {
         0
     } else {
         1
     })
+}
+
+/// `nib check`'s lines for shortcodes shown as text (`FILE:LINE: unknown shortcode
+/// "NAME"`), from every indexed post file read once more. Only a body with a `{{` or `{%`
+/// is scanned (see `shortcodes::expand`), so a site without shortcodes costs one read per
+/// post.
+fn shortcode_problems(
+    cfg: &Config,
+    db: &Db,
+    templates: &shortcodes::Templates,
+) -> Result<Vec<String>, StartupError> {
+    let mut paths = Vec::new();
+    db.each_post_path(|p| paths.push(p.to_string()))
+        .map_err(|e| StartupError::db("listing the posts", e))?;
+    let mut lines = Vec::new();
+    for p in paths {
+        let path = cfg.posts_dir.join(&p);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for (line, problem) in posts::shortcode_problems(&text, templates) {
+            lines.push(format!(
+                "{}:{line}: {problem}, shown as text",
+                path.display()
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 /// Opens the live database for a short-link command, beside a running server (WAL and

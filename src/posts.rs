@@ -1,14 +1,17 @@
 //! The site's posts: turning one markdown file into a [`Post`] (front matter, slug, date,
-//! title, summary, rendered HTML), and keeping the SQLite index in step with `posts/`.
+//! title, summary, rendered HTML), walking the `posts/` tree ([`walk`]: posts in folders,
+//! bundles, and what is not read and why), and keeping the SQLite index in step with it.
 //! There is no watcher thread: before a request, at most every [`CHECK_EVERY`], the loop
-//! asks an inotify descriptor, without blocking, whether anything in `posts/` changed; only
-//! then does [`Index::refresh_if_due`] stat the directory's files and re-read those that
-//! changed, a [`STEP_BUDGET`] at a time, so the loop serves between steps. Start-up and
-//! `nib check` use [`Index::refresh`], which takes every step at once.
+//! asks an inotify descriptor (watching `posts/` and its folders), without blocking,
+//! whether anything changed; only then does [`Index::refresh_if_due`] walk the tree, stat
+//! the post files and re-read those that changed, a [`STEP_BUDGET`] at a time, so the loop
+//! serves between steps. Start-up and `nib check` use [`Index::refresh`], which takes every
+//! step at once.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,7 +24,43 @@ use crate::hash::Fnv;
 use crate::oldurls;
 use crate::render;
 use crate::routes::{slugify, tag_key};
+use crate::shortcodes::Templates;
 use crate::sys;
+
+/// Every top-level front matter key nib reads, aliases included: `nib check` counts the
+/// others, so a migrating owner sees what did not carry over. Keep it in step with
+/// [`FrontMatter`] (a field or alias added there is added here).
+pub(crate) const KNOWN_KEYS: &[&str] = &[
+    "title",
+    "date",
+    "updated",
+    "lastmod",
+    "last_modified_at",
+    "slug",
+    "tags",
+    "categories",
+    "category",
+    "draft",
+    "published",
+    "description",
+    "publishDate",
+    "publishdate",
+    "publish_date",
+    "expiryDate",
+    "expirydate",
+    "expiry_date",
+    "unpublishdate",
+    "aliases",
+    "redirect_from",
+    "path",
+    "taxonomies",
+    "image",
+    "images",
+    "banner_image",
+    "featured_image",
+    "feature_image",
+    "cover",
+];
 
 /// Front matter fields. Unknown fields are allowed (other generators' fields, `extra`).
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +93,41 @@ struct FrontMatter {
     /// Jekyll's `published: false` hides a post as `draft: true` does.
     published: Option<Flag>,
     description: Option<String>,
+    /// The picture for link previews: `image` (Jekyll's SEO tag, many Hugo and Zola
+    /// themes), Hugo's `images` list, `banner_image`/`featured_image`, PaperMod's
+    /// `cover.image`; else the post's first image.
+    image: Option<ImageRef>,
+    images: Option<Strings>,
+    #[serde(alias = "featured_image", alias = "feature_image")]
+    banner_image: Option<ImageRef>,
+    cover: Option<Cover>,
+}
+
+/// An image in front matter: a path or URL, or a table holding one (`image: {path: x}`,
+/// as jekyll-seo-tag writes it).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ImageRef {
+    Url(String),
+    Table {
+        #[serde(alias = "url", alias = "src")]
+        path: Option<String>,
+    },
+}
+
+impl ImageRef {
+    fn url(self) -> Option<String> {
+        match self {
+            ImageRef::Url(u) | ImageRef::Table { path: Some(u) } => Some(u),
+            ImageRef::Table { path: None } => None,
+        }
+    }
+}
+
+/// PaperMod's `cover:` table.
+#[derive(Debug, Default, Deserialize)]
+struct Cover {
+    image: Option<ImageRef>,
 }
 
 /// Zola's taxonomies; other taxonomies are ignored.
@@ -233,6 +307,274 @@ pub(crate) fn is_post_file(name: &str) -> bool {
         && post_stem(name).is_some_and(|stem| stem != "_index")
 }
 
+/// How many folders deep `posts/` is read: `posts/a/b/c.md` is two deep. Hugo's
+/// `content/posts/2020/05/slug/index.md` is four; eight leaves room and bounds a walk.
+pub(crate) const MAX_DEPTH: usize = 8;
+
+/// How many folders one walk of `posts/` reads; the rest are listed by `nib check`. A
+/// bound on the walk's work however the folder is filled (a `node_modules` dropped in),
+/// well above a site of 10,000 bundles (a folder each, and their year folders).
+pub(crate) const MAX_FOLDERS: usize = 50_000;
+
+/// Why a file or folder under `posts/` is not read as a post (`nib check` lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Skip {
+    NotPost,
+    Leftover,
+    Hidden,
+    Section,
+    NotRegular,
+    LinkedFolder,
+    TooDeep,
+    TooManyFolders,
+    NotUtf8,
+    Unreadable,
+}
+
+impl Skip {
+    pub(crate) fn reason(self) -> String {
+        match self {
+            Skip::NotPost => "not a post (only .md and .markdown files are posts)".into(),
+            Skip::Leftover => "an editor's backup or swap file".into(),
+            Skip::Hidden => "hidden (its name starts with a dot or #)".into(),
+            Skip::Section => "a section file (_index.md), never a post".into(),
+            Skip::NotRegular => "not a regular file".into(),
+            Skip::LinkedFolder => "a link to a folder, which is not followed".into(),
+            Skip::TooDeep => format!("a folder more than {MAX_DEPTH} deep, not read"),
+            Skip::TooManyFolders => format!("over {MAX_FOLDERS} folders, not read"),
+            Skip::NotUtf8 => "its name is not UTF-8".into(),
+            Skip::Unreadable => "a folder that cannot be read".into(),
+        }
+    }
+}
+
+/// What a walk of `posts/` meets, in the order of the folders as read (never sorted).
+pub(crate) enum Walked<'a> {
+    /// A post file by its path under `posts/` (`a.md`, `2020/a.md`, `bundle/index.md`),
+    /// with its metadata (a link's target's), and whether it is a link.
+    Post {
+        rel: &'a str,
+        meta: &'a fs::Metadata,
+        link: bool,
+    },
+    /// A folder under `posts/` that holds posts (an ordinary one, or a bundle), before it
+    /// is read: the watch follows it.
+    Folder { path: &'a Path },
+    /// Something that is not read as a post; `rel` ends with `/` for a folder.
+    Skipped { rel: &'a str, why: Skip },
+}
+
+/// The post file that makes a folder a bundle (Hugo's leaf bundles, Zola's colocated
+/// assets), if it holds one.
+fn bundle_index(folder: &Path) -> Option<(&'static str, fs::Metadata, bool)> {
+    ["index.md", "index.markdown"].into_iter().find_map(|name| {
+        let path = folder.join(name);
+        let meta = fs::symlink_metadata(&path).ok()?;
+        let link = meta.file_type().is_symlink();
+        let meta = if link {
+            fs::metadata(&path).ok()?
+        } else {
+            meta
+        };
+        meta.is_file().then_some((name, meta, link))
+    })
+}
+
+/// The folder of a bundle's post under `posts/` (`a/b` for `a/b/index.md`), if `rel` is
+/// one: a folder's `index.md` is the post of the whole folder.
+pub(crate) fn bundle_folder(rel: &str) -> Option<&str> {
+    let (folder, name) = rel.rsplit_once('/')?;
+    matches!(name, "index.md" | "index.markdown").then_some(folder)
+}
+
+/// The name a post's slug and date come from: a bundle's folder (`2024-01-05-trip` for
+/// `2024-01-05-trip/index.md`), else the file's own name.
+fn slug_name(rel: &str) -> &str {
+    let own = bundle_folder(rel).unwrap_or(rel);
+    own.rsplit('/').next().unwrap_or(own)
+}
+
+/// Walks `posts/` for post files, depth first, up to [`MAX_DEPTH`] folders deep and
+/// [`MAX_FOLDERS`] folders in all. A folder with an `index.md` (or `index.markdown`) is one
+/// post, whose other files are its assets and are not read; any other folder's post files
+/// are posts of their own. Links to files are followed, links to folders are not (a loop
+/// of them cannot be walked forever). Nothing is collected: `f` sees each thing as it is
+/// found, and may stop the walk. Only an unreadable `posts/` itself is an error.
+pub(crate) fn walk(
+    root: &Path,
+    f: &mut dyn FnMut(Walked<'_>) -> ControlFlow<()>,
+) -> io::Result<()> {
+    let entries = fs::read_dir(root)?;
+    let mut rel = String::new();
+    let mut folders = 0;
+    let _ = walk_in(entries, &mut rel, 0, &mut folders, f);
+    Ok(())
+}
+
+fn walk_in(
+    entries: fs::ReadDir,
+    rel: &mut String,
+    depth: usize,
+    folders: &mut usize,
+    f: &mut dyn FnMut(Walked<'_>) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    for entry in entries.flatten() {
+        let mark = rel.len();
+        let name = entry.file_name();
+        let flow = match name.to_str() {
+            Some(name) => {
+                rel.push_str(name);
+                visit(&entry, name, rel, depth, folders, f)
+            }
+            None => {
+                rel.push_str(&name.to_string_lossy());
+                f(Walked::Skipped {
+                    rel,
+                    why: Skip::NotUtf8,
+                })
+            }
+        };
+        rel.truncate(mark);
+        flow?;
+    }
+    ControlFlow::Continue(())
+}
+
+fn visit(
+    entry: &fs::DirEntry,
+    name: &str,
+    rel: &mut String,
+    depth: usize,
+    folders: &mut usize,
+    f: &mut dyn FnMut(Walked<'_>) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    let Ok(kind) = entry.file_type() else {
+        return ControlFlow::Continue(());
+    };
+    let skip = |rel: &mut String, why, f: &mut dyn FnMut(Walked<'_>) -> ControlFlow<()>| {
+        if kind.is_dir() {
+            rel.push('/');
+        }
+        f(Walked::Skipped { rel, why })
+    };
+    if name.starts_with('.') || name.starts_with('#') {
+        return skip(rel, Skip::Hidden, f);
+    }
+    if kind.is_dir() {
+        if depth + 1 > MAX_DEPTH {
+            return skip(rel, Skip::TooDeep, f);
+        }
+        if *folders >= MAX_FOLDERS {
+            return skip(rel, Skip::TooManyFolders, f);
+        }
+        *folders += 1;
+        let path = entry.path();
+        if let Some((index, meta, link)) = bundle_index(&path) {
+            f(Walked::Folder { path: &path })?;
+            rel.push('/');
+            rel.push_str(index);
+            return f(Walked::Post {
+                rel,
+                meta: &meta,
+                link,
+            });
+        }
+        let Ok(entries) = fs::read_dir(&path) else {
+            return skip(rel, Skip::Unreadable, f);
+        };
+        f(Walked::Folder { path: &path })?;
+        rel.push('/');
+        return walk_in(entries, rel, depth + 1, folders, f);
+    }
+    // A file's name is looked at before the file: the files that are not posts cost no
+    // `stat` (a link's target must be looked at to tell a folder from a file).
+    let link = kind.is_symlink();
+    if !link && !is_post_file(name) {
+        return skip(rel, not_a_post(name), f);
+    }
+    // DirEntry::metadata stats relative to the open folder (no path walk), which made
+    // the scan of 10,000 files cheaper; a link is followed the slow way.
+    let meta = if link {
+        fs::metadata(entry.path())
+    } else {
+        entry.metadata()
+    };
+    match meta {
+        Ok(m) if m.is_dir() => skip(rel, Skip::LinkedFolder, f),
+        Ok(m) if m.is_file() && is_post_file(name) => f(Walked::Post {
+            rel,
+            meta: &m,
+            link,
+        }),
+        Ok(m) if m.is_file() => skip(rel, not_a_post(name), f),
+        _ => skip(rel, Skip::NotRegular, f),
+    }
+}
+
+/// Why a file named `name` (not hidden) is not a post.
+fn not_a_post(name: &str) -> Skip {
+    match post_stem(name) {
+        Some("_index") => Skip::Section,
+        _ if name.ends_with('~') || name.ends_with(".swp") => Skip::Leftover,
+        _ => Skip::NotPost,
+    }
+}
+
+/// What [`still_a_post`] found in each folder of the last path it looked at: the folder's
+/// path under `posts/`, and `None` when it is no real folder, else the name of its bundle's
+/// post, if any. Paths come in order, so the next one mostly has the same folders, and a
+/// folder costs its `stat`s once rather than once a file; it holds at most [`MAX_DEPTH`]
+/// entries, whatever the site's size.
+type SeenFolders = Vec<(String, Option<Option<&'static str>>)>;
+
+/// Whether the file at `rel` under `posts/` is still a post as a walk would find it: a
+/// post file, in real folders (not links) no deeper than [`MAX_DEPTH`], none of which is
+/// a bundle but its own when it is that bundle's `index.md`. A flat `posts/` costs one
+/// `stat` a file, as before folders were read.
+fn still_a_post(root: &Path, rel: &str, seen: &mut SeenFolders) -> bool {
+    let (folders, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    if !is_post_file(name) {
+        return false;
+    }
+    if !folders.is_empty() {
+        let depth = folders.split('/').count();
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        let own = bundle_folder(rel).is_some();
+        let mut end = 0;
+        for (i, seg) in folders.split('/').enumerate() {
+            if seg.is_empty() || seg.starts_with(['.', '#']) {
+                return false;
+            }
+            end += seg.len() + usize::from(i > 0);
+            let prefix = &folders[..end];
+            let found = match seen.get(i) {
+                Some((p, found)) if p == prefix => *found,
+                _ => {
+                    seen.truncate(i);
+                    let at = root.join(prefix);
+                    let found = fs::symlink_metadata(&at)
+                        .is_ok_and(|m| m.is_dir())
+                        .then(|| bundle_index(&at).map(|(n, _, _)| n));
+                    seen.push((prefix.to_string(), found));
+                    found
+                }
+            };
+            let Some(index) = found else {
+                return false;
+            };
+            let last = i + 1 == depth;
+            match (last, own) {
+                (false, _) | (true, false) if index.is_some() => return false,
+                (true, true) if index != Some(name) => return false,
+                _ => {}
+            }
+        }
+    }
+    fs::metadata(root.join(rel)).is_ok_and(|m| m.is_file())
+}
+
 /// Splits `text` into (front matter, format, body). `---` opens YAML, `+++` opens TOML; the
 /// closing fence is the same line. No opening fence: no front matter.
 #[allow(clippy::type_complexity)] // A one-off shape; an alias would hide what it holds.
@@ -355,14 +697,19 @@ fn parse_front_matter(text: &str, is_toml: bool) -> Result<FrontMatter, String> 
 /// piece at a time through `parse_parts`; the tests take the whole post.)
 #[cfg(test)]
 pub(crate) fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
-    let (post, rendered) = parse_parts(file_name, text, mtime)?;
+    let (post, rendered) = parse_parts(file_name, text, mtime, &Templates::default())?;
     Ok(finish(post, rendered))
 }
 
 /// [`parse`] for a file's text, which is dropped as soon as it is rendered: a large post
 /// is then never held as text, page and summary at once.
-fn parse_file(file_name: &str, text: String, mtime: i64) -> Result<Post, String> {
-    let (post, rendered) = parse_parts(file_name, &text, mtime)?;
+fn parse_file(
+    file_name: &str,
+    text: String,
+    mtime: i64,
+    shortcodes: &Templates,
+) -> Result<Post, String> {
+    let (post, rendered) = parse_parts(file_name, &text, mtime, shortcodes)?;
     drop(text);
     Ok(finish(post, rendered))
 }
@@ -372,6 +719,7 @@ fn parse_parts(
     file_name: &str,
     text: &str,
     mtime: i64,
+    shortcodes: &Templates,
 ) -> Result<(Post, render::Rendered), String> {
     let (fm, body) = split_front_matter(text)?;
     let fm = match fm {
@@ -476,7 +824,18 @@ fn parse_parts(
             .chain(fm.path),
         &slug,
     );
+    let image = [
+        fm.image.and_then(ImageRef::url),
+        fm.images.and_then(|i| i.0.into_iter().next()),
+        fm.banner_image.and_then(ImageRef::url),
+        fm.cover.and_then(|c| c.image).and_then(ImageRef::url),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|i| i.trim().to_string())
+    .find(|i| !i.is_empty());
     let post = Post {
+        image,
         slug,
         title,
         date,
@@ -494,7 +853,21 @@ fn parse_parts(
         html: String::new(),
         hash: 0,
     };
-    Ok((post, render::markdown(body)))
+    Ok((post, render::markdown_with(body, shortcodes)))
+}
+
+/// The shortcodes a post file shows as text, for `nib check`: (line in the file, problem).
+/// A file whose front matter does not split has none to report (it is broken already).
+pub(crate) fn shortcode_problems(text: &str, shortcodes: &Templates) -> Vec<(usize, String)> {
+    let Ok((_, body)) = split_front_matter(text) else {
+        return Vec::new();
+    };
+    // The body is the end of the text, so the lines before it are the front matter's.
+    let before = text[..text.len() - body.len()].matches('\n').count();
+    render::shortcode_problems(body, shortcodes)
+        .into_iter()
+        .map(|f| (before + f.line, f.problem))
+        .collect()
 }
 
 /// Where a post's date came from.
@@ -575,6 +948,9 @@ fn finish(mut post: Post, rendered: render::Rendered) -> Post {
         (None, None) => rendered.first_paragraph,
     };
     post.html = rendered.html;
+    if post.image.is_none() {
+        post.image = render::first_image(&post.html);
+    }
     post.hash = post_hash(&post);
     post
 }
@@ -587,6 +963,7 @@ fn post_hash(p: &Post) -> u64 {
         &p.summary,
         &p.html,
         p.description.as_deref().unwrap_or(""),
+        p.image.as_deref().unwrap_or(""),
     ] {
         h.write(s.as_bytes());
         h.write(&[0]);
@@ -629,6 +1006,9 @@ pub(crate) struct Index {
     /// Whether the last scan followed a symlinked post: a change to its target is not
     /// seen by the watch, so every check scans.
     symlinks: bool,
+    /// Whether the last scan met a folder the watch does not follow (past
+    /// [`MAX_WATCHED`]): a change in it sends no event, so every check scans.
+    unwatched: bool,
     /// Whether a failed watch has been logged already (once until one works again).
     watch_warned: bool,
     /// Set when a scan or an update of the index failed: the watch's events are used up,
@@ -649,6 +1029,9 @@ pub(crate) struct Index {
     pass_changed: bool,
     /// [`STEP_BUDGET`], but for tests.
     step_budget: Duration,
+    /// The site's shortcode templates, which every post is rendered with; the index is
+    /// stale when they differ from those it was rendered with (see [`Index::version`]).
+    pub shortcodes: Templates,
 }
 
 /// What a refresh, or one step of one, did.
@@ -694,6 +1077,7 @@ impl Index {
             last_check: None,
             watch: None,
             symlinks: false,
+            unwatched: false,
             watch_warned: false,
             must_scan: false,
             last_scan_at: None,
@@ -703,6 +1087,15 @@ impl Index {
             pending: false,
             pass_changed: false,
             step_budget: STEP_BUDGET,
+            shortcodes: Templates::default(),
+        }
+    }
+
+    /// The version of the rendering the index holds: nib's, and the shortcode templates'.
+    fn version(&self) -> String {
+        match self.shortcodes.hash() {
+            0 => INDEX_VERSION.to_string(),
+            h => format!("{INDEX_VERSION}+{h:016x}"),
         }
     }
 
@@ -727,10 +1120,12 @@ impl Index {
             // Events that came meanwhile wait in the watch for the check after the pass.
             return self.step(db, dir);
         }
+        self.follow_shortcodes();
         let quiet = match self.watch.as_ref().map(|w| w.changed(dir)) {
             Some(Ok(changed)) => {
                 !changed
                     && !self.symlinks
+                    && !self.unwatched
                     && !self.must_scan
                     && self
                         .last_scan_at
@@ -755,6 +1150,20 @@ impl Index {
             self.watch(dir);
         }
         self.step(db, dir)
+    }
+
+    /// Reads the site's shortcode templates again when their folder changed. When they
+    /// differ, the index's version no longer matches the stored one, so the next step
+    /// forgets every file's stamp and renders every post again.
+    fn follow_shortcodes(&mut self) {
+        let Some(fresh) = self.shortcodes.reloaded() else {
+            return;
+        };
+        if fresh.hash() != self.shortcodes.hash() {
+            self.fingerprint = None;
+            self.must_scan = true;
+        }
+        self.shortcodes = fresh;
     }
 
     /// Sets up the watch on `dir` that lets [`Index::refresh_if_due`] skip scans. Called
@@ -810,7 +1219,19 @@ impl Index {
         // Cleared again below once the index is known to match the directory.
         self.must_scan = true;
         if !self.pending {
-            let fingerprint = match scan_fingerprint(dir) {
+            let mut unwatched = false;
+            let mut watch = self.watch.take();
+            if let Some(w) = watch.as_mut() {
+                w.folders = 0;
+            }
+            let scanned = scan_fingerprint(dir, &mut |folder| {
+                if let Some(w) = watch.as_mut() {
+                    unwatched |= !w.follow(folder);
+                }
+            });
+            self.watch = watch;
+            self.unwatched = unwatched;
+            let fingerprint = match scanned {
                 Ok((f, symlinks)) => {
                     self.symlinks = symlinks;
                     f
@@ -828,7 +1249,7 @@ impl Index {
             if self.fingerprint.is_none() {
                 // A fresh process starts from the last scan's fingerprint, so a warm start
                 // with nothing changed re-reads nothing (and allocates nothing per file).
-                self.fingerprint = stored_fingerprint(db);
+                self.fingerprint = stored_fingerprint(db, &self.version());
             }
             if self.fingerprint == Some(fingerprint) {
                 self.last_scan = started.elapsed();
@@ -841,15 +1262,17 @@ impl Index {
             quiet: self.quiet,
             max_bytes: self.max_post_bytes,
             until: started.checked_add(self.step_budget),
+            shortcodes: &self.shortcodes,
         };
         match reconcile(db, dir, &limits, self.pass_changed) {
             Ok((r, Some(fingerprint))) => {
                 self.fingerprint = Some(fingerprint);
                 self.pending = false;
                 self.must_scan = false;
-                if let Err(e) =
-                    db.meta_set(FINGERPRINT_KEY, &format!("{INDEX_VERSION} {fingerprint}"))
-                {
+                if let Err(e) = db.meta_set(
+                    FINGERPRINT_KEY,
+                    &format!("{} {fingerprint}", self.version()),
+                ) {
                     eprintln!("nib: saving the posts fingerprint: {e}");
                 }
                 r
@@ -872,16 +1295,20 @@ impl Index {
 /// Where the last scan's fingerprint is kept, with the version of the code that rendered
 /// the index: a new nib renders differently, so its first start re-renders every post.
 /// (`render-2`: posts dated outside the years 1 to 9998, or with front matter nested
-/// deeper than 64, that an older nib stored are refused now.)
+/// deeper than 64, that an older nib stored are refused now; `render-3`: shortcodes and
+/// math.) The site's shortcode templates are part of the version too, so a change to them
+/// re-renders every post at the next start or reload.
 const FINGERPRINT_KEY: &str = "posts_fingerprint";
-const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-2");
+/// (`tree-1`: a file that lost its slug to another is published under a dated slug now,
+/// and a bundle's summary has its relative URLs rebased.)
+const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-3/tree-1");
 
 /// The fingerprint the index was last brought up to date with, when it was by this
 /// version of nib. A different version forgets every file's stamp, so each is parsed again.
-fn stored_fingerprint(db: &Db) -> Option<u64> {
+fn stored_fingerprint(db: &Db, current: &str) -> Option<u64> {
     let stored = db.meta_get(FINGERPRINT_KEY).ok().flatten()?;
     match stored.split_once(' ') {
-        Some((version, fp)) if version == INDEX_VERSION => fp.parse().ok(),
+        Some((version, fp)) if version == current => fp.parse().ok(),
         _ => {
             if let Err(e) = db.forget_post_stamps() {
                 eprintln!("nib: resetting the post index: {e}");
@@ -891,33 +1318,23 @@ fn stored_fingerprint(db: &Db) -> Option<u64> {
     }
 }
 
-/// An order-independent hash of every post file's name, mtime and size, and whether any of
-/// them is a symlink.
-fn scan_fingerprint(dir: &Path) -> std::io::Result<(u64, bool)> {
+/// An order-independent hash of every post file's path, mtime and size, and whether any
+/// of them is a link. `folder` is called with every folder that holds posts, before it is
+/// read, so the watch can follow it.
+fn scan_fingerprint(dir: &Path, folder: &mut dyn FnMut(&Path)) -> std::io::Result<(u64, bool)> {
     let mut sum: u64 = FINGERPRINT_SEED;
     let mut symlinks = false;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !is_post_file(name) {
-            continue;
-        }
-        // DirEntry::metadata stats relative to the open directory (no path walk), which
-        // made the scan of 10,000 files cheaper; a symlinked post is followed the slow way.
-        let meta = match entry.file_type() {
-            Ok(t) if t.is_symlink() => {
-                symlinks = true;
-                fs::metadata(entry.path())
+    walk(dir, &mut |found| {
+        match found {
+            Walked::Post { rel, meta, link } => {
+                symlinks |= link;
+                sum = sum.wrapping_add(file_hash(rel, stamp_of(meta)));
             }
-            _ => entry.metadata(),
-        };
-        let Ok(meta) = meta else { continue };
-        if !meta.is_file() {
-            continue;
+            Walked::Folder { path } => folder(path),
+            Walked::Skipped { .. } => {}
         }
-        sum = sum.wrapping_add(file_hash(name, stamp_of(&meta)));
-    }
+        ControlFlow::Continue(())
+    })?;
     Ok((sum, symlinks))
 }
 
@@ -942,7 +1359,18 @@ struct Watch {
     /// `posts/` reached through a symlink that is switched, or a site folder moved aside
     /// for a new one, sends the old inode no event, so each check compares the two.
     dir: (u64, u64),
+    /// The watch descriptor of `posts/` itself, whose end is the end of the watch; the
+    /// others are folders inside it.
+    root: i32,
+    /// How many folders under `posts/` the last scan asked the watch to follow; past
+    /// [`MAX_WATCHED`] the rest are not, and every check scans.
+    folders: usize,
 }
+
+/// How many folders under `posts/` the watch follows (each is an inotify watch, of which a
+/// user has 8,192 on older kernels, shared with every other program). A site with more
+/// folders is scanned at every check, as one without a watch.
+const MAX_WATCHED: usize = 1_000;
 
 /// File systems whose changes inotify reports whoever makes them. On others (NFS, SMB,
 /// FUSE, 9p and the like) a change made by another machine or by the host sends no event,
@@ -995,8 +1423,30 @@ impl Watch {
         // Owned from here on, so closed on every path, and close-on-exec, so a restart
         // does not inherit it.
         let fd = sys::inotify_init()?;
-        sys::inotify_add_watch(fd.as_fd(), &path, Self::EVENTS)?;
-        Ok(Watch { fd, dir: identity })
+        let root = sys::inotify_add_watch(fd.as_fd(), &path, Self::EVENTS)?;
+        Ok(Watch {
+            fd,
+            root,
+            dir: identity,
+            folders: 0,
+        })
+    }
+
+    /// Follows a folder under `posts/` too, so a post added, edited or removed in it is an
+    /// event. Asking again for a folder already followed changes nothing (inotify keeps
+    /// one watch per inode), so every scan asks for every folder it meets, new ones among
+    /// them; a removed folder's watch ends by itself. False when the folder is not
+    /// followed (past [`MAX_WATCHED`], or refused): then every check must scan.
+    fn follow(&mut self, folder: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        self.folders += 1;
+        if self.folders > MAX_WATCHED {
+            return false;
+        }
+        let Ok(path) = std::ffi::CString::new(folder.as_os_str().as_bytes()) else {
+            return false;
+        };
+        sys::inotify_add_watch(self.fd.as_fd(), &path, Self::EVENTS).is_ok()
     }
 
     /// Whether any event came since the last call (an overflowed queue counts as one).
@@ -1022,7 +1472,12 @@ impl Watch {
                 let word =
                     |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
                 let mask = word(at + 4);
-                if mask & (libc::IN_IGNORED | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF) != 0 {
+                // The end of `posts/`'s own watch is the end of the watch (a new folder
+                // may even have its inode); the end of another is a folder inside it
+                // going away, a change like any other.
+                if mask & (libc::IN_IGNORED | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF) != 0
+                    && word(at) as i32 == self.root
+                {
                     return Err(io::Error::other("the directory was removed or moved"));
                 }
                 changed = true;
@@ -1033,13 +1488,15 @@ impl Watch {
 }
 
 /// What one step of a refresh may do.
-struct Limits {
+struct Limits<'a> {
     /// Whether to keep quiet about broken files.
     quiet: bool,
     /// The largest post file to read, in bytes.
     max_bytes: u64,
     /// When the step stops reading changed files (never, when `None`).
     until: Option<Instant>,
+    /// The templates posts are rendered with.
+    shortcodes: &'a Templates,
 }
 
 /// One step: reads the files whose stamps differ from the index until `limits.until`,
@@ -1056,46 +1513,48 @@ fn reconcile(
     let now = dates::now();
     db.write_transaction(|| {
         let mut left = false;
-        let entries = fs::read_dir(dir).ok();
-        // A missing directory has the fingerprint a scan gives it.
-        let mut fingerprint = if entries.is_some() {
-            FINGERPRINT_SEED
-        } else {
-            0
-        };
-        // The directory is walked as it comes, never collected: a sorted list of 10,000
-        // names cost 400 KB at every change. Which of two files claiming one slug wins is
-        // settled by name in `index_file`, so the walk's order does not matter.
-        for entry in entries.into_iter().flatten().flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !is_post_file(name) {
-                continue;
-            }
-            let Ok(meta) = fs::metadata(entry.path()) else {
-                continue;
+        // The folder is walked as it comes, never collected: a sorted list of 10,000 names
+        // cost 400 KB at every change. Which of two files claiming one slug wins is
+        // settled by date and path in `index_file`, so the walk's order does not matter.
+        // A missing folder has the fingerprint a scan gives it.
+        let mut fingerprint = FINGERPRINT_SEED;
+        let mut failed = None;
+        let walked = walk(dir, &mut |found| {
+            let Walked::Post { rel, meta, .. } = found else {
+                return ControlFlow::Continue(());
             };
-            if !meta.is_file() {
-                continue;
-            }
-            let stamp = stamp_of(&meta);
-            fingerprint = fingerprint.wrapping_add(file_hash(name, stamp));
-            if db.post_stamp(name)? == Some(stamp) {
-                continue;
-            }
-            if out.parsed > 0 && limits.until.is_some_and(|t| Instant::now() >= t) {
-                left = true;
-                break;
-            }
-            out.parsed += 1;
-            if index_file(db, dir, name, stamp, now, limits)? {
-                out.site_changed = true;
-            }
+            let stamp = stamp_of(meta);
+            fingerprint = fingerprint.wrapping_add(file_hash(rel, stamp));
+            let mut step = || -> rusqlite::Result<ControlFlow<()>> {
+                if db.post_stamp(rel)? == Some(stamp) {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                if out.parsed > 0 && limits.until.is_some_and(|t| Instant::now() >= t) {
+                    left = true;
+                    return Ok(ControlFlow::Break(()));
+                }
+                out.parsed += 1;
+                if index_file(db, dir, rel, stamp, now, limits)? {
+                    out.site_changed = true;
+                }
+                Ok(ControlFlow::Continue(()))
+            };
+            step().unwrap_or_else(|e| {
+                failed = Some(e);
+                ControlFlow::Break(())
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if walked.is_err() {
+            fingerprint = 0;
         }
         if !left {
             let mut gone = Vec::new();
+            let mut seen = SeenFolders::new();
             db.each_post_path(|p| {
-                if !is_post_file(p) || !dir.join(p).is_file() {
+                if !still_a_post(dir, p, &mut seen) {
                     gone.push(p.to_string());
                 }
             })?;
@@ -1103,13 +1562,21 @@ fn reconcile(
                 out.removed += 1;
                 out.site_changed |= db.delete_post(&p)?;
             }
-            if out.site_changed || changed_before {
-                // A file that lost its slug to another may be free to use it now.
-                for p in db.duplicate_paths()? {
+            // A file that lost its slug to another may be free to use it now, or must take
+            // another. One round can set aside a file an earlier one of the round took,
+            // so rounds go on while they change something, a few at most.
+            let mut again = out.site_changed || changed_before;
+            for _ in 0..4 {
+                if !again {
+                    break;
+                }
+                again = false;
+                for p in db.contested_paths()? {
                     if let Ok(meta) = fs::metadata(dir.join(&p)) {
-                        out.site_changed |= index_file(db, dir, &p, stamp_of(&meta), now, limits)?;
+                        again |= index_file(db, dir, &p, stamp_of(&meta), now, limits)?;
                     }
                 }
+                out.site_changed |= again;
             }
         }
         if out.site_changed {
@@ -1148,53 +1615,118 @@ fn read_post(path: &Path, stamp: FileStamp, max_bytes: u64) -> Result<String, St
     String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())
 }
 
-/// Reads, parses and stores one file. Returns whether the public site changed.
+/// Reads, parses and stores one file, by its path under `posts/`. Returns whether the
+/// public site changed.
+///
+/// Of two public posts claiming one slug, both are published: the earlier (by date, then
+/// by path) keeps the slug, whichever was seen first, and the later takes its day in
+/// front (`2024-02-01-slug`), with a note naming the other file for `nib check`. Only
+/// when that dated slug is taken too is the later one refused.
 fn index_file(
     db: &Db,
     dir: &Path,
-    name: &str,
+    rel: &str,
     stamp: FileStamp,
     now: i64,
     limits: &Limits,
 ) -> rusqlite::Result<bool> {
-    let path = dir.join(name);
+    let path = dir.join(rel);
     let quiet = limits.quiet;
-    let parsed = read_post(&path, stamp, limits.max_bytes)
-        .and_then(|text| parse_file(name, text, stamp.mtime.div_euclid(1_000_000_000)));
-    // Of two files claiming one slug, the first by name keeps it, whichever was seen first.
+    let parsed = read_post(&path, stamp, limits.max_bytes).and_then(|text| {
+        parse_file(
+            slug_name(rel),
+            text,
+            stamp.mtime.div_euclid(1_000_000_000),
+            limits.shortcodes,
+        )
+    });
     let mut site_changed = false;
+    let mut note = None;
     let post = match parsed {
         // A draft is served nowhere, so it competes for no slug.
         Ok(post) if post.draft => Ok(post),
-        Ok(post) => match db.slug_owner(&post.slug, name)? {
-            Some(other) if other.as_str() < name => Err(format!(
-                "duplicate slug {:?} (also used by {other})",
-                post.slug
-            )),
-            Some(other) => {
-                let problem = format!("duplicate slug {:?} (also used by {name})", post.slug);
-                if !quiet {
-                    eprintln!("nib: skipping {}: {problem}", dir.join(&other).display());
+        Ok(mut post) => {
+            // The dated slug is made only when the slug is taken: most posts never need it.
+            let mut dated = String::new();
+            let mut taken = Vec::new();
+            let mut chosen = None;
+            for i in 0..2 {
+                if i == 1 {
+                    // The day written, as pages show it.
+                    dated = format!("{}-{}", dates::ymd_at(post.date, post.offset), post.slug);
                 }
-                let other_stamp = db
-                    .post_stamp(&other)?
-                    .unwrap_or(FileStamp { mtime: 0, size: 0 });
-                site_changed = db.mark_broken(&other, other_stamp, &problem)?;
-                Ok(post)
+                let slug = if i == 0 { &post.slug } else { &dated };
+                match db.slug_owner(slug, rel)? {
+                    Some((other, date)) if (date, other.as_str()) < (post.date, rel) => {
+                        taken.push((slug.clone(), other));
+                    }
+                    Some((other, _)) => {
+                        // The later post gives the slug up. It is set aside until the end
+                        // of the pass, which indexes it again (see `Db::contested_paths`)
+                        // and finds it another.
+                        let problem = format!("duplicate slug {slug:?} (also used by {rel})");
+                        let other_stamp = db
+                            .post_stamp(&other)?
+                            .unwrap_or(FileStamp { mtime: 0, size: 0 });
+                        site_changed = db.mark_broken(&other, other_stamp, &problem)?;
+                        db.set_post_note(&other, None)?;
+                        chosen = Some(i);
+                        break;
+                    }
+                    None => {
+                        chosen = Some(i);
+                        break;
+                    }
+                }
             }
-            None => Ok(post),
-        },
+            match chosen {
+                Some(0) => Ok(post),
+                Some(_) => {
+                    note = Some(format!(
+                        "published as /posts/{dated}/: slug {:?} is also used by {}",
+                        post.slug, taken[0].1
+                    ));
+                    post.slug = dated;
+                    post.hash = post_hash(&post);
+                    Ok(post)
+                }
+                None => Err(format!(
+                    "duplicate slug {:?} (also used by {}), and {:?} is used by {}",
+                    taken[0].0, taken[0].1, taken[1].0, taken[1].1
+                )),
+            }
+        }
         Err(problem) => Err(problem),
     };
     let changed = match post {
-        Ok(post) => db.upsert_post(name, stamp, post, now)?,
+        Ok(mut post) => {
+            if bundle_folder(rel).is_some() {
+                // A bundle's page is at /posts/SLUG/, beside its files, so its relative
+                // links work there; the summary is also shown on the front page, tag
+                // pages and feeds, where they must name the post's folder.
+                let base = format!("/posts/{}/", crate::routes::encode_component(&post.slug));
+                if let Some(summary) = rebase_relative_urls(&post.summary, &base) {
+                    post.summary = summary;
+                    post.hash = post_hash(&post);
+                }
+            }
+            let changed = db.upsert_post(rel, stamp, post, now)?;
+            if changed
+                && !quiet
+                && let Some(note) = &note
+            {
+                eprintln!("nib: {}: {note}", path.display());
+            }
+            changed
+        }
         Err(problem) => {
             if !quiet {
                 eprintln!("nib: skipping {}: {problem}", path.display());
             }
-            db.mark_broken(name, stamp, &problem)?
+            db.mark_broken(rel, stamp, &problem)?
         }
     };
+    db.set_post_note(rel, note.as_deref())?;
     Ok(changed || site_changed)
 }
 
@@ -1289,6 +1821,89 @@ pub(crate) fn alias_problems(
     }
     out.sort();
     Ok(out)
+}
+
+/// `html` with every relative `src` and `href` (`pic.png`, `img/a.png`, `../b/`) made to
+/// start at `base` (`/posts/SLUG/`), or `None` when it has none. A value with a scheme
+/// (`https:`, `mailto:`, `data:`), or that starts with `/`, `#` or `?`, is left alone. Only
+/// for a bundle's summary, which is shown at other URLs than the post's.
+pub(crate) fn rebase_relative_urls(html: &str, base: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(found) = html[at..].find(['s', 'h']) {
+        let start = at + found;
+        at = start + 1;
+        let rest = &html[start..];
+        let Some(attr) = ["src=", "href="].into_iter().find(|a| rest.starts_with(a)) else {
+            continue;
+        };
+        // An attribute only: `src=` after a space, not inside another word (`data-src=`).
+        if !html[..start].ends_with([' ', '\t', '\n']) {
+            continue;
+        }
+        let value_at = start + attr.len();
+        let quote = html[value_at..].chars().next();
+        let value_at = match quote {
+            Some('"' | '\'') => value_at + 1,
+            _ => value_at,
+        };
+        let value = &html[value_at..];
+        let relative = match value.chars().next() {
+            None | Some('/' | '#' | '?' | '"' | '\'' | ' ' | '>') => false,
+            Some(_) => {
+                let end = value
+                    .find(['/', '"', '\'', ' ', '>', '?', '#'])
+                    .unwrap_or(value.len());
+                let first = &value[..end];
+                // A scheme: letters, digits, `+`, `-`, `.`, then `:` before any `/`.
+                !first.split_once(':').is_some_and(|(scheme, _)| {
+                    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                        && scheme
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                })
+            }
+        };
+        if relative {
+            out.push_str(&html[copied..value_at]);
+            out.push_str(base);
+            copied = value_at;
+        }
+        at = value_at;
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&html[copied..]);
+    Some(out)
+}
+
+/// Every top-level front matter key of `text` that nib does not read (not in
+/// [`KNOWN_KEYS`]), for `nib check`. Read as a map of keys whose values are skipped, so it
+/// knows nothing of [`FrontMatter`] but [`KNOWN_KEYS`]. An error when the front matter
+/// does not read as a map.
+pub(crate) fn ignored_keys(text: &str) -> Result<Vec<String>, String> {
+    use std::collections::BTreeMap;
+    type Keys = BTreeMap<String, serde::de::IgnoredAny>;
+    let Some((fm, is_toml)) = split_front_matter(text)?.0 else {
+        return Ok(Vec::new());
+    };
+    if fm.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    if nesting_depth(fm, is_toml) > MAX_FRONT_MATTER_DEPTH {
+        return Err("front matter nests too deep".into());
+    }
+    let keys: Keys = if is_toml {
+        toml::from_str(fm).map_err(|e| e.message().to_string())?
+    } else {
+        serde_norway::from_str(fm).map_err(|e| e.to_string())?
+    };
+    Ok(keys
+        .into_keys()
+        .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+        .collect())
 }
 
 /// `nib new "Title"`: writes `posts/YYYY-MM-DD-slug.md` and returns its path. Refuses to
@@ -1595,6 +2210,37 @@ mod tests {
     /// move in"): their extension, dates, `lastmod`, categories, space-separated tags,
     /// `published: false` and drafts written as strings.
     #[test]
+    fn the_card_image_comes_from_front_matter_then_the_first_picture() {
+        // (front matter and body, image kept)
+        let cases = [
+            ("image: /a.png", "", Some("/a.png")),
+            (
+                "image:\n  path: /seo.png\n  height: 100",
+                "",
+                Some("/seo.png"),
+            ),
+            ("images: [one.jpg, two.jpg]", "", Some("one.jpg")),
+            ("images: solo.jpg", "", Some("solo.jpg")),
+            ("banner_image: /b.png", "", Some("/b.png")),
+            ("featured_image: f.png", "", Some("f.png")),
+            ("cover:\n  image: c.png\n  alt: x", "", Some("c.png")),
+            ("image: /a.png\ncover:\n  image: c.png", "", Some("/a.png")),
+            (
+                "title: t",
+                "![p](pic.png)\n\n![q](other.png)",
+                Some("pic.png"),
+            ),
+            ("image: \"\"", "![p](pic.png)", Some("pic.png")),
+            ("title: t", "no picture", None),
+        ];
+        for (fm, body, want) in cases {
+            let text = format!("---\n{fm}\n---\n{body}\n");
+            let post = parse("a.md", &text, 0).unwrap_or_else(|e| panic!("{fm}: {e}"));
+            assert_eq!(post.image.as_deref(), want, "{fm} {body}");
+        }
+    }
+
+    #[test]
     fn jekyll_and_hugo_fields_are_read() {
         type Case<'a> = (&'a str, &'a str, &'a [&'a str], bool, Option<i64>);
         let cases: &[Case] = &[
@@ -1754,28 +2400,253 @@ mod tests {
         let (_tmp, dir) = scratch_posts();
         let db = Db::memory();
         let mut idx = Index::new();
+        idx.quiet = true;
         fs::write(dir.join("2024-01-01-a.md"), "# A\n\nbody").unwrap();
-        fs::write(dir.join("b.md"), "---\nslug: a\n---\nsame slug").unwrap();
         fs::write(dir.join("c.md~"), "leftover").unwrap();
         let r = idx.refresh(&db, &dir);
-        assert_eq!((r.parsed, r.broken, r.site_changed), (2, 1, true));
+        assert_eq!((r.parsed, r.broken, r.site_changed), (1, 0, true));
         assert!(db.post_by_slug("a").unwrap().is_some());
         // Nothing changed: nothing parsed.
         assert_eq!(idx.refresh(&db, &dir), Refresh::default());
-        // The owner of the slug goes away: the duplicate takes it over.
         fs::remove_file(dir.join("2024-01-01-a.md")).unwrap();
         let r = idx.refresh(&db, &dir);
         assert_eq!((r.removed, r.broken), (1, 0));
-        assert_eq!(db.post_by_slug("a").unwrap().unwrap().title, "a");
-        // A new file that sorts first takes the slug over, whatever the scan's order.
-        fs::write(dir.join("0-first.md"), "---\nslug: a\ntitle: First\n---\nx").unwrap();
-        let r = idx.refresh(&db, &dir);
-        assert_eq!((r.broken, r.site_changed), (1, true));
-        assert_eq!(db.post_by_slug("a").unwrap().unwrap().title, "First");
+        assert!(db.post_by_slug("a").unwrap().is_none());
         // A fresh index over the same database finds nothing to do.
         let mut again = Index::new();
         assert_eq!(again.refresh(&db, &dir), Refresh::default());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue "Real blogs move in": two posts with one slug were one post and one refusal.
+    /// Both are published now, whatever order they are found or written in: the earlier
+    /// keeps the slug, the later takes its day in front, and only a third on the same day
+    /// is refused. Each case writes its files in order, refreshing after each.
+    #[test]
+    fn duplicate_slugs_are_both_published_the_later_under_its_date() {
+        let a = ("a.md", "---\ndate: 2024-01-01\n---\nA");
+        let b = ("2020/a.md", "---\ndate: 2024-02-01\n---\nB");
+        let c = ("c/index.md", "---\nslug: a\ndate: 2024-02-01\n---\nC");
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)], usize);
+        // (files in the order written, slug → file, broken)
+        let cases: &[Case] = &[
+            (&[a, b], &[("a", "A"), ("2024-02-01-a", "B")], 0),
+            (&[b, a], &[("a", "A"), ("2024-02-01-a", "B")], 0),
+            (&[c, b, a], &[("a", "A"), ("2024-02-01-a", "B")], 1),
+            (&[a, c, b], &[("a", "A"), ("2024-02-01-a", "B")], 1),
+        ];
+        for (files, want, broken) in cases {
+            let (_tmp, dir) = scratch_posts();
+            let db = Db::memory();
+            let mut idx = Index::new();
+            idx.quiet = true;
+            for (name, text) in *files {
+                fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
+                fs::write(dir.join(name), text).unwrap();
+                idx.refresh(&db, &dir);
+            }
+            let order: Vec<_> = files.iter().map(|f| f.0).collect();
+            for (slug, body) in *want {
+                let row = db.post_by_slug(slug).unwrap();
+                let html = row.map(|r| r.html).unwrap_or_default();
+                assert!(html.contains(body), "{order:?}: {slug} is {html:?}");
+            }
+            assert_eq!(db.count_broken().unwrap() as usize, *broken, "{order:?}");
+            let note = db.post_status("2020/a.md").unwrap().unwrap().note;
+            assert_eq!(
+                note.as_deref(),
+                Some("published as /posts/2024-02-01-a/: slug \"a\" is also used by a.md"),
+                "{order:?}"
+            );
+            // The earlier goes away: the later takes the slug back, and the note goes.
+            fs::remove_file(dir.join("a.md")).unwrap();
+            idx.refresh(&db, &dir);
+            let row = db.post_by_slug("a").unwrap().unwrap();
+            assert!(
+                row.html.contains("B") || row.html.contains("C"),
+                "{order:?}"
+            );
+            assert_eq!(db.count_broken().unwrap(), 0, "{order:?}");
+        }
+    }
+
+    /// The shapes of real blogs' `posts/` folders, walked: Hugo's leaf bundles and year
+    /// folders, Zola's sections, and what is never read.
+    #[test]
+    fn the_walk_finds_posts_in_folders_and_bundles() {
+        let (_tmp, dir) = scratch_posts();
+        let files = [
+            "top.md",
+            "notes.txt",
+            "x.md~",
+            "_index.md",
+            ".hidden.md",
+            "2020/old.md",
+            "2020/_index.md",
+            "2020/05/deep.markdown",
+            "trip/index.md",
+            "trip/pic.png",
+            "trip/img/a.png",
+            "trip/notes.md",
+            "both/index.md",
+            "both/index.markdown",
+            ".git/x.md",
+            "a/b/c/d/e/f/g/h/eight.md",
+            "a/b/c/d/e/f/g/h/i/nine.md",
+        ];
+        for f in files {
+            fs::create_dir_all(dir.join(f).parent().unwrap()).unwrap();
+            fs::write(dir.join(f), "# x").unwrap();
+        }
+        std::os::unix::fs::symlink(dir.join("2020"), dir.join("linked")).unwrap();
+        let mut found = Vec::new();
+        walk(&dir, &mut |w| {
+            match w {
+                Walked::Post { rel, .. } => found.push(format!("post {rel}")),
+                Walked::Skipped { rel, why } => found.push(format!("skip {rel} {why:?}")),
+                Walked::Folder { .. } => {}
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        found.sort();
+        let want = [
+            "post 2020/05/deep.markdown",
+            "post 2020/old.md",
+            "post a/b/c/d/e/f/g/h/eight.md",
+            "post both/index.md",
+            "post top.md",
+            "post trip/index.md",
+            "skip .git/ Hidden",
+            "skip .hidden.md Hidden",
+            "skip 2020/_index.md Section",
+            "skip _index.md Section",
+            "skip a/b/c/d/e/f/g/h/i/ TooDeep",
+            "skip linked LinkedFolder",
+            "skip notes.txt NotPost",
+            "skip x.md~ Leftover",
+        ];
+        assert_eq!(found, want);
+        // What the walk finds is what stays in the index, and nothing else.
+        for f in files {
+            let post = want.contains(&format!("post {f}").as_str());
+            // Each alone, and all in order through one memory of the folders seen.
+            assert_eq!(still_a_post(&dir, f, &mut Vec::new()), post, "{f}");
+        }
+        let mut sorted = files.to_vec();
+        sorted.sort();
+        let mut seen = SeenFolders::new();
+        for f in sorted {
+            let post = want.contains(&format!("post {f}").as_str());
+            assert_eq!(still_a_post(&dir, f, &mut seen), post, "{f} after others");
+        }
+        assert!(seen.len() <= MAX_DEPTH);
+        assert!(!still_a_post(&dir, "linked/old.md", &mut Vec::new()));
+        // A folder that becomes a bundle takes its posts with it.
+        fs::write(dir.join("2020/index.md"), "# 2020").unwrap();
+        assert!(!still_a_post(&dir, "2020/old.md", &mut Vec::new()));
+        assert!(still_a_post(&dir, "2020/index.md", &mut Vec::new()));
+        assert_eq!(slug_name("2020/index.md"), "2020");
+        assert_eq!(slug_name("2020/05/deep.markdown"), "deep.markdown");
+        assert_eq!(slug_name("top.md"), "top.md");
+        assert_eq!(slug_name("index.md"), "index.md");
+    }
+
+    #[test]
+    fn relative_urls_of_bundle_summaries_start_at_the_post() {
+        let base = "/posts/trip/";
+        let cases = [
+            (
+                r#"<img src="pic.png" alt="p">"#,
+                Some(r#"<img src="/posts/trip/pic.png" alt="p">"#),
+            ),
+            (
+                r#"<a href="img/a.png">a</a>"#,
+                Some(r#"<a href="/posts/trip/img/a.png">a</a>"#),
+            ),
+            (
+                r#"<a href='x.pdf'>"#,
+                Some(r#"<a href='/posts/trip/x.pdf'>"#),
+            ),
+            (
+                r#"<img src=pic.png>"#,
+                Some(r#"<img src=/posts/trip/pic.png>"#),
+            ),
+            (
+                r#"<img src="a.png"> and <img src="b.png">"#,
+                Some(r#"<img src="/posts/trip/a.png"> and <img src="/posts/trip/b.png">"#),
+            ),
+            (r#"<img src="/static/a.png">"#, None),
+            (r#"<a href="https://example.com/">"#, None),
+            (r#"<a href="mailto:a@b.c">"#, None),
+            (r#"<img src="data:image/png;base64,xx">"#, None),
+            (r##"<a href="#top">"##, None),
+            (r#"<a href="?q=1">"#, None),
+            (r#"<a href="//cdn.example/x.js">"#, None),
+            (r#"<img data-src="x.png">"#, None),
+            ("<p>src=x.png said</p>", None),
+            ("<p>no links</p>", None),
+        ];
+        for (html, want) in cases {
+            assert_eq!(rebase_relative_urls(html, base).as_deref(), want, "{html}");
+        }
+    }
+
+    #[test]
+    fn ignored_keys_are_the_ones_nib_does_not_read() {
+        let cases: &[(&str, &[&str])] = &[
+            ("no front matter", &[]),
+            ("---\n---\nx", &[]),
+            (
+                "---\ntitle: T\naliases: [/old/]\nlayout: post\ntags: [a]\n---\nx",
+                &["layout"],
+            ),
+            (
+                "+++\ntitle = \"T\"\n[extra]\nimage = \"x.png\"\n[taxonomies]\ntags = [\"a\"]\n+++\nx",
+                &["extra"],
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ignored_keys(text).unwrap(), *want, "{text}");
+        }
+        assert!(ignored_keys("---\n- a list\n---\nx").is_err());
+    }
+
+    /// Every field `FrontMatter` reads, under every name, is in `KNOWN_KEYS`, so `nib
+    /// check` never calls a key it reads ignored. The names come from serde itself: a
+    /// deserializer that only records the fields a struct asks for.
+    #[test]
+    fn every_front_matter_field_is_a_known_key() {
+        struct Fields(Vec<&'static str>);
+        impl<'de> serde::Deserializer<'de> for &mut Fields {
+            type Error = serde::de::value::Error;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(
+                self,
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                Err(serde::de::Error::custom("a struct only"))
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                self.0.extend(fields);
+                Err(serde::de::Error::custom("recorded"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut fields = Fields(Vec::new());
+        let _ = FrontMatter::deserialize(&mut fields);
+        assert!(fields.0.len() > 10, "{:?}", fields.0);
+        for f in fields.0 {
+            assert!(KNOWN_KEYS.contains(&f), "{f} is read but not in KNOWN_KEYS");
+        }
     }
 
     /// Regression: a refresh read every changed file in one call on the request loop, so
@@ -1821,7 +2692,7 @@ mod tests {
         assert_eq!(idx.refresh(&db, &dir).removed, 4);
         assert_eq!(idx.refresh(&db, &dir), Refresh::default());
         assert_eq!(
-            stored_fingerprint(&db),
+            stored_fingerprint(&db, INDEX_VERSION),
             Some(0),
             "what a scan of no folder gives"
         );
@@ -1933,6 +2804,52 @@ mod tests {
         assert!(w.changed(&dir).is_err());
         fs::remove_dir_all(&aside).unwrap();
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue "Real blogs move in": the watch followed `posts/` alone, so a post in a
+    /// folder changed unseen. Now a new folder is an event, the scan it brings follows it,
+    /// and a change deep inside is seen; a folder removed ends its own watch only.
+    #[test]
+    fn checks_see_changes_in_folders() {
+        let (_tmp, dir) = scratch_posts();
+        let db = Db::memory();
+        let mut idx = Index::new();
+        idx.quiet = true;
+        if Watch::new(&dir).is_err() {
+            eprintln!("skipping: {} cannot be watched here", dir.display());
+            return;
+        }
+        let check = |idx: &mut Index| {
+            idx.last_check = None;
+            let r = idx.refresh_if_due(&db, &dir);
+            assert!(idx.watch.is_some());
+            r
+        };
+        let quiet = |idx: &mut Index| {
+            // Pushes the minute's scan away, so only an event makes a check scan.
+            idx.last_check = None;
+            idx.last_scan_at = Some(Instant::now());
+            idx.refresh_if_due(&db, &dir)
+        };
+        fs::write(dir.join("a.md"), "# A").unwrap();
+        assert_eq!(check(&mut idx).parsed, 1);
+        assert_eq!(quiet(&mut idx), Refresh::default());
+        fs::create_dir_all(dir.join("2020/05")).unwrap();
+        fs::write(dir.join("2020/05/b.md"), "# B").unwrap();
+        assert_eq!(quiet(&mut idx).parsed, 1);
+        fs::write(dir.join("2020/05/b.md"), "# B\n\nedited, longer").unwrap();
+        assert_eq!(quiet(&mut idx).parsed, 1);
+        fs::create_dir_all(dir.join("trip")).unwrap();
+        assert_eq!(quiet(&mut idx).parsed, 0);
+        fs::write(dir.join("trip/index.md"), "# Trip").unwrap();
+        assert_eq!(quiet(&mut idx).parsed, 1);
+        assert!(db.post_by_slug("trip").unwrap().is_some());
+        fs::remove_dir_all(dir.join("2020")).unwrap();
+        assert_eq!(quiet(&mut idx).removed, 1);
+        assert!(idx.watch.is_some(), "a folder inside went, not posts/");
+        fs::write(dir.join("trip/index.md"), "# Trip\n\nedited, longer").unwrap();
+        assert_eq!(quiet(&mut idx).parsed, 1);
+        assert_eq!(quiet(&mut idx), Refresh::default());
     }
 
     /// The loop's check: a due check with no event scans nothing; an edit, however it is

@@ -12,6 +12,7 @@ use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd,
 
 use crate::dates;
 use crate::db::PostRow;
+use crate::shortcodes::{self, Templates, fence_open};
 
 /// Escapes text for HTML and XML bodies and attributes.
 pub(crate) fn escape(s: &str) -> String {
@@ -42,14 +43,28 @@ impl Rendered {
     /// The HTML of what stands before `<!-- more -->`, when the marker is there. Cut from
     /// the page rather than kept beside it, so the caller decides when to copy it (a post
     /// drops its source text first).
+    /// Shortcodes shown as text (unknown ones) are left out at its start.
     pub fn summary(&self) -> Option<&str> {
         self.more_at
-            .map(|at| &self.html[..at])
+            .map(|at| after_shortcodes(&self.html[..at]))
             .filter(|s| !s.trim().is_empty())
     }
 }
 
 const MORE: &str = "<!-- more -->";
+
+/// `html` past the shortcodes shown as text at its start (each a block of its own, see
+/// `shortcodes`), so no summary starts with one.
+fn after_shortcodes(html: &str) -> &str {
+    let mut rest = html;
+    while let Some(r) = rest.trim_start().strip_prefix(shortcodes::SHOWN_OPEN) {
+        match r.find("</p>") {
+            Some(end) => rest = &r[end + "</p>".len()..],
+            None => break,
+        }
+    }
+    rest.trim_start_matches('\n')
+}
 
 fn options() -> Options {
     Options::ENABLE_TABLES
@@ -58,6 +73,7 @@ fn options() -> Options {
         | Options::ENABLE_TASKLISTS
         | Options::ENABLE_SMART_PUNCTUATION
         | Options::ENABLE_HEADING_ATTRIBUTES
+        | Options::ENABLE_MATH
 }
 
 /// The most events read ahead to name one heading, and the most of its text an id is made
@@ -217,6 +233,19 @@ impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
     }
 }
 
+impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
+    /// Whether the next event is text that starts with a digit (read ahead, not taken).
+    fn digit_follows(&mut self) -> bool {
+        if self.ahead.is_empty() {
+            match self.events.next() {
+                Some(e) => self.ahead.push_back(e),
+                None => return false,
+            }
+        }
+        matches!(self.ahead.front(), Some(Event::Text(t)) if t.starts_with(|c: char| c.is_ascii_digit()))
+    }
+}
+
 impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
     type Item = Event<'a>;
 
@@ -234,6 +263,13 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
                 e => e,
             },
         };
+        // A math span closed by a `$` with a digit after it is two prices, `$5-$10`: text
+        // again, as Pandoc reads it (the closing `$` of math is never before a digit).
+        if let Event::InlineMath(m) = &e
+            && self.digit_follows()
+        {
+            e = Event::Text(CowStr::from(format!("${m}$")));
+        }
         // Footnote ids are prefixed, so a footnote called `intro` cannot take the id of a
         // heading `# Intro`. (Listing pages show summaries, which rarely carry footnotes;
         // two posts' `[^1]` on one listing page would still share an id.)
@@ -327,14 +363,6 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
 
 /// How long a piece of a body is before it may end (see [`pieces`]).
 const PIECE_LEN: usize = 64 * 1024;
-
-/// A fence opening a fenced code block (a run of three or more backticks or tildes; a
-/// backtick fence's info string has no backtick): its character and length.
-fn fence_open(t: &str) -> Option<(u8, usize)> {
-    let c = *t.as_bytes().first().filter(|c| matches!(c, b'`' | b'~'))?;
-    let n = t.bytes().take_while(|b| *b == c).count();
-    (n >= 3 && (c == b'~' || !t[n..].contains('`'))).then_some((c, n))
-}
 
 /// Whether an HTML block opened by `t` (a line starting with `<`) runs past blank lines
 /// until an end marker, and that marker if so (the kinds 1 to 5 of CommonMark, told apart
@@ -582,13 +610,29 @@ fn piece_events<'a>(
 }
 
 /// Renders a post body: CommonMark plus tables, footnotes, strikethrough, task lists,
-/// heading ids and smart punctuation. Raw HTML is the author's and is kept.
+/// heading ids, math spans and smart punctuation. Raw HTML is the author's and is kept.
+/// Shortcodes are expanded first (see `shortcodes`), with the site's templates.
 ///
 /// One pass from the parser into one `String`: the summary and first paragraph are cut
 /// from it, never rendered again, and no list of events is kept. Rendering a 1.3 MB post
 /// through a list of its events and three renders peaked at 48 times its size.
+pub(crate) fn markdown_with(body: &str, templates: &Templates) -> Rendered {
+    // The bodies of paired shortcodes and figure captions, already expanded.
+    let md = |s: &str| render_in_pieces(s, PIECE_LEN).html;
+    // The expanded copy exists only when the body holds a `{{` or `{%`.
+    let (body, _) = shortcodes::expand(body, templates, &md);
+    render_in_pieces(&body, PIECE_LEN)
+}
+
+/// [`markdown_with`] and no site templates.
+#[cfg(test)]
 pub(crate) fn markdown(body: &str) -> Rendered {
-    render_in_pieces(body, PIECE_LEN)
+    markdown_with(body, &Templates::default())
+}
+
+/// The shortcodes of a body that are shown as text, with their lines, for `nib check`.
+pub(crate) fn shortcode_problems(body: &str, templates: &Templates) -> Vec<shortcodes::Found> {
+    shortcodes::expand(body, templates, &|_| String::new()).1
 }
 
 fn render_in_pieces(body: &str, at_least: usize) -> Rendered {
@@ -650,6 +694,15 @@ pub(crate) struct Site<'a> {
     pub base: &'a str,
     pub nav: &'a [crate::config::NavLink],
     pub footer: &'a [crate::config::NavLink],
+    /// The card image of pages that have none of their own (`image` in `nib.toml`).
+    pub image: Option<&'a str>,
+}
+
+impl Site<'_> {
+    /// The absolute URL of the site's default card image, when `nib.toml` names one.
+    pub fn card_image(&self) -> Option<String> {
+        self.image.map(|i| absolute_url(self.base, i))
+    }
 }
 
 /// A post as templates see it.
@@ -666,6 +719,8 @@ pub(crate) struct PostView {
     pub summary: String,
     pub html: String,
     pub description: String,
+    /// The card image: an absolute URL or a path on the site.
+    pub image: Option<String>,
 }
 
 impl PostView {
@@ -690,6 +745,7 @@ impl PostView {
                 .iter()
                 .map(|t| (crate::routes::tag_key(t), t.clone()))
                 .collect(),
+            image: p.image.as_deref().and_then(|i| site_image(&p.slug, i)),
             slug: p.slug,
             title: p.title,
             summary: p.summary,
@@ -697,6 +753,62 @@ impl PostView {
             description,
         }
     }
+
+    /// The absolute URL of the post's card image (`og:image`), or the site's default.
+    pub fn card_image(&self, site: &Site<'_>) -> Option<String> {
+        self.image
+            .as_deref()
+            .or(site.image)
+            .map(|i| absolute_url(site.base, i))
+    }
+}
+
+/// A post's image as the site sees it: an absolute URL as it is, a path on the site as it
+/// is, a path relative to the post resolved against the post's URL (a bundle's own
+/// picture); `None` for what no link preview can fetch (`data:` URLs, nothing at all).
+fn site_image(slug: &str, image: &str) -> Option<String> {
+    let image = image.trim();
+    if image.starts_with("https://") || image.starts_with("http://") || image.starts_with('/') {
+        return Some(image.to_string());
+    }
+    if image.is_empty() || image.contains(':') {
+        return None;
+    }
+    Some(format!(
+        "/posts/{}/{}",
+        crate::routes::encode_component(slug),
+        image.trim_start_matches("./")
+    ))
+}
+
+/// `url` made absolute against the site's base: a protocol-relative or site path gets the
+/// base's scheme and host.
+pub(crate) fn absolute_url(base: &str, url: &str) -> String {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        url.to_string()
+    } else if let Some(rest) = url.strip_prefix("//") {
+        format!("https://{rest}")
+    } else {
+        format!("{base}{url}")
+    }
+}
+
+/// The `src` of the first `<img>` in rendered HTML, its entities decoded: a post's card
+/// image when its front matter names none.
+pub(crate) fn first_image(html: &str) -> Option<String> {
+    let tag = &html[html.find("<img ")?..];
+    let tag = &tag[..tag.find('>')?];
+    let at = tag.find(" src=")? + 5;
+    let value = &tag[at..];
+    let src = match value.chars().next()? {
+        q @ ('"' | '\'') => &value[1..][..value[1..].find(q)?],
+        _ => value.split(' ').next()?,
+    };
+    let src = src
+        .replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'");
+    (!src.is_empty()).then_some(src)
 }
 
 /// Text content of an HTML fragment, cut at a word boundary, for meta descriptions.
@@ -993,6 +1105,144 @@ mod tests {
     }
 
     #[test]
+    fn math_spans_keep_their_text() {
+        let cases = [
+            (
+                "Inline $\\alpha_1 + \\frac{a}{b}$ here.",
+                "<span class=\"math math-inline\">\\alpha_1 + \\frac{a}{b}</span>",
+            ),
+            (
+                "$$\n\\sum_{i=1}^{n} \"i\" -- x\n$$",
+                "<span class=\"math math-display\">\n\\sum_{i=1}^{n} &quot;i&quot; -- x\n</span>",
+            ),
+            // Money is not math: the text stays as written.
+            (
+                "It costs $5 and $10 today.",
+                "<p>It costs $5 and $10 today.</p>",
+            ),
+            ("Between $5 and $10.", "<p>Between $5 and $10.</p>"),
+            ("From $5-$10 a month", "<p>From $5-$10 a month</p>"),
+            (
+                "$5/$10 or $x$",
+                "<p>$5/$10 or <span class=\"math math-inline\">x</span></p>",
+            ),
+            ("Cost ($5) vs ($10)", "<p>Cost ($5) vs ($10)</p>"),
+            ("US$5 or $20,000", "<p>US$5 or $20,000</p>"),
+            (
+                "$2x + 1$ is odd",
+                "<span class=\"math math-inline\">2x + 1</span> is odd",
+            ),
+            // TeX's double braces are no shortcode.
+            (
+                "$x^{{2}}$",
+                "<span class=\"math math-inline\">x^{{2}}</span>",
+            ),
+        ];
+        for (md, want) in cases {
+            let html = markdown(md).html;
+            assert!(html.contains(want), "{md:?} → {html}");
+        }
+    }
+
+    #[test]
+    fn shortcodes_render_as_html() {
+        let cases = [
+            (
+                "{{< figure src=\"a.png\" caption=\"A *cat*\" >}}\nAfter.",
+                "<figure><img src=\"a.png\" alt=\"A *cat*\" loading=\"lazy\"><figcaption><p>A <em>cat</em></p></figcaption></figure>\n<p>After.</p>",
+            ),
+            (
+                "{{< highlight go >}}\nfmt.Println(\"hi\")\n{{< /highlight >}}",
+                "<pre><code class=\"language-go\">fmt.<span class=\"hl-f\">Println</span>(<span class=\"hl-s\">&quot;hi&quot;</span>)\n</code></pre>",
+            ),
+            (
+                "{% highlight ruby linenos %}\nputs 'x'\n{% endhighlight %}",
+                "<pre><code class=\"language-ruby\"><span class=\"hl-b\">puts</span> <span class=\"hl-s\">'x'</span>\n</code></pre>",
+            ),
+            (
+                "{{< youtube abc >}}",
+                "<p class=\"embed\"><a href=\"https://www.youtube.com/watch?v=abc\">",
+            ),
+            (
+                "{% raw %}\n{{ \"a\" }} -- {% x %}\n{% endraw %}",
+                "<p class=\"shortcode\">{{ &quot;a&quot; }}</p>",
+            ),
+            // Unknown ones are the text they were, and no quote or dash is curled.
+            (
+                "a {{< gallery \"x\" -- y >}} b",
+                "<p>a {{&lt; gallery \"x\" -- y &gt;}} b</p>",
+            ),
+            (
+                "{{ figure(src=\"a.svg\", caption=\"It's\") }}",
+                "<p class=\"shortcode\">{{ figure(src=&quot;a.svg&quot;, caption=&quot;It&#39;s&quot;) }}</p>",
+            ),
+            (
+                "[Other]({{< ref \"other-post.md\" >}})",
+                "<a href=\"/posts/other-post/\">Other</a>",
+            ),
+        ];
+        for (md, want) in cases {
+            let html = markdown(md).html;
+            assert!(html.contains(want), "{md:?} → {html}");
+            assert!(
+                !html.contains('“') && !html.contains('’'),
+                "{md:?} → {html}"
+            );
+        }
+    }
+
+    /// Shortcodes of every kind among the blocks of the differential test: the expanded
+    /// body renders, in pieces as whole, without a panic, and nothing is lost.
+    #[test]
+    fn shortcodes_among_any_blocks_render() {
+        const SHORTCODES: &[&str] = &[
+            "{{< figure src=\"a.png\" caption=\"A [link](/x)\" >}}\n",
+            "{{< highlight go >}}\nfunc() {}\n\n# not a heading\n{{< /highlight >}}\n",
+            "{% highlight ruby %}\nx\n",
+            "{% endhighlight %}\n",
+            "{% raw %}\n",
+            "{% endraw %}\n",
+            "{{< youtube x >}} inline\n",
+            "{{< unknown \"q\" >}}\n",
+            "- {{< x id=\"1\" >}}\n",
+            "> {{< gist a b >}}\n",
+            "$a$ and $$b$$\n",
+        ];
+        let mut next = crate::test_rng(0x1234_5678_9abc_def1);
+        for _ in 0..500 {
+            let mut body = String::new();
+            for _ in 0..(2 + next(10)) {
+                if next(2) == 0 {
+                    body.push_str(SHORTCODES[next(SHORTCODES.len())]);
+                } else {
+                    body.push_str(BLOCKS[next(BLOCKS.len())]);
+                }
+                if next(3) > 0 {
+                    body.push('\n');
+                }
+            }
+            let (expanded, _) =
+                shortcodes::expand(&body, &Templates::default(), &|s| markdown(s).html);
+            let (whole, parts) = (
+                render_in_pieces(&expanded, usize::MAX),
+                render_in_pieces(&expanded, 1),
+            );
+            assert_eq!(whole.html, parts.html, "{body:?}");
+        }
+    }
+
+    /// Regression: 11 front-page summaries started with a shortcode shown raw.
+    #[test]
+    fn summaries_never_start_with_a_shortcode() {
+        let r = markdown("{{< gallery >}}\n\nFirst words.\n\nMore.");
+        assert_eq!(r.first_paragraph, "<p>First words.</p>\n");
+        let r = markdown("{{< gallery >}} First words.\n\nMore.");
+        assert_eq!(r.first_paragraph, "<p>First words.</p>\n");
+        let r = markdown("{{< gallery >}}\n{% include x %}\n\nIntro.\n\n<!-- more -->\n\nRest.");
+        assert_eq!(r.summary(), Some("<p>Intro.</p>\n"));
+    }
+
+    #[test]
     fn heading_ids_are_unique() {
         let html = markdown("## Notes\n\n## Notes\n\n## Notes").html;
         for id in ["notes", "notes-1", "notes-2"] {
@@ -1092,13 +1342,7 @@ mod tests {
             .flatten()
             .collect();
         // A small deterministic generator, so a failure is the same on every run.
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x2545_f491_4f6c_dd1d);
         for _ in 0..3000 {
             let mut body = String::new();
             for _ in 0..(2 + next(8)) {
@@ -1214,6 +1458,47 @@ mod tests {
             "{h}"
         );
         assert_eq!(h.matches(r#"id="fnref-x""#).count(), 1, "ids stay unique");
+    }
+
+    #[test]
+    fn card_images_resolve_against_the_post_and_the_site() {
+        // (image as written, what the page's og:image says for post `my-post`)
+        let cases = [
+            (
+                "https://cdn.example/a.png",
+                Some("https://cdn.example/a.png"),
+            ),
+            ("/img/a.png", Some("https://blog.example/img/a.png")),
+            (
+                "cover.png",
+                Some("https://blog.example/posts/my-post/cover.png"),
+            ),
+            (
+                "./cover.png",
+                Some("https://blog.example/posts/my-post/cover.png"),
+            ),
+            ("//cdn.example/b.png", Some("https://cdn.example/b.png")),
+            ("data:image/png;base64,AAAA", None),
+            ("  ", None),
+        ];
+        for (written, want) in cases {
+            let got =
+                site_image("my-post", written).map(|i| absolute_url("https://blog.example", &i));
+            assert_eq!(got.as_deref(), want, "{written}");
+        }
+        // The first image of a page, its entities decoded.
+        let cases = [
+            (
+                "<p><img src=\"a.png\" alt=\"x\"></p><img src=\"b.png\">",
+                Some("a.png"),
+            ),
+            ("<img alt='x' src='/q?a=1&amp;b=2'>", Some("/q?a=1&b=2")),
+            ("<p>no picture</p>", None),
+            ("<img alt=\"broken\"", None),
+        ];
+        for (html, want) in cases {
+            assert_eq!(first_image(html).as_deref(), want, "{html}");
+        }
     }
 
     #[test]

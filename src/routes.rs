@@ -265,6 +265,9 @@ pub(crate) enum Route<'p> {
     /// a 301 there.
     Moved(String),
     Post(&'p str),
+    /// `/posts/SLUG/NAME` (or `/posts/SLUG/img/NAME`): a file of the post's bundle folder,
+    /// by its path inside it.
+    PostFile(&'p str, &'p str),
     Tags,
     /// `/tags/TAG/` (page 1) and `/tags/TAG/page/N/`.
     Tag(&'p str, u64),
@@ -310,6 +313,9 @@ impl<'p> Route<'p> {
             ["posts", slug, ""] => Route::Post(slug),
             ["posts", slug] if !slug.is_empty() => {
                 Route::Moved(format!("/posts/{}/", encode_component(slug)))
+            }
+            ["posts", slug, _, ..] if !slug.is_empty() => {
+                Route::PostFile(slug, &path["/posts/".len() + slug.len() + 1..])
             }
             ["tags", ""] => Route::Tags,
             ["tags"] => Route::Moved("/tags/".into()),
@@ -382,6 +388,13 @@ mod tests {
             ("/page/1/", Route::Moved("/".into())),
             ("/posts/hello/", Route::Post("hello")),
             ("/posts/hello", Route::Moved("/posts/hello/".into())),
+            ("/posts/hello/pic.png", Route::PostFile("hello", "pic.png")),
+            (
+                "/posts/hello/img/a.png",
+                Route::PostFile("hello", "img/a.png"),
+            ),
+            ("/posts/hello/img/", Route::PostFile("hello", "img/")),
+            ("/posts//pic.png", Route::NotFound),
             ("/tags/", Route::Tags),
             ("/tags", Route::Moved("/tags/".into())),
             ("/tags/rust/", Route::Tag("rust", 1)),

@@ -422,11 +422,11 @@ pub(crate) fn inotify_init() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Adds a watch for `events` on `path` to the inotify descriptor `fd`.
-pub(crate) fn inotify_add_watch(fd: BorrowedFd<'_>, path: &CStr, events: u32) -> io::Result<()> {
+/// Adds a watch for `events` on `path` to the inotify descriptor `fd`; returns its watch
+/// descriptor, which the events it sends carry.
+pub(crate) fn inotify_add_watch(fd: BorrowedFd<'_>, path: &CStr, events: u32) -> io::Result<i32> {
     // SAFETY: a valid C string borrowed for the call, on a descriptor we borrow.
-    check(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), events) })?;
-    Ok(())
+    check(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), events) })
 }
 
 /// Hands free memory at the top of glibc's heaps back to the kernel.

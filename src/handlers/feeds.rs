@@ -253,6 +253,7 @@ mod tests {
             description: Some("about it".into()),
             html: html.into(),
             offset: 0,
+            image: None,
         })
     }
 
@@ -265,6 +266,7 @@ mod tests {
             base: "https://x.example",
             nav: &[],
             footer: &[],
+            image: None,
         };
         let posts = [
             post("a", "<p>one</p>", &["C++", "c"]),

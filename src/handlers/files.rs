@@ -1,5 +1,6 @@
-//! Files: `static/` (only regular files that really lie inside it, single byte ranges) and
-//! the assets built into the binary that stand in when the site has none.
+//! Files: `static/` and the folders of post bundles (only regular files that really lie
+//! inside them, single byte ranges), and the assets built into the binary that stand in
+//! when the site has none.
 
 use std::fs::File;
 use std::io;
@@ -124,25 +125,66 @@ pub(crate) fn missing(e: io::Error) -> Missing {
 }
 
 pub(crate) fn static_file(app: &App, req: &Request, rel: &str) -> Result<Reply, Error> {
-    let (mut file, meta) = match open_static(&app.cfg.static_dir, rel) {
-        Ok(found) => found,
-        Err(Missing::Absent) => {
-            return match embedded_asset(rel) {
-                Some((ctype, bytes)) => embedded(req, rel, ctype, bytes),
-                None => Err(Error::NotFound),
-            };
-        }
-        Err(Missing::Refused) => return Err(Error::NotFound),
-        Err(Missing::Failed(e)) => return Err(e.into()),
+    match open_static(&app.cfg.static_dir, rel) {
+        Ok((file, meta)) => file_reply(req, rel, file, &meta),
+        Err(Missing::Absent) => match embedded_asset(rel) {
+            Some((ctype, bytes)) => embedded(req, rel, ctype, bytes),
+            None => Err(Error::NotFound),
+        },
+        Err(Missing::Refused) => Err(Error::NotFound),
+        Err(Missing::Failed(e)) => Err(e.into()),
+    }
+}
+
+/// A file of a post bundle (`posts/SLUG/index.md` and the files beside it), at
+/// `/posts/SLUG/NAME`: answered as a file of `static/` is, from the public post's folder
+/// and never from outside it. The folder's markdown (the post's own source among it) is
+/// not served, nor is anything of a draft or of a post that is no bundle.
+pub(crate) fn bundle_file(app: &App, req: &Request, slug: &str, rel: &str) -> Result<Reply, Error> {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if crate::posts::post_stem(name).is_some() {
+        return Err(Error::NotFound);
+    }
+    let Some(post) = app.db.public_post_path(slug)? else {
+        return Err(Error::NotFound);
     };
-    let mtime = crate::dates::mtime(&meta).as_secs() as i64;
+    let Some(folder) = crate::posts::bundle_folder(&post) else {
+        return Err(Error::NotFound);
+    };
+    // The folder's path comes from the index, which holds only what a walk of `posts/`
+    // found; it is joined as plain segments all the same. A walk follows no link to a
+    // folder, but one may have replaced the folder since: the folder must still be where
+    // its path says, inside `posts/`, or `open_static` would stay inside the link's target.
+    let Some(dir) = safe_join(&app.cfg.posts_dir, folder) else {
+        return Err(Error::NotFound);
+    };
+    let root = std::fs::canonicalize(&app.cfg.posts_dir).map_err(|_| Error::NotFound)?;
+    if std::fs::canonicalize(&dir).ok() != Some(root.join(folder)) {
+        return Err(Error::NotFound);
+    }
+    match open_static(&dir, rel) {
+        Ok((file, meta)) => file_reply(req, &format!("{slug}/{rel}"), file, &meta),
+        Err(Missing::Absent | Missing::Refused) => Err(Error::NotFound),
+        Err(Missing::Failed(e)) => Err(e.into()),
+    }
+}
+
+/// Answers an opened file; `key` (its path as asked) goes into the ETag with its mtime
+/// and size.
+fn file_reply(
+    req: &Request,
+    key: &str,
+    mut file: File,
+    meta: &std::fs::Metadata,
+) -> Result<Reply, Error> {
+    let mtime = crate::dates::mtime(meta).as_secs() as i64;
     let len = meta.len();
     let mut h = Fnv::new();
-    h.write(rel.as_bytes());
+    h.write(key.as_bytes());
     h.write(&mtime.to_le_bytes());
     h.write(&len.to_le_bytes());
     let etag = strong_etag(h.finish());
-    static_reply(req, etag, mtime, content_type(rel), len, |start, n| {
+    static_reply(req, etag, mtime, content_type(key), len, |start, n| {
         // `send` writes `n` bytes from where the file stands.
         if start > 0 {
             io::Seek::seek(&mut file, io::SeekFrom::Start(start))?;

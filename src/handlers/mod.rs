@@ -60,6 +60,12 @@ pub(crate) fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, E
         }
         .header("Cache-Control", "no-store")),
         Route::File(rel) => static_file(app, req, rel),
+        // A file no bundle has may be in `static/posts/…`, which Hugo serves at the same
+        // path (and nib did, before bundles).
+        Route::PostFile(slug, rel) => match files::bundle_file(app, req, slug, rel) {
+            Err(Error::NotFound) => static_file(app, req, &t.path[1..]),
+            answered => answered,
+        },
         Route::Owner(page) => match page {
             RouteOwner::Home => owner::dashboard(app, req, t),
             RouteOwner::Login if post => owner::login(app, req),

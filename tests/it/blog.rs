@@ -400,7 +400,15 @@ fn check_lists_every_problem_and_exits_1() {
     let (code, out, _) = nib(&site, &["check"], &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("broken.md") && out.contains("YAML"), "{out}");
-    assert!(out.contains("duplicate slug"), "{out}");
+    // A duplicate slug is no problem now: both are published, and both files are named.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("dup.md: published as /posts/")
+                && l.contains("-hello/")
+                && l.contains("also used by 2026-01-02-hello.md")),
+        "{out}"
+    );
+    assert!(out.contains("secret.md: not published: a draft"), "{out}");
     let clean = Site::new();
     clean.post("a.md", "# A\n\nfine\n");
     let (code, out, _) = nib(&clean, &["check"], &[]);
@@ -751,11 +759,13 @@ fn a_jekyll_post_shows_as_it_was_written() {
         "2015-10-27-hidden.md",
         "---\ntitle: Not yet\npublished: false\n---\nhidden\n",
     );
-    // Only the example site's own broken post is a problem; the section file is no post.
+    // Only the example site's own broken post is a problem; the section file is no post,
+    // and says so.
     let (_, out, _) = nib(&site, &["check"], &[]);
     assert!(out.contains("4 public posts, 1 with problems"), "{out}");
+    assert!(!out.contains("moving-in"), "{out}");
     assert!(
-        !out.contains("moving-in") && !out.contains("_index"),
+        out.contains("_index.md: not published: a section file"),
         "{out}"
     );
     let s = TestServer::start(&site);
@@ -817,4 +827,88 @@ fn nav_and_footer_links_come_from_nib_toml() {
     let (code, _, err) = nib(&site, &["check"], &[]);
     assert_ne!(code, 0);
     assert!(err.contains("nav: link 1: url"), "{err}");
+}
+
+/// The `<meta>` tags of a page's head, as (property or name, content).
+fn head_meta(page: &str) -> Vec<(String, String)> {
+    let head = &page[..page.find("</head>").expect("a head")];
+    head.split("<meta ")
+        .skip(1)
+        .filter_map(|tag| {
+            let attr = |name: &str| {
+                let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+                Some(tag[at..at + tag[at..].find('"')?].to_string())
+            };
+            Some((attr("property").or_else(|| attr("name"))?, attr("content")?))
+        })
+        .collect()
+}
+
+#[test]
+fn link_previews_carry_the_site_name_an_absolute_image_and_a_card() {
+    let site = Site::new();
+    site.write(
+        "nib.toml",
+        "title = \"Lamp\"\nbase_url = \"https://blog.example\"\nimage = \"/static/card.png\"\n",
+    )
+    .post(
+        "2026-01-02-pictured.md",
+        "---\ntitle: Pictured\ncover:\n  image: dusk.jpg\n---\nText.\n",
+    )
+    .post(
+        "2026-01-03-inline.md",
+        "---\ntitle: Inline\n---\nSee ![the lamp](/img/lamp.png).\n",
+    )
+    .post(
+        "2026-01-04-plain.md",
+        "---\ntitle: Plain\ndescription: Words only.\n---\nText.\n",
+    );
+    let s = TestServer::start(&site);
+    let card = |path: &str| {
+        let meta = head_meta(&s.get(path).text());
+        let get = |k: &str| meta.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        (
+            get("og:site_name"),
+            get("og:image"),
+            get("twitter:card"),
+            get("og:url"),
+        )
+    };
+    let (name, image, kind, url) = card("/posts/pictured/");
+    assert_eq!(name.as_deref(), Some("Lamp"));
+    assert_eq!(
+        image.as_deref(),
+        Some("https://blog.example/posts/pictured/dusk.jpg")
+    );
+    assert_eq!(kind.as_deref(), Some("summary_large_image"));
+    assert_eq!(url.as_deref(), Some("https://blog.example/posts/pictured/"));
+    let (_, image, _, _) = card("/posts/inline/");
+    assert_eq!(
+        image.as_deref(),
+        Some("https://blog.example/img/lamp.png"),
+        "the first picture"
+    );
+    // No picture of its own: the site's default, as on the other pages.
+    for path in ["/posts/plain/", "/", "/tags/"] {
+        let (name, image, kind, _) = card(path);
+        assert_eq!(name.as_deref(), Some("Lamp"), "{path}");
+        assert_eq!(
+            image.as_deref(),
+            Some("https://blog.example/static/card.png"),
+            "{path}"
+        );
+        assert_eq!(kind.as_deref(), Some("summary_large_image"), "{path}");
+    }
+    // Without a default, a post without a picture is a small card.
+    site.write(
+        "nib.toml",
+        "title = \"Lamp\"\nbase_url = \"https://blog.example\"\n",
+    );
+    let s2 = TestServer::start(&site);
+    let meta = head_meta(&s2.get("/posts/plain/").text());
+    assert!(
+        meta.contains(&("twitter:card".into(), "summary".into())),
+        "{meta:?}"
+    );
+    assert!(!meta.iter().any(|(n, _)| n == "og:image"), "{meta:?}");
 }

@@ -8,6 +8,7 @@
 mod common;
 
 mod blog;
+mod bundles;
 mod e2e_bookmarklet;
 mod e2e_public;
 mod export;
@@ -15,4 +16,5 @@ mod html_valid;
 mod lifecycle;
 mod links;
 mod migrate;
+mod shortcodes;
 mod static_files;

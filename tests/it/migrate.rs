@@ -166,7 +166,12 @@ fn a_future_post_appears_and_an_expiring_one_goes_on_their_own() {
     );
     let s = TestServer::start(&site);
     assert!(now() < at - 1, "nib took over 4 s to start");
-    let hidden = ["/posts/future/", "/posts/later/", "/tags/soon/"];
+    let hidden = [
+        "/posts/future/",
+        "/posts/later/",
+        "/tags/soon/",
+        "/tags/soon/feed.xml",
+    ];
     for path in hidden {
         assert_eq!(s.get(path).status, 404, "{path}");
     }
@@ -177,6 +182,7 @@ fn a_future_post_appears_and_an_expiring_one_goes_on_their_own() {
         ("/feed.xml", s.get("/feed.xml").text()),
         ("/sitemap.xml", s.get("/sitemap.xml").text()),
         ("/tags/", s.get("/tags/").text()),
+        ("/feed.json", s.get("/feed.json").text()),
     ] {
         assert!(!text.contains("From the future"), "{path}: {text}");
         assert!(!text.contains("/posts/future/"), "{path}: {text}");
@@ -195,6 +201,11 @@ fn a_future_post_appears_and_an_expiring_one_goes_on_their_own() {
     assert_eq!(s.get("/posts/later/").status, 200);
     assert_eq!(s.get("/posts/going/").status, 404);
     assert_eq!(s.get("/tags/soon/").status, 200);
+    assert!(
+        s.get("/tags/soon/feed.xml")
+            .text()
+            .contains("/posts/future/")
+    );
     let front = s.get("/");
     assert_ne!(
         front.header("ETag").unwrap(),
@@ -378,4 +389,79 @@ fn check_names_mtime_dates_and_old_urls_that_routes_answer() {
     let s = TestServer::start(&site);
     let r = s.get("/short-old");
     assert_eq!(r.header("Location"), Some("https://example.com/"));
+}
+
+#[test]
+fn the_export_redirects_old_urls_to_their_posts() {
+    let site = migrated_site();
+    let out = site.path().join("_site");
+    let (code, _, err) = nib(&site, &["build", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let netlify = std::fs::read_to_string(out.join("_redirects")).unwrap();
+    let nginx = std::fs::read_to_string(out.join("nginx-redirects.conf")).unwrap();
+    for (old, new) in [
+        ("/archive/late-night", "/posts/late-night/"),
+        ("/2022/04/07/zola-news", "/posts/zola-news/"),
+        ("/old/hugo-post", "/posts/renamed/"),
+    ] {
+        for form in [old.to_string(), format!("{old}/"), format!("{old}.html")] {
+            assert!(
+                netlify.contains(&format!("{form}  {new}  301\n")),
+                "{form}: {netlify}"
+            );
+            assert!(
+                nginx.contains(&format!("\"{form}\" \"{new}\";")),
+                "{form}: {nginx}"
+            );
+        }
+        // A static host with no redirects gets a page that sends the reader on.
+        let page = std::fs::read_to_string(out.join(&old[1..]).join("index.html")).unwrap();
+        assert!(page.contains(&format!("url={new}\"")), "{page}");
+    }
+    assert!(err.contains("old URLs"), "{err}");
+}
+
+#[test]
+fn check_says_why_a_scheduled_or_expired_post_is_not_published() {
+    let site = Site::new();
+    site.post("future.md", "---\ntitle: Later\ndate: 2999-01-02\n---\nx\n")
+        .post(
+            "gone.md",
+            "---\ntitle: Gone\ndate: 2001-01-01\nexpiryDate: 2002-01-01\n---\nx\n",
+        )
+        .post(
+            "later.md",
+            "---\ntitle: Later too\ndate: 2001-01-01\npublishDate: 2998-05-06T07:08:09Z\n---\nx\n",
+        )
+        .post(
+            "draft.md",
+            "---\ntitle: D\ndate: 2001-01-01\ndraft: true\n---\nx\n",
+        )
+        .post("now.md", "---\ntitle: Now\ndate: 2001-01-01\n---\nx\n");
+    let (code, out, err) = nib(&site, &["check"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 public posts"), "{out}");
+    let line = |file: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("posts/{file}: ")))
+            .unwrap_or_else(|| panic!("no line for {file}: {out}"))
+            .to_string()
+    };
+    assert!(
+        line("future.md").ends_with("not published: scheduled for 2999-01-02T00:00:00Z"),
+        "{out}"
+    );
+    assert!(
+        line("later.md").ends_with("not published: scheduled for 2998-05-06T07:08:09Z"),
+        "{out}"
+    );
+    assert!(
+        line("gone.md").ends_with("not published: past its expiryDate"),
+        "{out}"
+    );
+    assert!(
+        line("draft.md").ends_with("not published: a draft"),
+        "{out}"
+    );
+    assert!(!out.contains("posts/now.md"), "{out}");
 }
