@@ -1153,11 +1153,11 @@ mod tests {
             ),
             (
                 "{{< highlight go >}}\nfmt.Println(\"hi\")\n{{< /highlight >}}",
-                "<pre><code class=\"language-go\">fmt.<span class=\"hl-f\">Println</span>(<span class=\"hl-s\">&quot;hi&quot;</span>)\n</code></pre>",
+                "<pre tabindex=\"0\"><code class=\"language-go\">fmt.<span class=\"hl-f\">Println</span>(<span class=\"hl-s\">&quot;hi&quot;</span>)\n</code></pre>",
             ),
             (
                 "{% highlight ruby linenos %}\nputs 'x'\n{% endhighlight %}",
-                "<pre><code class=\"language-ruby\"><span class=\"hl-b\">puts</span> <span class=\"hl-s\">'x'</span>\n</code></pre>",
+                "<pre tabindex=\"0\"><code class=\"language-ruby\"><span class=\"hl-b\">puts</span> <span class=\"hl-s\">'x'</span>\n</code></pre>",
             ),
             (
                 "{{< youtube abc >}}",
