@@ -1,16 +1,16 @@
 //! The public pages in a real browser (headless Chromium, through the WebDriver client of
 //! [`crate::e2e_bookmarklet`]): every page a reader meets (the front page and its page 2, a
 //! post with long code in several highlighted languages, a wide table, footnotes, a long
-//! address and an image, the markdown showcase, the tags page, a tag page, the 404 page) is
-//! looked at 390 px wide, in the light and the dark colour scheme. None may scroll sideways,
-//! each has exactly one `<h1>`, axe-core finds nothing serious or critical, tap targets
-//! included (when it is installed, see `.ci/run`), and every highlighted token of code keeps 4.5:1 contrast on
-//! the background it is drawn on. With `NIB_SCREENSHOTS=DIR` the test also saves pictures
-//! of each kind of page at 390 and 1280 px in both schemes, for a person to look
-//! at. Without chromium and chromedriver the test says so and passes (under
-//! `NIB_REQUIRE_TOOLS=1`, fails). A second test, without a browser, reads the same pages'
-//! heads: one canonical address (none on the 404 page), and feeds advertised that answer,
-//! a tag page's own first.
+//! address and an image, the markdown showcase, a post in a bundle with its wide picture,
+//! the tags page, a tag page, the 404 page) is looked at 390 px wide, in the light and the
+//! dark colour scheme. None may scroll sideways, each has exactly one `<h1>`, axe-core finds
+//! nothing serious or critical, tap targets included (when it is installed, see `.ci/run`),
+//! and every highlighted token of code keeps 4.5:1 contrast on the background it is drawn
+//! on. With `NIB_SCREENSHOTS=DIR` the test also saves pictures of each kind of page at 390
+//! and 1280 px in both schemes, for a person to look at. Without chromium and chromedriver
+//! the test says so and passes (under `NIB_REQUIRE_TOOLS=1`, fails). A second test, without
+//! a browser, reads the same pages' heads: one canonical address (none on the 404 page),
+//! and feeds advertised that answer, a tag page's own first.
 
 use std::path::Path;
 
@@ -19,18 +19,20 @@ use crate::e2e_bookmarklet::{Driver, axe_script};
 use serde_json::{Value, json};
 
 /// The public pages, each a different template or a different shape of content.
-const PAGES: [&str; 8] = [
+const PAGES: [&str; 9] = [
     "/",
     "/page/2/",
     "/posts/hard-shapes/",
     "/posts/markdown-showcase/",
+    "/posts/a-bundle-post/",
     "/tags/",
     "/tags/rust/",
     "/tags/markdown/",
     "/no/such/page/under/a/long/address/that/has/no/place/to/break/and_goes_on_and_on_and_on",
 ];
 
-/// The example site's posts and image, the post of hard shapes, three posts a page (so
+/// The example site's posts and image, the post of hard shapes, a bundle (a folder with
+/// its `index.md` and a picture 1,600 px wide), three posts a page (so
 /// there is a page 2) and links in the navigation and the footer. The look is the one built
 /// into the binary, as a new site gets it.
 fn public_site(site: &Site) -> TestServer {
@@ -43,6 +45,12 @@ fn public_site(site: &Site) -> TestServer {
     let fixture = repo.join("tests/fixtures/e2e_public/2026-06-01-hard-shapes.md");
     let text = std::fs::read_to_string(fixture).expect("fixture post");
     site.post("2026-06-01-hard-shapes.md", &text);
+    for f in ["index.md", "wide.svg"] {
+        let text =
+            std::fs::read_to_string(repo.join("tests/fixtures/e2e_public/a-bundle-post").join(f))
+                .expect("bundle file");
+        site.write(&format!("posts/a-bundle-post/{f}"), &text);
+    }
     let svg = std::fs::read_to_string(repo.join("static/images/diagram.svg")).expect("image");
     site.write("static/images/diagram.svg", &svg);
     site.write(
@@ -165,6 +173,15 @@ fn the_post_shows_every_token(d: &Driver, base: &str) {
         "hl-b", "hl-c", "hl-del", "hl-f", "hl-ins", "hl-k", "hl-n", "hl-s", "hl-v",
     ];
     assert_eq!(classes, json!(want), "token kinds on the post");
+}
+
+/// The bundle's picture, served from beside its `index.md`, loads at its 1,600 px and is
+/// drawn within the column.
+fn the_bundle_picture_loads_and_fits(d: &Driver, base: &str) {
+    d.go(&format!("{base}/posts/a-bundle-post/"));
+    d.wait_find("h1");
+    let img = d.js("var i = document.querySelector('.post-body img'); return i ? [i.complete, i.naturalWidth, i.getBoundingClientRect().width <= 350] : null;");
+    assert_eq!(img, json!([true, 1600, true]), "the bundle's picture");
 }
 
 /// The front page names the site in an `<h1>`, the others in a link: both look the same,
@@ -321,6 +338,7 @@ fn public_pages_fit_a_phone_and_pass_axe_in_light_and_dark() {
     d.viewport(390);
     the_post_shows_every_token(&d, &base);
     the_site_title_looks_the_same_on_every_page(&d, &base);
+    the_bundle_picture_loads_and_fits(&d, &base);
     for page in ["/", "/posts/hard-shapes/"] {
         the_skip_link_comes_first_and_skips(&d, &base, page);
     }
@@ -364,6 +382,7 @@ fn reading_pages_advertise_feeds_that_answer_and_the_404_names_no_canonical() {
         ("/", None),
         ("/page/2/", None),
         ("/posts/hard-shapes/", None),
+        ("/posts/a-bundle-post/", None),
         ("/tags/", None),
         ("/tags/rust/", Some("/tags/rust/feed.xml")),
     ] {
