@@ -298,6 +298,7 @@ fn screenshots(d: &Driver, base: &str, scheme: &str) {
             ("tag", "/tags/rust/"),
             ("404", "/no/such/page"),
             ("showcase", "/posts/markdown-showcase/"),
+            ("bundle", "/posts/a-bundle-post/"),
             ("front", "/"),
             ("post", "/posts/hard-shapes/"),
         ] {
