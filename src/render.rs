@@ -161,6 +161,8 @@ struct Stream<'a, 'l, I: Iterator<Item = Event<'a>>> {
     /// note's number links back to).
     footnotes: HashMap<String, usize>,
     cited: HashSet<String>,
+    /// Whether the table start next read back from `ahead` has had its wrapper written.
+    table_wrapped: bool,
 }
 
 impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
@@ -176,7 +178,7 @@ impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
             }
         }
         let mut out = String::with_capacity(code.len() * 2 + 64);
-        out.push_str("<pre><code class=\"language-");
+        out.push_str("<pre tabindex=\"0\"><code class=\"language-");
         out.push_str(&escape(lang.split([' ', ',']).next().unwrap_or("")));
         out.push_str("\">");
         crate::highlight::highlight(lang, &code, &mut out);
@@ -277,6 +279,44 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
             {
                 let lang = lang.to_string();
                 e = self.highlight_code(&lang);
+            }
+            // A code block or a table wider than the column scrolls inside itself, so it
+            // takes the keyboard focus (as Hugo's code blocks do) for a reader without a
+            // pointer to scroll it; a table scrolls in a wrapper, which keeps the parser's
+            // writer of its cells (and their alignment) as it is.
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let lang = match kind {
+                    CodeBlockKind::Fenced(info) => info.split(' ').next().unwrap_or(""),
+                    CodeBlockKind::Indented => "",
+                };
+                e = Event::Html(CowStr::from(if lang.is_empty() {
+                    "<pre tabindex=\"0\"><code>".to_string()
+                } else {
+                    format!(
+                        "<pre tabindex=\"0\"><code class=\"language-{}\">",
+                        escape(lang)
+                    )
+                }));
+            }
+            Event::Start(Tag::Table(_)) if !std::mem::take(&mut self.table_wrapped) => {
+                self.table_wrapped = true;
+                self.ahead.push_front(std::mem::replace(
+                    &mut e,
+                    Event::Html(CowStr::from(
+                        "<div class=\"table-scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Table\">\n",
+                    )),
+                ));
+            }
+            Event::End(TagEnd::Table) => {
+                self.ahead.push_front(Event::Html(CowStr::from("</div>\n")))
+            }
+            // A task's box is shown, never used: its name says whether the task is done.
+            Event::TaskListMarker(done) => {
+                e = Event::InlineHtml(CowStr::from(if *done {
+                    "<input disabled=\"\" type=\"checkbox\" checked=\"\" aria-label=\"Done\">\n"
+                } else {
+                    "<input disabled=\"\" type=\"checkbox\" aria-label=\"Not done\">\n"
+                }));
             }
             Event::FootnoteReference(name) => {
                 let n = self.footnote_number(name);
@@ -612,6 +652,7 @@ fn render_in_pieces(body: &str, at_least: usize) -> Rendered {
             .enumerate()
             .flat_map(|(i, piece)| piece_events(i, piece, &defs)),
         ahead: VecDeque::new(),
+        table_wrapped: false,
         ids,
         len: &len,
         paragraph: None,
@@ -1026,6 +1067,26 @@ mod tests {
     fn markdown_extensions() {
         let cases = [
             ("| a | b |\n|---|---|\n| 1 | 2 |", "<table>"),
+            (
+                "| a | b |\n|---|---|\n| 1 | 2 |",
+                "<div class=\"table-scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Table\">\n<table>",
+            ),
+            (
+                "| a |\n|--:|\n| 1 |",
+                "<td style=\"text-align: right\">1</td></tr>\n</tbody></table>\n</div>\n",
+            ),
+            (
+                "    indented",
+                "<pre tabindex=\"0\"><code>indented</code></pre>",
+            ),
+            (
+                "```\nplain\n```",
+                "<pre tabindex=\"0\"><code>plain\n</code></pre>",
+            ),
+            (
+                "- [ ] todo",
+                "<input disabled=\"\" type=\"checkbox\" aria-label=\"Not done\">",
+            ),
             ("x[^1]\n\n[^1]: note", "footnote-definition"),
             ("~~gone~~", "<del>gone</del>"),
             ("- [x] done", "type=\"checkbox\""),
@@ -1092,11 +1153,11 @@ mod tests {
             ),
             (
                 "{{< highlight go >}}\nfmt.Println(\"hi\")\n{{< /highlight >}}",
-                "<pre><code class=\"language-go\">fmt.<span class=\"hl-f\">Println</span>(<span class=\"hl-s\">&quot;hi&quot;</span>)\n</code></pre>",
+                "<pre tabindex=\"0\"><code class=\"language-go\">fmt.<span class=\"hl-f\">Println</span>(<span class=\"hl-s\">&quot;hi&quot;</span>)\n</code></pre>",
             ),
             (
                 "{% highlight ruby linenos %}\nputs 'x'\n{% endhighlight %}",
-                "<pre><code class=\"language-ruby\"><span class=\"hl-b\">puts</span> <span class=\"hl-s\">'x'</span>\n</code></pre>",
+                "<pre tabindex=\"0\"><code class=\"language-ruby\"><span class=\"hl-b\">puts</span> <span class=\"hl-s\">'x'</span>\n</code></pre>",
             ),
             (
                 "{{< youtube abc >}}",
@@ -1356,7 +1417,7 @@ mod tests {
         let r = markdown("```rust\nfn main() { let x = \"<\"; }\n```\n\n```brainfuck\n<+>\n```\n");
         assert!(
             r.html.starts_with(
-                "<pre><code class=\"language-rust\"><span class=\"hl-k\">fn</span> <span class=\"hl-f\">main</span>()"
+                "<pre tabindex=\"0\"><code class=\"language-rust\"><span class=\"hl-k\">fn</span> <span class=\"hl-f\">main</span>()"
             ),
             "{}",
             r.html
@@ -1367,8 +1428,9 @@ mod tests {
         );
         // An unknown language is left as the parser writes it: escaped, unmarked.
         assert!(
-            r.html
-                .contains("<pre><code class=\"language-brainfuck\">&lt;+&gt;\n</code></pre>"),
+            r.html.contains(
+                "<pre tabindex=\"0\"><code class=\"language-brainfuck\">&lt;+&gt;\n</code></pre>"
+            ),
             "{}",
             r.html
         );

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 const TOKEN: &str = "e2e-admin-token-0123456789";
 
 /// chromedriver, killed (with its browser) on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     addr: SocketAddr,
     session: Option<String>,
@@ -39,7 +39,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    fn start(bin: &std::path::Path) -> Driver {
+    pub(crate) fn start(bin: &std::path::Path) -> Driver {
         let port = free_port();
         let child = Command::new(bin)
             .arg(format!("--port={port}"))
@@ -107,14 +107,14 @@ impl Driver {
         }
     }
 
-    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let id = self.session.as_ref().expect("session");
         self.call(method, &format!("/session/{id}{path}"), body.as_ref())
             .unwrap_or_else(|e| panic!("{e}"))["value"]
             .clone()
     }
 
-    fn go(&self, url: &str) {
+    pub(crate) fn go(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({ "url": url })));
     }
 
@@ -142,7 +142,7 @@ impl Driver {
             .map(str::to_string)
     }
 
-    fn wait_find(&self, css: &str) -> String {
+    pub(crate) fn wait_find(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(e) = self.find(css) {
@@ -171,7 +171,7 @@ impl Driver {
     }
 
     /// Runs `script` in the page and returns its value.
-    fn js(&self, script: &str) -> Value {
+    pub(crate) fn js(&self, script: &str) -> Value {
         self.cmd(
             "POST",
             "/execute/sync",
@@ -180,7 +180,7 @@ impl Driver {
     }
 
     /// Makes the page `width` CSS pixels wide, as a phone (below 500) or a desktop.
-    fn viewport(&self, width: u32) {
+    pub(crate) fn viewport(&self, width: u32) {
         self.cmd(
             "POST",
             "/goog/cdp/execute",
@@ -209,7 +209,7 @@ impl Driver {
     }
 
     /// Opens a session of headless `chromium` with its profile in `profile`.
-    fn open_session(&mut self, chromium: &std::path::Path, profile: &std::path::Path) {
+    pub(crate) fn open_session(&mut self, chromium: &std::path::Path, profile: &std::path::Path) {
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
@@ -386,7 +386,7 @@ fn share_target_url(s: &TestServer, base: &str, page: &str) -> String {
 /// axe-core's script, when it is installed (`NIB_AXE_JS`, or the copy `.ci/run` installs
 /// under target/ci-node); the check is skipped with a note otherwise (a failure under
 /// `NIB_REQUIRE_TOOLS=1`).
-fn axe_script() -> Option<String> {
+pub(crate) fn axe_script() -> Option<String> {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = std::env::var_os("NIB_AXE_JS")
         .map(std::path::PathBuf::from)
@@ -401,7 +401,7 @@ fn axe_script() -> Option<String> {
 }
 
 /// The serious and critical axe-core findings on the current page, one line each.
-fn axe_findings(d: &Driver, axe: &str) -> Vec<String> {
+pub(crate) fn axe_findings(d: &Driver, axe: &str) -> Vec<String> {
     d.js(axe);
     let v = d.cmd(
         "POST",

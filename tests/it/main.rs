@@ -10,6 +10,7 @@ mod common;
 mod blog;
 mod bundles;
 mod e2e_bookmarklet;
+mod e2e_public;
 mod export;
 mod html_valid;
 mod lifecycle;

@@ -39,13 +39,13 @@ fn hugo_jekyll_and_zola_shortcodes_render_as_html() {
         // Videos are links: the page asks nothing of YouTube.
         "<p class=\"embed\"><a href=\"https://www.youtube.com/watch?v=w7Ft2ymGmfc\">The lamp at dusk (video on YouTube)</a></p>",
         // Hugo's highlight is a fenced block, highlighted like any other.
-        "<pre><code class=\"language-go\"><span class=\"hl-k\">func</span> <span class=\"hl-f\">beam</span>(angle <span class=\"hl-b\">float64</span>) <span class=\"hl-b\">string</span> {\n\t<span class=\"hl-k\">return</span> fmt.<span class=\"hl-f\">Sprintf</span>(<span class=\"hl-s\">&quot;%.1f°&quot;</span>, angle)\n}\n</code></pre>",
+        "<pre tabindex=\"0\"><code class=\"language-go\"><span class=\"hl-k\">func</span> <span class=\"hl-f\">beam</span>(angle <span class=\"hl-b\">float64</span>) <span class=\"hl-b\">string</span> {\n\t<span class=\"hl-k\">return</span> fmt.<span class=\"hl-f\">Sprintf</span>(<span class=\"hl-s\">&quot;%.1f°&quot;</span>, angle)\n}\n</code></pre>",
         "<a href=\"https://x.com/keeper/status/1735\">A post by @keeper on X</a>",
         "<a href=\"https://gist.github.com/keeper/5ab1e#file-log-txt\">log.txt (a gist)</a>",
         "<a href=\"/posts/harbour-day/\">the harbour post</a>",
         // In code, shortcodes are left as they are.
         "<code>{{&lt; figure src=\"x.png\" &gt;}}</code>",
-        "<pre><code>{{&lt; youtube abc &gt;}}\n</code></pre>",
+        "<pre tabindex=\"0\"><code>{{&lt; youtube abc &gt;}}\n</code></pre>",
         // Hugo's escape shows the shortcode itself.
         "works too: {{&lt; vimeo 1234 &gt;}}.",
         // Unknown: the literal text, in a block of its own.
@@ -57,7 +57,7 @@ fn hugo_jekyll_and_zola_shortcodes_render_as_html() {
 
     let jekyll = s.get("/posts/harbour-day/").text();
     for want in [
-        "<pre><code class=\"language-ruby\">catch = boats.map { |b| b.fish }.sum\n</code></pre>",
+        "<pre tabindex=\"0\"><code class=\"language-ruby\">catch = boats.map { |b| b.fish }.sum\n</code></pre>",
         // Raw: the Liquid inside is shown as written (the prose around it is still prose).
         "The template said {{ page.title }} and {% if x %} – left alone.",
         "<a href=\"/posts/lighthouse-notes/\">the lighthouse</a>",
