@@ -31,6 +31,7 @@ mod init;
 mod lifecycle;
 mod links;
 mod oldurls;
+mod pages;
 mod posts;
 mod render;
 mod reply;
@@ -224,15 +225,35 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
     for (path, problem) in &old_urls {
         println!("{}: {problem}", cfg.posts_dir.join(path).display());
     }
+    // The standalone pages of `pages/`, one line a file: a page that is not served
+    // (broken, a reserved slug, a slug another page has) is a problem, a draft is not.
+    let pages_dir = pages::pages_dir(&cfg.posts_dir);
+    let mut page_lines: Vec<(String, String)> = pages::list(&pages_dir)
+        .map(|l| l.skipped)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, why)| (name, format!("not published: {why}")))
+        .collect();
+    let mut page_problems = 0;
+    for (name, what, problem) in db.page_problems()? {
+        page_problems += usize::from(problem);
+        page_lines.push((name, what));
+    }
+    page_lines.sort();
+    for (name, what) in &page_lines {
+        println!("{}: {what}", pages_dir.join(name).display());
+    }
     for (key, n) in &ignored {
         let posts = if *n == 1 { "post" } else { "posts" };
         println!("front matter key {key:?} is ignored: used by {n} {posts}");
     }
-    Ok(if broken == 0 && old_urls.is_empty() {
-        0
-    } else {
-        1
-    })
+    Ok(
+        if broken == 0 && old_urls.is_empty() && page_problems == 0 {
+            0
+        } else {
+            1
+        },
+    )
 }
 
 /// `nib check`'s lines for shortcodes shown as text (`FILE:LINE: unknown shortcode
