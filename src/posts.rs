@@ -1839,7 +1839,10 @@ pub(crate) fn alias_problems(
                 Route::Short(code) if links.iter().any(|l| l == code) => Some(format!(
                     "old URL {url} is the short link /{code}, which answers it instead"
                 )),
-                Route::Short(_) => None,
+                Route::Short(code) | Route::Page(code) if db.has_page(code)? => Some(format!(
+                    "old URL {url} is the page /{code}/, which answers it instead"
+                )),
+                Route::Short(_) | Route::Page(_) => None,
                 Route::Post(slug) if db.has_post(slug)? => Some(format!(
                     "old URL {url} is the post /posts/{slug}/, which answers it instead"
                 )),

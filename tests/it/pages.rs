@@ -16,6 +16,10 @@ fn site() -> Site {
         "pages/about.md",
         "---\ntitle: About this blog\ntags: [misc]\ndescription: Who writes here\n---\nI write *here*.\n",
     )
+    .post(
+        "2026-01-06-moved.md",
+        "---\ntitle: Moved\naliases: [/about/, /gone/]\n---\nAn old URL that a page answers.\n",
+    )
     .write("pages/later.md", "---\ntitle: Later\ndraft: true\n---\nNot yet.\n")
     .write("pages/tags.md", "---\ntitle: Not the tags\n---\nNo.\n")
     .write("pages/admin.md", "---\ntitle: Not the admin\n---\nNo.\n")
@@ -117,6 +121,13 @@ fn a_draft_page_and_a_page_named_after_a_route_are_not_served() {
     assert!(line("admin.md").contains("nib's own paths"), "{out}");
     assert!(line("later.md").contains("a draft"), "{out}");
     assert!(!out.contains("pages/about.md"), "{out}");
+    // An old URL of a post that a page answers is named; one no page has is not.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("moved.md") && l.contains("old URL /about/ is the page /about/")),
+        "{out}"
+    );
+    assert!(!out.contains("/gone/"), "{out}");
 }
 
 #[test]
@@ -139,10 +150,12 @@ fn a_page_edited_while_serving_changes_within_3_s() {
     site.write("pages/now.md", "# Now\n\nWhat I do now.\n");
     assert!(eventually(Duration::from_secs(3), || s.get("/now/").status == 200));
     site.remove("pages/about.md");
+    // Without the page, the old URL a post declares answers the path.
     assert!(eventually(Duration::from_secs(3), || s
         .get("/about/")
         .status
-        == 404));
+        == 301));
+    assert_eq!(s.get("/about/").header("Location"), Some("/posts/moved/"));
 }
 
 #[test]
