@@ -229,6 +229,11 @@ const ALIAS_TARGET: &str = "SELECT posts.slug, min(posts.path) FROM post_aliases
    WHERE alias = ?1 AND posts.error IS NULL AND posts.draft = 0";
 const POST_DATE: &str =
     "SELECT date, date_offset FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0";
+/// A standalone page at `/SLUG/`: the first file by name of those with the slug.
+const PAGE_BY_SLUG: &str = "SELECT slug, title, description, image, summary, html FROM pages
+   WHERE slug = ?1 AND error IS NULL AND draft = 0 ORDER BY path LIMIT 1";
+/// Asked when no short link has a code: whether `/CODE` is a page's path without its slash.
+const HAS_PAGE: &str = "SELECT 1 FROM pages WHERE slug = ?1 AND error IS NULL AND draft = 0";
 /// The redirect's second query, run only when no link has the code: an old code of a
 /// renamed link.
 const LINK_ALIAS_TARGET: &str = "SELECT links.id, links.url FROM link_aliases
@@ -1128,10 +1133,7 @@ impl Db {
     /// first by file name when two files claim the slug.
     pub fn page_by_slug(&self, slug: &str) -> rusqlite::Result<Option<PostRow>> {
         self.conn
-            .prepare_cached(
-                "SELECT slug, title, description, image, summary, html FROM pages
-                 WHERE slug = ?1 AND error IS NULL AND draft = 0 ORDER BY path LIMIT 1",
-            )?
+            .prepare_cached(PAGE_BY_SLUG)?
             .query_row([slug], |r| {
                 Ok(PostRow {
                     slug: r.get(0)?,
@@ -1153,7 +1155,7 @@ impl Db {
     pub fn has_page(&self, slug: &str) -> rusqlite::Result<bool> {
         Ok(self
             .conn
-            .prepare_cached("SELECT 1 FROM pages WHERE slug = ?1 AND error IS NULL AND draft = 0")?
+            .prepare_cached(HAS_PAGE)?
             .query_row([slug], |_| Ok(()))
             .optional()?
             .is_some())
@@ -1774,6 +1776,8 @@ mod tests {
             ("old URL", ALIAS_TARGET),
             ("post date", POST_DATE),
             ("link alias target", LINK_ALIAS_TARGET),
+            ("page by slug", PAGE_BY_SLUG),
+            ("page of a code", HAS_PAGE),
         ];
         for (name, sql) in queries {
             let mut stmt = db

@@ -131,9 +131,10 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
 /// problem (broken front matter, a duplicate slug with no way out, too big: these make
 /// the exit code 1), every file it does not publish and why (a draft, not a post, a
 /// section file, hidden, too deep...), and every post published under a dated slug with
-/// the file that has its slug. Then the front matter keys nib ignored, with how many posts
-/// use each. Config problems never get here: loading the config failed already, naming the
-/// key.
+/// the file that has its slug; then every file of `pages/` that is not served (broken,
+/// a reserved or taken slug: problems; a draft, not a page, a folder: not). Then the front
+/// matter keys nib ignored, with how many posts use each. Config problems never get here:
+/// loading the config failed already, naming the key.
 fn check(cfg: &Config) -> Result<u8, StartupError> {
     use std::collections::BTreeMap;
     use std::ops::ControlFlow;
