@@ -266,12 +266,15 @@ fn shortcode_problems(
     db: &Db,
     templates: &shortcodes::Templates,
 ) -> Result<Vec<String>, StartupError> {
-    let mut paths = Vec::new();
-    db.each_post_path(|p| paths.push(p.to_string()))
+    let mut files = Vec::new();
+    db.each_post_path(|p| files.push(cfg.posts_dir.join(p)))
         .map_err(|e| StartupError::db("listing the posts", e))?;
+    // The pages of `pages/` too: they go through the same render path.
+    let pages_dir = pages::pages_dir(&cfg.posts_dir);
+    let listing = pages::list(&pages_dir).unwrap_or_default();
+    files.extend(listing.pages.iter().map(|(name, _)| pages_dir.join(name)));
     let mut lines = Vec::new();
-    for p in paths {
-        let path = cfg.posts_dir.join(&p);
+    for path in files {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };

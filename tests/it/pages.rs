@@ -21,6 +21,10 @@ fn site() -> Site {
         "---\ntitle: Moved\naliases: [/about/, /gone/]\n---\nAn old URL that a page answers.\n",
     )
     .write("pages/later.md", "---\ntitle: Later\ndraft: true\n---\nNot yet.\n")
+    .write(
+        "pages/links.md",
+        "---\ntitle: Links\n---\nSee {{< nosuchcode >}} here.\n",
+    )
     .write("pages/tags.md", "---\ntitle: Not the tags\n---\nNo.\n")
     .write("pages/admin.md", "---\ntitle: Not the admin\n---\nNo.\n")
     .write("nib.toml", "base_url = \"https://blog.example\"\n");
@@ -121,6 +125,13 @@ fn a_draft_page_and_a_page_named_after_a_route_are_not_served() {
     assert!(line("admin.md").contains("nib's own paths"), "{out}");
     assert!(line("later.md").contains("a draft"), "{out}");
     assert!(!out.contains("pages/about.md"), "{out}");
+    // A page's shortcode shown as text is named with its line, as a post's is.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("pages/links.md:4:")
+                && l.contains("unknown shortcode \"nosuchcode\"")),
+        "{out}"
+    );
     // An old URL of a post that a page answers is named; one no page has is not.
     assert!(
         out.lines()
