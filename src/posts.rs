@@ -6,7 +6,8 @@
 //! whether anything changed; only then does [`Index::refresh_if_due`] walk the tree, stat
 //! the post files and re-read those that changed, a [`STEP_BUDGET`] at a time, so the loop
 //! serves between steps. Start-up and `nib check` use [`Index::refresh`], which takes every
-//! step at once.
+//! step at once. The index reads the standalone pages of `pages/` too (see `pages`), with a
+//! watch of their own.
 
 use std::collections::HashSet;
 use std::fs;
