@@ -135,6 +135,27 @@ const MIGRATIONS: &[&str] = &[
     // A table of its own rather than a column: a row only for such posts, and no
     // `ALTER TABLE`, whose code a fresh database would page in at every cold start.
     "CREATE TABLE post_notes (path TEXT PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID;",
+    // 8: standalone pages (`pages/*.md`, served at `/SLUG/`), a cache of `pages/` like the
+    // posts tables. A table of their own rather than rows of `posts`: no post query (lists,
+    // feeds, tags, neighbours, old URLs, the schedule) can ever show one, a page's slug is
+    // unique among pages only, and a file name of `pages/` cannot meet one of `posts/`.
+    // `draft` is 0 for a served page, 1 for a draft; `error` says why a file is not served.
+    // Of two served pages with one slug, the first by file name answers it.
+    "CREATE TABLE pages (
+        path        TEXT PRIMARY KEY,
+        mtime       INTEGER NOT NULL,
+        size        INTEGER NOT NULL,
+        error       TEXT,
+        slug        TEXT,
+        title       TEXT,
+        description TEXT,
+        image       TEXT,
+        summary     TEXT,
+        html        TEXT,
+        draft       INTEGER NOT NULL DEFAULT 0,
+        hash        INTEGER
+    );
+    CREATE INDEX pages_slug ON pages(slug, path) WHERE error IS NULL AND draft = 0;",
 ];
 
 /// What the `draft` column of `posts` says (migration 4): whether a post is shown now.
@@ -208,6 +229,11 @@ const ALIAS_TARGET: &str = "SELECT posts.slug, min(posts.path) FROM post_aliases
    WHERE alias = ?1 AND posts.error IS NULL AND posts.draft = 0";
 const POST_DATE: &str =
     "SELECT date, date_offset FROM posts WHERE slug = ?1 AND error IS NULL AND draft = 0";
+/// A standalone page at `/SLUG/`: the first file by name of those with the slug.
+const PAGE_BY_SLUG: &str = "SELECT slug, title, description, image, summary, html FROM pages
+   WHERE slug = ?1 AND error IS NULL AND draft = 0 ORDER BY path LIMIT 1";
+/// Asked when no short link has a code: whether `/CODE` is a page's path without its slash.
+const HAS_PAGE: &str = "SELECT 1 FROM pages WHERE slug = ?1 AND error IS NULL AND draft = 0";
 /// The redirect's second query, run only when no link has the code: an old code of a
 /// renamed link.
 const LINK_ALIAS_TARGET: &str = "SELECT links.id, links.url FROM link_aliases
@@ -1029,6 +1055,157 @@ impl Db {
         })
     }
 
+    // ---- standalone pages ----
+
+    /// Every file of `pages/` the index holds, with its stamp.
+    pub fn page_stamps(&self) -> rusqlite::Result<Vec<(String, FileStamp)>> {
+        self.conn
+            .prepare_cached("SELECT path, mtime, size FROM pages ORDER BY path LIMIT 10000")?
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    FileStamp {
+                        mtime: r.get(1)?,
+                        size: r.get(2)?,
+                    },
+                ))
+            })?
+            .collect()
+    }
+
+    /// Stores a parsed page (its summary is kept for the description only). Returns
+    /// whether anything a reader sees changed.
+    pub fn upsert_page(&self, path: &str, stamp: FileStamp, page: &Post) -> rusqlite::Result<bool> {
+        let old: Option<(Option<i64>, Option<String>, bool)> = self
+            .conn
+            .prepare_cached("SELECT hash, error, draft FROM pages WHERE path = ?1")?
+            .query_row([path], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let hash = page.hash as i64;
+        let unchanged = matches!(&old, Some((Some(h), None, d)) if *h == hash && *d == page.draft);
+        let was_public = matches!(&old, Some((_, None, false)));
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO pages(path, mtime, size, error, slug, title, description,
+                                              image, summary, html, draft, hash)
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(rusqlite::params![
+                path,
+                stamp.mtime,
+                stamp.size,
+                page.slug,
+                page.title,
+                page.description,
+                page.image,
+                page.summary,
+                page.html,
+                page.draft,
+                hash
+            ])?;
+        Ok(!unchanged && (was_public || !page.draft))
+    }
+
+    /// Records a file of `pages/` that is not served, and why. Returns whether a served
+    /// page went.
+    pub fn mark_page_broken(
+        &self,
+        path: &str,
+        stamp: FileStamp,
+        error: &str,
+    ) -> rusqlite::Result<bool> {
+        let was_public = self.page_was_public(path)?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO pages(path, mtime, size, error) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(rusqlite::params![path, stamp.mtime, stamp.size, error])?;
+        Ok(was_public)
+    }
+
+    fn page_was_public(&self, path: &str) -> rusqlite::Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM pages WHERE path = ?1 AND error IS NULL AND draft = 0")?
+            .query_row([path], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Forgets a file of `pages/` that is gone. Returns whether a served page went.
+    pub fn delete_page(&self, path: &str) -> rusqlite::Result<bool> {
+        let was_public = self.page_was_public(path)?;
+        self.conn
+            .prepare_cached("DELETE FROM pages WHERE path = ?1")?
+            .execute([path])?;
+        Ok(was_public)
+    }
+
+    /// The served page at `slug`, as a post row (no date, no tags), with its HTML: the
+    /// first by file name when two files claim the slug.
+    pub fn page_by_slug(&self, slug: &str) -> rusqlite::Result<Option<PostRow>> {
+        self.conn
+            .prepare_cached(PAGE_BY_SLUG)?
+            .query_row([slug], |r| {
+                Ok(PostRow {
+                    slug: r.get(0)?,
+                    title: r.get(1)?,
+                    date: 0,
+                    offset: 0,
+                    updated: None,
+                    summary: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                    tags: Vec::new(),
+                    description: r.get(2)?,
+                    image: r.get(3)?,
+                    html: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                })
+            })
+            .optional()
+    }
+
+    /// Whether a served page has `slug` (the short-link 404's redirect to `/SLUG/`).
+    pub fn has_page(&self, slug: &str) -> rusqlite::Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(HAS_PAGE)?
+            .query_row([slug], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// The slugs of every served page, sorted: the sitemap's and the export's.
+    pub fn page_slugs(&self) -> rusqlite::Result<Vec<String>> {
+        self.conn
+            .prepare_cached(
+                "SELECT DISTINCT slug FROM pages WHERE error IS NULL AND draft = 0
+                 ORDER BY slug LIMIT 10000",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect()
+    }
+
+    /// What `nib check` says of each file of `pages/` that is not served, sorted by file:
+    /// its problem, "a draft", or the earlier file that has its slug.
+    pub fn page_problems(&self) -> rusqlite::Result<Vec<(String, String, bool)>> {
+        self.conn
+            .prepare_cached(
+                "SELECT path, CASE
+                   WHEN error IS NOT NULL THEN error
+                   WHEN draft <> 0 THEN 'not published: a draft'
+                   ELSE 'duplicate slug ' || '\"' || slug || '\"' || ' (also used by ' ||
+                        (SELECT min(q.path) FROM pages q WHERE q.slug = pages.slug
+                           AND q.error IS NULL AND q.draft = 0) || ')'
+                 END, error IS NOT NULL OR draft = 0
+                 FROM pages
+                 WHERE error IS NOT NULL OR draft <> 0 OR EXISTS (
+                   SELECT 1 FROM pages q WHERE q.slug = pages.slug AND q.path < pages.path
+                     AND q.error IS NULL AND q.draft = 0)
+                 ORDER BY path LIMIT 10000",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect()
+    }
+
     // ---- short links ----
 
     const LINK_COLUMNS: &'static str = "id, code, url, title, created_at, clicks";
@@ -1611,6 +1788,8 @@ mod tests {
             ("old URL", ALIAS_TARGET),
             ("post date", POST_DATE),
             ("link alias target", LINK_ALIAS_TARGET),
+            ("page by slug", PAGE_BY_SLUG),
+            ("page of a code", HAS_PAGE),
         ];
         for (name, sql) in queries {
             let mut stmt = db

@@ -375,6 +375,13 @@ pub(crate) fn build(app: &App, out: &Path) -> Result<usize, StartupError> {
         handlers::site::listing_pages(app)
             .map_err(|e| StartupError::Other(format!("listing pages: {e}")))?,
     );
+    // Standalone pages, as `SLUG/index.html`.
+    fixed.extend(
+        app.db
+            .page_slugs()?
+            .into_iter()
+            .map(|slug| format!("/{slug}/")),
+    );
     // Each tag's feed; the sitemap lists pages only, so these are added here.
     fixed.extend(
         app.db

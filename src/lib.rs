@@ -43,6 +43,7 @@ mod init;
 mod lifecycle;
 mod links;
 mod oldurls;
+mod pages;
 mod posts;
 mod render;
 mod reply;
@@ -142,9 +143,10 @@ pub fn run(args: Args, env: HashMap<String, String>) -> Result<u8, StartupError>
 /// problem (broken front matter, a duplicate slug with no way out, too big: these make
 /// the exit code 1), every file it does not publish and why (a draft, not a post, a
 /// section file, hidden, too deep...), and every post published under a dated slug with
-/// the file that has its slug. Then the front matter keys nib ignored, with how many posts
-/// use each. Config problems never get here: loading the config failed already, naming the
-/// key.
+/// the file that has its slug; then every file of `pages/` that is not served (broken,
+/// a reserved or taken slug: problems; a draft, not a page, a folder: not). Then the front
+/// matter keys nib ignored, with how many posts use each. Config problems never get here:
+/// loading the config failed already, naming the key.
 fn check(cfg: &Config) -> Result<u8, StartupError> {
     use std::collections::BTreeMap;
     use std::ops::ControlFlow;
@@ -247,15 +249,35 @@ fn check(cfg: &Config) -> Result<u8, StartupError> {
     for (path, problem) in &old_urls {
         println!("{}: {problem}", cfg.posts_dir.join(path).display());
     }
+    // The standalone pages of `pages/`, one line a file: a page that is not served
+    // (broken, a reserved slug, a slug another page has) is a problem, a draft is not.
+    let pages_dir = pages::pages_dir(&cfg.posts_dir);
+    let mut page_lines: Vec<(String, String)> = pages::list(&pages_dir)
+        .map(|l| l.skipped)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, why)| (name, format!("not published: {why}")))
+        .collect();
+    let mut page_problems = 0;
+    for (name, what, problem) in db.page_problems()? {
+        page_problems += usize::from(problem);
+        page_lines.push((name, what));
+    }
+    page_lines.sort();
+    for (name, what) in &page_lines {
+        println!("{}: {what}", pages_dir.join(name).display());
+    }
     for (key, n) in &ignored {
         let posts = if *n == 1 { "post" } else { "posts" };
         println!("front matter key {key:?} is ignored: used by {n} {posts}");
     }
-    Ok(if broken == 0 && old_urls.is_empty() {
-        0
-    } else {
-        1
-    })
+    Ok(
+        if broken == 0 && old_urls.is_empty() && page_problems == 0 {
+            0
+        } else {
+            1
+        },
+    )
 }
 
 /// `nib check`'s lines for shortcodes shown as text (`FILE:LINE: unknown shortcode
@@ -267,12 +289,15 @@ fn shortcode_problems(
     db: &Db,
     templates: &shortcodes::Templates,
 ) -> Result<Vec<String>, StartupError> {
-    let mut paths = Vec::new();
-    db.each_post_path(|p| paths.push(p.to_string()))
+    let mut files = Vec::new();
+    db.each_post_path(|p| files.push(cfg.posts_dir.join(p)))
         .map_err(|e| StartupError::db("listing the posts", e))?;
+    // The pages of `pages/` too: they go through the same render path.
+    let pages_dir = pages::pages_dir(&cfg.posts_dir);
+    let listing = pages::list(&pages_dir).unwrap_or_default();
+    files.extend(listing.pages.iter().map(|(name, _)| pages_dir.join(name)));
     let mut lines = Vec::new();
-    for p in paths {
-        let path = cfg.posts_dir.join(&p);
+    for path in files {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };

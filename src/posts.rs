@@ -6,7 +6,8 @@
 //! whether anything changed; only then does [`Index::refresh_if_due`] walk the tree, stat
 //! the post files and re-read those that changed, a [`STEP_BUDGET`] at a time, so the loop
 //! serves between steps. Start-up and `nib check` use [`Index::refresh`], which takes every
-//! step at once.
+//! step at once. The index reads the standalone pages of `pages/` too (see `pages`), with a
+//! watch of their own.
 
 use std::collections::HashSet;
 use std::fs;
@@ -702,8 +703,8 @@ pub(crate) fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, Str
 }
 
 /// [`parse`] for a file's text, which is dropped as soon as it is rendered: a large post
-/// is then never held as text, page and summary at once.
-fn parse_file(
+/// is then never held as text, page and summary at once. Pages are read with it too.
+pub(crate) fn parse_file(
     file_name: &str,
     text: String,
     mtime: i64,
@@ -987,7 +988,7 @@ fn post_hash(p: &Post) -> u64 {
 
 /// A file's stamp for change detection: mtime in nanoseconds (an edit within the same second
 /// is still seen) and size.
-fn stamp_of(meta: &fs::Metadata) -> FileStamp {
+pub(crate) fn stamp_of(meta: &fs::Metadata) -> FileStamp {
     let mtime = dates::mtime(meta).as_nanos() as i64;
     FileStamp {
         mtime,
@@ -1032,6 +1033,12 @@ pub(crate) struct Index {
     /// The site's shortcode templates, which every post is rendered with; the index is
     /// stale when they differ from those it was rendered with (see [`Index::version`]).
     pub shortcodes: Templates,
+    /// The watch on `pages/` (beside `posts/`, read flat, so one inotify watch): a check
+    /// reads the folder only after an event, without a watch (no `pages/` yet), or after
+    /// [`SCAN_AT_LEAST_EVERY`].
+    pages_watch: Option<Watch>,
+    /// When `pages/` was last read.
+    pages_scan_at: Option<Instant>,
 }
 
 /// What a refresh, or one step of one, did.
@@ -1088,6 +1095,49 @@ impl Index {
             pass_changed: false,
             step_budget: STEP_BUDGET,
             shortcodes: Templates::default(),
+            pages_watch: None,
+            pages_scan_at: None,
+        }
+    }
+
+    /// Brings the standalone pages of `pages/` (beside `dir`) up to date when its watch
+    /// saw a change, when there is no watch, when a minute passed, or when `force`d.
+    fn refresh_pages(&mut self, db: &Db, dir: &Path, force: bool) {
+        let pages = crate::pages::pages_dir(dir);
+        let due = force
+            || match self.pages_watch.as_ref().map(|w| w.changed(&pages)) {
+                Some(Ok(changed)) => {
+                    changed
+                        || self
+                            .pages_scan_at
+                            .is_none_or(|t| t.elapsed() >= SCAN_AT_LEAST_EVERY)
+                }
+                Some(Err(_)) => {
+                    self.pages_watch = None;
+                    true
+                }
+                None => true,
+            };
+        if !due {
+            return;
+        }
+        if self.pages_watch.is_none() {
+            // Set up before the read, so a change during it is an event for the next
+            // check. No `pages/` (most sites) is no watch: each check then costs one
+            // failed `stat` and `opendir`, and a folder made later is found.
+            self.pages_watch = Watch::new(&pages).ok();
+        }
+        self.pages_scan_at = Some(Instant::now());
+        if let Err(e) = crate::pages::reconcile(
+            db,
+            &pages,
+            &self.version(),
+            self.quiet,
+            self.max_post_bytes,
+            &self.shortcodes,
+        ) {
+            eprintln!("nib: indexing {}: {e}", pages.display());
+            self.pages_scan_at = None;
         }
     }
 
@@ -1121,6 +1171,7 @@ impl Index {
             return self.step(db, dir);
         }
         self.follow_shortcodes();
+        self.refresh_pages(db, dir, false);
         let quiet = match self.watch.as_ref().map(|w| w.changed(dir)) {
             Some(Ok(changed)) => {
                 !changed
@@ -1192,6 +1243,7 @@ impl Index {
     /// walks the directory again at each), and it finishes a pass the loop began.
     pub fn refresh(&mut self, db: &Db, dir: &Path) -> Refresh {
         let budget = std::mem::replace(&mut self.step_budget, Duration::MAX);
+        self.refresh_pages(db, dir, true);
         let mut total = self.step(db, dir);
         while self.pending {
             let r = self.step(db, dir);
@@ -1591,7 +1643,7 @@ fn reconcile(
 
 /// A post file's text, unless it is over `max_bytes` (by its stamp, before reading it, or
 /// by what reading finds, should it have grown since) or not UTF-8.
-fn read_post(path: &Path, stamp: FileStamp, max_bytes: u64) -> Result<String, String> {
+pub(crate) fn read_post(path: &Path, stamp: FileStamp, max_bytes: u64) -> Result<String, String> {
     use std::io::Read;
     let too_big = |bytes: u64| {
         format!(
@@ -1788,7 +1840,10 @@ pub(crate) fn alias_problems(
                 Route::Short(code) if links.iter().any(|l| l == code) => Some(format!(
                     "old URL {url} is the short link /{code}, which answers it instead"
                 )),
-                Route::Short(_) => None,
+                Route::Short(code) | Route::Page(code) if db.has_page(code)? => Some(format!(
+                    "old URL {url} is the page /{code}/, which answers it instead"
+                )),
+                Route::Short(_) | Route::Page(_) => None,
                 Route::Post(slug) if db.has_post(slug)? => Some(format!(
                     "old URL {url} is the post /posts/{slug}/, which answers it instead"
                 )),

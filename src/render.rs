@@ -917,6 +917,15 @@ pub(crate) struct PostPage<'a> {
     pub newer: Option<(String, String)>,
 }
 
+/// A standalone page of `pages/` (see `pages`).
+#[derive(Template)]
+#[template(path = "page.html")]
+pub(crate) struct StandalonePage<'a> {
+    pub site: &'a Site<'a>,
+    pub path: &'a str,
+    pub page: PostView,
+}
+
 #[derive(Template)]
 #[template(path = "tags.html")]
 pub(crate) struct TagsPage<'a> {

@@ -84,6 +84,9 @@ pub(crate) struct Name {
     pub(crate) public: bool,
     /// `robots.txt` asks crawlers to keep out.
     pub(crate) disallow: bool,
+    /// Kept from short links, but a standalone page (`pages/NAME.md`) may take it: a
+    /// name a reader would take for the site's own, as `/about/`.
+    pub(crate) for_pages: bool,
 }
 
 const fn name(name: &'static str) -> Name {
@@ -94,6 +97,14 @@ const fn name(name: &'static str) -> Name {
         folder: false,
         public: false,
         disallow: false,
+        for_pages: false,
+    }
+}
+
+const fn for_pages(n: &'static str) -> Name {
+    Name {
+        for_pages: true,
+        ..name(n)
     }
 }
 
@@ -157,7 +168,7 @@ pub(crate) const NAMES: &[Name] = &[
     name("well-known"),
     name(".well-known"),
     name("search"),
-    name("about"),
+    for_pages("about"),
     name("new"),
     name("edit"),
     name("_redirects"),
@@ -167,6 +178,15 @@ pub(crate) const NAMES: &[Name] = &[
 /// Whether `segment` is one of the site's own names, which no short link may take.
 pub(crate) fn is_reserved(segment: &str) -> bool {
     NAMES.iter().any(|n| n.name.eq_ignore_ascii_case(segment))
+}
+
+/// Whether a standalone page may have `slug`, and so be served at `/SLUG/`: not a name of
+/// the table, unless the table keeps it for pages (compared without regard to case).
+pub(crate) fn page_may_take(slug: &str) -> bool {
+    !slug.is_empty()
+        && NAMES
+            .iter()
+            .all(|n| n.for_pages || !n.name.eq_ignore_ascii_case(slug))
 }
 
 /// The fixed public pages and files, the front page first: what `nib build` exports
@@ -189,6 +209,10 @@ pub(crate) fn disallowed() -> impl Iterator<Item = &'static str> {
 /// the front page, a public file, or anything in a public folder.
 pub(crate) fn is_public(path: &str) -> bool {
     if path == "/" {
+        return true;
+    }
+    // A standalone page's path.
+    if let Route::Page(_) = Route::parse(path) {
         return true;
     }
     NAMES.iter().filter(|n| n.public).any(|n| {
@@ -288,7 +312,11 @@ pub(crate) enum Route<'p> {
     ApiLinks,
     /// `/api/links/CODE`: one link (GET), its edit (PATCH) or its deletion (DELETE).
     ApiLink(&'p str),
-    /// `/CODE`: a short link's redirect.
+    /// `/SLUG/`: a standalone page (`pages/SLUG.md`), for any one segment the table
+    /// leaves to pages.
+    Page(&'p str),
+    /// `/CODE`: a short link's redirect (or, when no link has the code, a 301 to the
+    /// page `/CODE/`).
     Short(&'p str),
     /// `/CODE+`: a short link's preview page.
     Preview(&'p str),
@@ -353,6 +381,8 @@ impl<'p> Route<'p> {
             ["admin", "logout" | "links", ..] => Route::Owner(Owner::NoForm),
             ["api", "links"] => Route::ApiLinks,
             ["api", "links", code] => Route::ApiLink(code),
+            // Standalone pages: one segment and a slash, not one of the table's names.
+            [slug, ""] if page_may_take(slug) => Route::Page(slug),
             // Short links: whatever single segment nothing above claimed.
             [code] if is_code_like(code) => Route::Short(code),
             [code] if code.strip_suffix('+').is_some_and(is_code_like) => {
@@ -442,6 +472,12 @@ mod tests {
             ("/api/other", Route::NotFound),
             ("/a/b", Route::NotFound),
             ("/posts/café", Route::Moved("/posts/caf%C3%A9/".into())),
+            ("/about/", Route::Page("about")),
+            ("/café/", Route::Page("café")),
+            ("/about", Route::Short("about")),
+            ("/Admin/", Route::NotFound),
+            ("/feed.xml/", Route::NotFound),
+            ("/a/b/", Route::NotFound),
         ]);
         for (path, want) in cases {
             assert_eq!(Route::parse(path), want, "{path}");
@@ -534,6 +570,8 @@ mod tests {
             ("/api/links", false),
             ("/healthz", false),
             ("/feed.xml/x", false),
+            ("/about/", true),
+            ("/admin/x/", false),
         ];
         for (path, want) in cases {
             assert_eq!(is_public(path), want, "{path}");

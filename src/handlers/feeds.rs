@@ -172,6 +172,11 @@ pub(crate) fn sitemap_reply(app: &App) -> Result<Reply, Error> {
             for page in crate::routes::sitemap_pages() {
                 render::sitemap_url(buf, base, page, at);
             }
+            // Standalone pages, after the fixed ones; no `lastmod`: a page has no date.
+            for slug in app.db.page_slugs()? {
+                let page = format!("/{}/", crate::routes::encode_component(&slug));
+                render::sitemap_url(buf, base, &page, None);
+            }
             for page in listing_pages(app)? {
                 render::sitemap_url(buf, base, &page, at);
             }

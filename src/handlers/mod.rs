@@ -86,7 +86,15 @@ pub(crate) fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, E
         Route::ApiLink(code) if t.method == Method::Delete => api::api_delete(app, req, code),
         Route::ApiLink(code) if t.method == Method::Patch => api::api_edit(app, req, code),
         Route::ApiLink(code) => api::api_get(app, req, code),
-        Route::Short(code) => or_old_url(app, t, links::redirect(app, req, t, code)),
+        // A short link wins; else `/SLUG` is a page's path without its slash.
+        Route::Short(code) => match links::redirect(app, req, t, code) {
+            Err(Error::NotFound) if app.db.has_page(code)? => Ok(Reply::redirect(
+                301,
+                &format!("/{}/", crate::routes::encode_component(code)),
+            )),
+            answered => or_old_url(app, t, answered),
+        },
+        Route::Page(slug) => or_old_url(app, t, site::standalone(app, req, slug)),
         Route::Preview(code) => links::preview(app, req, t, code),
         Route::NotFound => Err(Error::NotFound),
     }

@@ -129,6 +129,31 @@ pub(crate) fn post(app: &App, req: &Request, slug: &str) -> Result<Reply, Error>
     })
 }
 
+/// A standalone page (`pages/SLUG.md`) at `/SLUG/`: its title and body, no date, tags or
+/// neighbours, with the cards of a post.
+pub(crate) fn standalone(app: &App, req: &Request, slug: &str) -> Result<Reply, Error> {
+    let path = format!("/{slug}/");
+    if let Some(reply) = from_cache(app, req, &path) {
+        return reply;
+    }
+    let Some(mut row) = app.db.page_by_slug(slug)? else {
+        return Err(Error::NotFound);
+    };
+    // A page has no folder of its own: a relative image would name nothing.
+    row.image = row
+        .image
+        .filter(|i| i.starts_with('/') || i.starts_with("https://") || i.starts_with("http://"));
+    page(app, req, &path, || {
+        let site = app.site_view();
+        let page = render::StandalonePage {
+            site: &site,
+            path: &path,
+            page: PostView::new(row),
+        };
+        Ok(Reply::html(page.render()?))
+    })
+}
+
 pub(crate) fn tags(app: &App, req: &Request) -> Result<Reply, Error> {
     if let Some(reply) = from_cache(app, req, "/tags/") {
         return reply;

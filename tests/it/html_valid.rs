@@ -49,6 +49,7 @@ fn example_site_pages_pass_the_nu_html_checker() {
     let site = Site::new();
     copy_dir(&repo.join("posts"), &site.path().join("posts"));
     copy_dir(&repo.join("static"), &site.path().join("static"));
+    copy_dir(&repo.join("pages"), &site.path().join("pages"));
     // One post of every shape, so the check does not depend on the example content alone.
     site.post("2026-01-01-shapes.md", "---\ntitle: Shapes & <things>\ntags: [a b, c]\n---\n# H\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nx[^n]\n\n[^n]: note\n\n- [x] done\n\n~~s~~ \"q\"\n");
     let s = TestServer::start(&site);
@@ -59,6 +60,8 @@ fn example_site_pages_pass_the_nu_html_checker() {
         "/tags/".into(),
         "/tags/c/".into(),
         "/posts/shapes/".into(),
+        // The example site's standalone page.
+        "/about/".into(),
         "/no/such/page".into(),
     ];
     let index = s.get("/").text();

@@ -16,5 +16,6 @@ mod html_valid;
 mod lifecycle;
 mod links;
 mod migrate;
+mod pages;
 mod shortcodes;
 mod static_files;
