@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""nib benchmark: the figures issues 2 to 4 ask for, the hostile-client figures of the
-issue "no single connection, post file or header can freeze, bloat or crash nib", and
-the static deploy build against the dynamic one, measured on this machine.
+"""nib benchmark: speed and memory of the blog and the short links, restarts under load,
+hostile clients (no single connection, post file or header may freeze, bloat or crash
+nib), the static deploy build against the dynamic one, and a migrated blog's index,
+measured on this machine.
 
     python3 bench/bench.py [--quick] [PART ...]
 
@@ -28,7 +29,7 @@ bounded in time. It installs wrk and nginx-light with apt-get when they are miss
 (that needs root). The binary benched is the static deploy binary (`cargo static` on
 x86-64, `cargo static-arm` on aarch64; .cargo/config.toml), unless BENCH_NIB names one.
 
-What it measures (see issues 2 and 3 for the targets):
+What it measures (each figure is printed with its target):
   a. cold start: launch on a fresh database until GET / answers 200; then 100,000
      short links go into the database (bench/load-links.py), for every later part
   b. memory: VmHWM / VmRSS / threads after wrk mixed-page runs, direct and via nginx
@@ -37,7 +38,7 @@ What it measures (see issues 2 and 3 for the targets):
   e. short links: redirect requests/s against nginx's `return 302`; peak RSS under
      wrk at random codes of the 100,000, the API list and a preview page once each,
      and where the memory is (binary, heap, stacks)
-  f. process life (issue 4): 5 SIGHUPs under wrk -t2 -c4 keep-alive, direct and via
+  f. process life: 5 SIGHUPs under wrk -t2 -c4 keep-alive, direct and via
      nginx (requests, errors, same PID, 6 "nib: serving" lines); 400 idle/half-sent
      sockets plus 100 KB headers and 100 MB bodies at nginx while wrk reads pages
      (nib's memory, threads, fds; page latency); 100 idle/half-sent sockets straight

@@ -3,7 +3,7 @@
 Each function takes the `Bench` (harness.py), prints its lines as it goes and adds its
 rows to the summary. They share the site, the database and the mixed-page paths that
 bench.py prepares, and each starts from a freshly (re)started nib where its figures
-must cover its own load only. Targets are those of the issues the figures answer.
+must cover its own load only. Each part prints its target beside its figure.
 """
 
 import json

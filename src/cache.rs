@@ -1,4 +1,4 @@
-//! The page cache: the HTML pages rendered last (posts, listing and tag pages), kept whole
+//! The page cache: the HTML pages rendered last (posts, standalone pages, listing pages, the tag list and tag pages), kept whole
 //! so that a page read again and again, a post on the front page of a news site, is written
 //! from memory without a database transaction or a template render. Measured on the bench
 //! machine, that is most of the request loop's own work for a post page.

@@ -482,7 +482,7 @@ mod tests {
             ("2024-1-5", None),
             ("yesterday", None),
             ("2024-01-05 25:00", None),
-            // Jekyll's and Hugo's forms (issue "Real blogs move in").
+            // Jekyll's and Hugo's forms, as migrated blogs write them.
             ("2024-01-05T11:00:00+0100", Some(1_704_448_800)),
             ("2024-01-05 03:00:00 -0700", Some(1_704_448_800)),
             ("2015-10-26 15:37:30 -0700", Some(1_445_899_050)),

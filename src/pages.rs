@@ -104,7 +104,7 @@ const VERSION_KEY: &str = "pages_version";
 /// Brings the `pages` table in step with `pages/`: reads the files whose stamps differ
 /// (or all of them, when `version`, the rendering's, changed), forgets the ones gone.
 /// Touches the database only when something differs, so a check with nothing to do
-/// costs one folder read and one query. Returns whether the public site changed.
+/// costs one folder read and two queries. Returns whether the public site changed.
 pub(crate) fn reconcile(
     db: &Db,
     dir: &Path,

@@ -2261,8 +2261,8 @@ mod tests {
         assert_ne!(a.hash, c.hash);
     }
 
-    /// The fields Jekyll and Hugo write for the same things nib reads (issue "Real blogs
-    /// move in"): their extension, dates, `lastmod`, categories, space-separated tags,
+    /// The fields Jekyll and Hugo write for the same things nib reads, so their blogs move
+    /// in as they are: their extension, dates, `lastmod`, categories, space-separated tags,
     /// `published: false` and drafts written as strings.
     #[test]
     fn the_card_image_comes_from_front_matter_then_the_first_picture() {
@@ -2473,7 +2473,7 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// Issue "Real blogs move in": two posts with one slug were one post and one refusal.
+    /// Regression: two posts with one slug were one post and one refusal.
     /// Both are published now, whatever order they are found or written in: the earlier
     /// keeps the slug, the later takes its day in front, and only a third on the same day
     /// is refused. Each case writes its files in order, refreshing after each.
@@ -2861,7 +2861,7 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// Issue "Real blogs move in": the watch followed `posts/` alone, so a post in a
+    /// Regression: the watch followed `posts/` alone, so a post in a
     /// folder changed unseen. Now a new folder is an event, the scan it brings follows it,
     /// and a change deep inside is seen; a folder removed ends its own watch only.
     #[test]

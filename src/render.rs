@@ -1,5 +1,5 @@
 //! Turning content into bytes: markdown into HTML (once per file change, never per
-//! request), the askama page templates, the Atom and RSS feeds and the sitemap. Everything
+//! request), the askama page templates, the Atom, RSS and JSON feeds and the sitemap. Everything
 //! here is a pure function of its arguments, so `nib serve` and `nib build` produce the
 //! same bytes for the same content.
 

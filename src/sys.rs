@@ -1,6 +1,6 @@
 //! Every call into libc, and every `unsafe` block of the crate, behind safe functions: the
 //! socket options and kernel counters the guard reads, descriptors duplicated, moved and
-//! made close-on-exec for the handover, signal masks, exec, the inotify watch on `posts/`,
+//! made close-on-exec for the handover, signal masks, exec, the inotify watches on the folders of `posts/` and on `pages/`,
 //! the kernel's random bytes, rlimits and the allocator. Each block carries its own
 //! `// SAFETY:` comment; a call that can fail returns `io::Result` (or says in a comment
 //! why its result is ignored), so the rest of the crate decides what a failure means.

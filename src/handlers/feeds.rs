@@ -66,6 +66,9 @@ pub(crate) fn feed_reply(
         ),
     };
     let mut next = 0;
+    // Whether an item is out yet: JSON Feed items are separated by commas, and a post
+    // deleted since the list was read leaves a gap where the first one was.
+    let mut wrote_item = false;
     Ok(chunked(format.content_type(), move |app, buf| {
         let site = app.site_view();
         let author = if app.cfg.author.is_empty() {
@@ -94,7 +97,19 @@ pub(crate) fn feed_reply(
             n if n <= entries.len() => {
                 // A post deleted since the list was read is left out.
                 if let Some(row) = app.db.post_by_slug(&entries[n - 1].slug)? {
-                    let post = PostView::new(row);
+                    let mut post = PostView::new(row);
+                    // RSS and JSON Feed have no `xml:base`: a post's relative links (a
+                    // bundle's pictures) are made absolute, as they resolve on its page.
+                    if format != Format::Atom {
+                        let page = format!(
+                            "{}/posts/{}/",
+                            site.base,
+                            crate::routes::encode_component(&post.slug)
+                        );
+                        if let Some(html) = crate::posts::rebase_relative_urls(&post.html, &page) {
+                            post.html = html;
+                        }
+                    }
                     match format {
                         Format::Atom => render::AtomEntry { site: &site, post }.write_into(buf)?,
                         Format::Rss => render::RssEntry {
@@ -103,7 +118,10 @@ pub(crate) fn feed_reply(
                             post,
                         }
                         .write_into(buf)?,
-                        Format::Json => render::json_feed_item(buf, &site, &post, n == 1),
+                        Format::Json => {
+                            render::json_feed_item(buf, &site, &post, !wrote_item);
+                            wrote_item = true;
+                        }
                     }
                 }
             }
@@ -174,8 +192,8 @@ pub(crate) fn sitemap_reply(app: &App) -> Result<Reply, Error> {
             }
             // Standalone pages, after the fixed ones; no `lastmod`: a page has no date.
             for slug in app.db.page_slugs()? {
-                let page = format!("/{}/", crate::routes::encode_component(&slug));
-                render::sitemap_url(buf, base, &page, None);
+                // `sitemap_url` encodes the path's segments itself.
+                render::sitemap_url(buf, base, &format!("/{slug}/"), None);
             }
             for page in listing_pages(app)? {
                 render::sitemap_url(buf, base, &page, at);

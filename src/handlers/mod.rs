@@ -1,5 +1,5 @@
-//! The handlers, one module per part of the site, and [`answer`], which sends a parsed
-//! route to its handler.
+//! The handlers, one module per part of the site, and [`route`], which sends a parsed
+//! route to its handler (and a path no route answered through its fallbacks).
 
 pub(crate) mod api;
 pub(crate) mod errors;
@@ -26,11 +26,8 @@ use site::{index, post as post_page, tag_page, tags};
 pub(crate) fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, Error> {
     let route = Route::parse(&t.path);
     if route == Route::NotFound {
-        // A path no route claims may name a file of `static/`, as Hugo, Zola and Jekyll
-        // serve theirs at the site root (`/img/x.png` from `static/img/x.png`); it goes
-        // through the same checks as `/static/…`, and is a 404 otherwise.
         return match t.method {
-            Method::Get | Method::Head => or_old_url(app, t, static_file(app, req, &t.path[1..])),
+            Method::Get | Method::Head => unclaimed(app, req, t),
             _ => Err(Error::NotFound),
         };
     }
@@ -86,18 +83,34 @@ pub(crate) fn route(app: &App, req: &mut Request, t: &Target) -> Result<Reply, E
         Route::ApiLink(code) if t.method == Method::Delete => api::api_delete(app, req, code),
         Route::ApiLink(code) if t.method == Method::Patch => api::api_edit(app, req, code),
         Route::ApiLink(code) => api::api_get(app, req, code),
-        // A short link wins; else `/SLUG` is a page's path without its slash.
+        // A short link wins; else the path is as unclaimed as any other.
         Route::Short(code) => match links::redirect(app, req, t, code) {
-            Err(Error::NotFound) if app.db.has_page(code)? => Ok(Reply::redirect(
-                301,
-                &format!("/{}/", crate::routes::encode_component(code)),
-            )),
-            answered => or_old_url(app, t, answered),
+            Err(Error::NotFound) => unclaimed(app, req, t),
+            answered => answered,
         },
         Route::Page(slug) => or_old_url(app, t, site::standalone(app, req, slug)),
         Route::Preview(code) => links::preview(app, req, t, code),
         Route::NotFound => Err(Error::NotFound),
     }
+}
+
+/// A path no route (or short link) answered, in this order: a file of `static/` at the
+/// site root, as Hugo, Zola and Jekyll serve theirs (`/img/x.png` from `static/img/x.png`,
+/// `/CNAME`), through the same checks as `/static/…`; a standalone page asked for without
+/// its slash (`/about` → 301 `/about/`); a migrated blog's old URL (301); else 404.
+fn unclaimed(app: &App, req: &Request, t: &Target) -> Result<Reply, Error> {
+    match static_file(app, req, &t.path[1..]) {
+        Err(Error::NotFound) => {}
+        answered => return answered,
+    }
+    let segment = &t.path[1..];
+    if !segment.is_empty() && !segment.contains('/') && app.db.has_page(segment)? {
+        return Ok(Reply::redirect(
+            301,
+            &format!("/{}/", crate::routes::encode_component(segment)),
+        ));
+    }
+    site::old_url(app, &t.path)
 }
 
 /// `answer`, or when it is a 404, the 301 of an old URL (`site::old_url`) if the path is

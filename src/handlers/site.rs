@@ -1,5 +1,6 @@
-//! The blog's pages: the front page and its older pages, a post, the tag list and a tag's
-//! pages. Each is built from its own rows, answered under a strong ETag and kept in the
+//! The blog's pages: the front page and its older pages, a post, a standalone page, the
+//! tag list and a tag's pages, and the 301 of a migrated blog's old URL. Each page is
+//! built from its own rows, answered under a strong ETag and kept in the
 //! page cache.
 
 use std::sync::Arc;
@@ -12,8 +13,6 @@ use crate::error::Error;
 use crate::render::{self, Pager, PostView};
 use crate::reply::{Body, CACHE_PAGE, HTML, Reply, cached};
 
-/// Where page `page` of a listing starts; a page past the end (or a number so large the
-/// offset overflows) is a 404, page 1 always exists.
 /// The listing pages past the first of the front page and of every tag (`/page/N/`,
 /// `/tags/TAG/`, `/tags/TAG/page/N/`): what the sitemap lists and `nib build` exports
 /// besides the fixed pages and the posts.
@@ -29,6 +28,8 @@ pub(crate) fn listing_pages(app: &App) -> Result<Vec<String>, Error> {
     Ok(out)
 }
 
+/// Where page `page` of a listing starts; a page past the end (or a number so large the
+/// offset overflows) is a 404, page 1 always exists.
 pub(crate) fn page_offset(page: u64, per: u32, total: u64) -> Result<u64, Error> {
     let offset = page
         .checked_sub(1)

@@ -743,7 +743,7 @@ fn a_post_over_max_post_kb_is_skipped_with_a_log_line() {
 
 /// A post as Jekyll writes it, copied unchanged: `.markdown`, a date with an offset
 /// without a colon, space-separated tags and categories; beside it a Zola section file and
-/// an unpublished post, which are no posts (issue "Real blogs move in", first step).
+/// an unpublished post, which are no posts.
 #[test]
 fn a_jekyll_post_shows_as_it_was_written() {
     let site = example_site();

@@ -1,4 +1,4 @@
-//! `posts/` as a tree (issue "Real blogs move in"): posts in folders, bundles (a folder
+//! `posts/` as a tree, as Hugo and Zola blogs lay it out: posts in folders, bundles (a folder
 //! whose `index.md` is the post and whose other files are served beside it), the watch on
 //! folders, duplicate slugs and what `nib check` says about all of it. The site is
 //! `tests/fixtures/tree-blog`, copied into a scratch folder.
@@ -169,6 +169,19 @@ fn a_relative_image_in_a_bundle_loads_on_the_page_and_in_summaries() {
         atom.contains("src=&quot;/posts/trip-to-the-coast/harbour.png&quot;")
             || atom.contains("src=&#34;/posts/trip-to-the-coast/harbour.png&#34;"),
         "{atom}"
+    );
+    // RSS and JSON Feed have no xml:base: their full posts carry absolute addresses.
+    let base = format!("http://{}/posts/trip-to-the-coast/", s.addr);
+    let json = s.get("/feed.json").text();
+    assert!(
+        json.contains(&format!("src=\\\"{base}harbour.png\\\"")),
+        "{json}"
+    );
+    let rss = s.get("/rss.xml").text();
+    assert!(
+        rss.contains(&format!("src=&quot;{base}harbour.png&quot;"))
+            || rss.contains(&format!("src=&#34;{base}harbour.png&#34;")),
+        "{rss}"
     );
 }
 

@@ -1,4 +1,4 @@
-//! A blog moved in from Jekyll, Hugo or Zola as it is (issue "Real blogs move in"), end to
+//! A blog moved in from Jekyll, Hugo or Zola as it is, end to
 //! end against the real binary: the day shown is the day written, scheduled posts appear
 //! and expire on their own, old URLs answer 301, `C++` and `c` are two tags, and
 //! `nib check` names what it could not carry over. The site is `tests/fixtures/migrate/`.

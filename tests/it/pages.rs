@@ -88,6 +88,17 @@ fn a_page_path_without_its_slash_is_a_301_unless_a_short_link_has_it() {
     assert_eq!(s.get("/nothing").status, 404);
     assert_eq!(s.get("/nothing/").status, 404);
     drop(s);
+    // A slug no short link could have (not ASCII) is redirected all the same, and the
+    // sitemap names it once encoded.
+    site.write("pages/café.md", "# Café\n\nOpen late.\n");
+    let s = TestServer::start(&site);
+    let r = s.get("/caf%C3%A9");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("Location"), Some("/caf%C3%A9/"));
+    assert_eq!(s.get("/caf%C3%A9/").status, 200);
+    let sitemap = s.get("/sitemap.xml").text();
+    assert!(sitemap.contains("/caf%C3%A9/</loc>"), "{sitemap}");
+    drop(s);
     // A short link with a page's slug keeps its redirect; the page stays at /SLUG/.
     site.write("pages/now.md", "# Now\n\nThis month.\n");
     let (code, _, err) = nib(

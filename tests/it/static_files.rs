@@ -364,7 +364,7 @@ fn if_range_honours_the_range_only_for_the_current_file() {
 }
 
 /// `static/` is also served at the site root for paths no route claims, as Hugo, Zola and
-/// Jekyll serve theirs (issue "Real blogs move in": `/img/x.png` from `static/img/x.png`),
+/// Jekyll serve theirs (`/img/x.png` from `static/img/x.png`),
 /// with the same refusals as under `/static/`.
 #[test]
 fn static_files_are_served_at_the_root_where_no_route_claims_the_path() {
@@ -389,6 +389,19 @@ fn static_files_are_served_at_the_root_where_no_route_claims_the_path() {
     }
     let r = request(s.addr, "POST", "/img/x.svg", &[], b"");
     assert_eq!(r.status, 404);
+}
+
+/// Regression: a root file whose name has a short link's shape (`/CNAME`, `/keybase`)
+/// was taken for a short link and never looked for in `static/`.
+#[test]
+fn a_root_file_named_like_a_short_link_is_served_from_static() {
+    let site = Site::new();
+    site.write("static/CNAME", "blog.example\n");
+    let s = TestServer::start(&site);
+    let r = s.get("/CNAME");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "blog.example\n");
+    assert_eq!(s.get("/NOTHERE").status, 404);
 }
 
 #[test]
