@@ -1054,6 +1054,9 @@ pub(crate) struct Refresh {
 /// for the next: the loop serves between steps, so a thousand changed posts (or one slow
 /// one among them) never hold a request for more than about this long. A step always
 /// reads at least one file, and `max_post_kb` bounds how long that takes.
+/// How many files a pass indexes between drops of its code pages (see `reconcile`).
+const CODE_DROP_EVERY: usize = 500;
+
 pub(crate) const STEP_BUDGET: Duration = Duration::from_millis(50);
 
 /// `max_post_kb`'s default, in bytes.
@@ -1586,6 +1589,13 @@ fn reconcile(
                     return Ok(ControlFlow::Break(()));
                 }
                 out.parsed += 1;
+                // A long pass (the first index of a large site) drops the code pages it
+                // ran now and then: what only started it (settings, migrations, the walk's
+                // first folders) leaves, and what indexing runs comes back at once. Its
+                // peak is then the code of one stretch, not of all of start-up.
+                if out.parsed % CODE_DROP_EVERY == 0 {
+                    sys::drop_code_pages();
+                }
                 if index_file(db, dir, rel, stamp, now, limits)? {
                     out.site_changed = true;
                 }

@@ -491,6 +491,18 @@ pub(crate) fn clean_ranges<'a>(
     })
 }
 
+/// Drops this process's resident code pages (the binary's mappings that are never
+/// written); the kernel reads back from the file what runs again.
+pub(crate) fn drop_code_pages() {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    drop_clean_pages(&maps, &exe.to_string_lossy());
+}
+
 /// Drops the resident pages of the ranges `clean` picks out of `/proc/self/maps` (`maps`):
 /// private mappings of the binary file `exe` that are never written.
 pub(crate) fn drop_clean_pages(maps: &str, exe: &str) {

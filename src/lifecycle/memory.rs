@@ -42,13 +42,7 @@ pub(crate) fn ensure_allocator_tunables() {
 /// never written (the binary has no text relocations), so the kernel reads them back from
 /// the file when they run again.
 pub(crate) fn drop_startup_code() {
-    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
-        return;
-    };
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return;
-    };
-    crate::sys::drop_clean_pages(&maps, &exe.to_string_lossy());
+    crate::sys::drop_code_pages();
 }
 
 /// Returns free heap to the kernel: after start-up (parsing every post, migrating the
