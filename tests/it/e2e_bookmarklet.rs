@@ -280,15 +280,20 @@ fn follow_to_new_window(d: &Driver, main: &Value) {
     }
 }
 
-#[test]
-fn bookmarklet_shortens_and_shares_in_a_real_browser() {
-    let Some(chromium) = need_tool(
+/// Chromium and its driver, or `None` (after `need_tool` has said what to install, and
+/// failed the test under CI) when either is missing.
+pub(crate) fn browser_tools() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let chromium = need_tool(
         &["chromium", "chromium-browser", "google-chrome"],
         "apt-get install chromium",
-    ) else {
-        return;
-    };
-    let Some(driver) = need_tool(&["chromedriver"], "apt-get install chromium-driver") else {
+    )?;
+    let driver = need_tool(&["chromedriver"], "apt-get install chromium-driver")?;
+    Some((chromium, driver))
+}
+
+#[test]
+fn bookmarklet_shortens_and_shares_in_a_real_browser() {
+    let Some((chromium, driver)) = browser_tools() else {
         return;
     };
 
@@ -524,13 +529,7 @@ fn a_renamed_link_follows_both_codes(d: &Driver, base: &str, target: &str) {
 
 #[test]
 fn owner_pages_fit_a_phone_and_a_renamed_link_follows_both_codes() {
-    let Some(chromium) = need_tool(
-        &["chromium", "chromium-browser", "google-chrome"],
-        "apt-get install chromium",
-    ) else {
-        return;
-    };
-    let Some(driver) = need_tool(&["chromedriver"], "apt-get install chromium-driver") else {
+    let Some((chromium, driver)) = browser_tools() else {
         return;
     };
     let axe = axe_script();

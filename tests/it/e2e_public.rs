@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use crate::common::*;
-use crate::e2e_bookmarklet::{Driver, axe_script};
+use crate::e2e_bookmarklet::{Driver, axe_script, browser_tools};
 use serde_json::{Value, json};
 
 /// The public pages, each a different template or a different shape of content.
@@ -319,13 +319,7 @@ fn screenshots(d: &Driver, base: &str, scheme: &str) {
 
 #[test]
 fn public_pages_fit_a_phone_and_pass_axe_in_light_and_dark() {
-    let Some(chromium) = need_tool(
-        &["chromium", "chromium-browser", "google-chrome"],
-        "apt-get install chromium",
-    ) else {
-        return;
-    };
-    let Some(driver) = need_tool(&["chromedriver"], "apt-get install chromium-driver") else {
+    let Some((chromium, driver)) = browser_tools() else {
         return;
     };
     let axe = axe_script();
