@@ -52,7 +52,9 @@ What it measures (each figure is printed with its target):
      return to where they were; direct and via nginx (target p99 < 50 ms,
      VmHWM < 4 MB, threads and fds back)
   fairness: ten wrk -t2 -c32 keep-alive runs on one short link, one after the other
-     on one nib: each run's requests/s, the median, min / median (target >= 0.8)
+     on one nib: each run's requests/s, the median, min / median (target >= 0.8); then
+     20 rounds of 32 keep-alive connections opened at once and 20 more while those stay
+     open (bench/burst.py): the worst time to a first answer (target <= 100 ms)
   flood: 6 connections each stream one endless header line for 10 s (nib's RSS
      growth, target < 1 MB), and one request with 5,000 short headers (the status,
      target 431) (bench/flood.py)

@@ -649,7 +649,9 @@ def slow(b):
 def fairness(b):
     """BENCH_FAIR_RUNS keep-alive runs in a row on one nib: a run that finds the server
     worse off than the others (connections the guard cut, a thread pool left grown or
-    shrunk) shows as a low run against the median (target min/median >= 0.8)."""
+    shrunk) shows as a low run against the median (target min/median >= 0.8). Then bursts
+    of keep-alive connections opened at once, each of which must have its first answer
+    within 100 ms (bench/burst.py)."""
     code = b.codes()[LINK_N // 2]
     section("fairness. %d runs of wrk -t2 -c32 keep-alive on one short link (/%s), %ds each, one nib"
             % (b.cfg.fair_runs, code, b.cfg.seconds))
@@ -663,6 +665,10 @@ def fairness(b):
           % (" ".join(map(str, runs)), med, low, r, verdict(r, 0.8)))
     b.row("fairness: req/s of %d -c32 keep-alive runs" % b.cfg.fair_runs, "/".join(map(str, runs)))
     b.row("fairness: median req/s, min / median", "%d, %s" % (med, r), ">= 0.8")
+    section("burst. 32 keep-alive connections opened at once, then 20 more while they stay open, "
+            "20 rounds (bench/burst.py)")
+    b.run_reporting([b.script("burst.py"), nib.port, "--page", b.mixed[2], "--rounds", 20],
+                    timeout=20 * 11 + 30)
 
 
 # ---------------------------------------------------------------- flood

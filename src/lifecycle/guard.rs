@@ -190,16 +190,19 @@ const WATCH_MOST: Duration = Duration::from_millis(25);
 /// The answer to a header block over [`MAX_HEADER`], written straight to the socket.
 const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nServer: nib\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 32\r\nConnection: close\r\n\r\nrequest header block over 8 KiB\n";
 
-/// A connection whose request has waited this long without tiny_http reading a byte of it
-/// is starved (see [`watch_sockets`]).
-const STARVED: Duration = Duration::from_millis(50);
+/// A new connection whose request has waited this long without tiny_http reading a byte
+/// of it is starved (see [`watch_sockets`]). tiny_http takes a request it has a thread for
+/// within microseconds, so even a loaded machine stays far below this.
+const STARVED: Duration = Duration::from_millis(20);
 
-/// A request still waiting this long for a thread makes the watch close an idle
-/// connection itself.
-const STARVED_LONG: Duration = Duration::from_millis(300);
+/// A request still waiting this long for a thread makes the watch close idle connections
+/// itself: a starved request is then answered well within 100 ms of its arrival, since the
+/// wait is measured from the kernel's own receive time, not from when the watch first saw it.
+const STARVED_LONG: Duration = Duration::from_millis(40);
 
-/// A connection silent this long between requests may be closed for a starved one.
-const IDLE_ENOUGH: u32 = 1000;
+/// A connection silent this long in both directions between requests may be closed for a
+/// starved one. A browser asks for a page's assets within a few milliseconds of each other.
+const IDLE_ENOUGH: u32 = 20;
 
 /// What the watch remembers of a socket between looks.
 struct Mark {
@@ -207,8 +210,6 @@ struct Mark {
     acked: u64,
     /// How much tiny_http had read when an answer last went out.
     read: u64,
-    /// Since when the socket holds a request tiny_http has not begun to read.
-    unread_since: Option<Instant>,
 }
 
 /// Starts the socket watch, a thread of its own that no request can hold up. It looks at
@@ -227,12 +228,15 @@ struct Mark {
 ///   threads that each serve a keep-alive connection (its `spawn` counts a thread that was
 ///   just woken as still waiting), and the queued connection then waits until one of them
 ///   closes: under 32 keep-alive clients a run fell to a tenth of the others' throughput.
-///   While a request has waited [`STARVED`] without tiny_http reading a byte of it, the
-///   watch says so in `starving`, and the loop's next answers on keep-alive connections
-///   ask their clients to close (`Connection: close`), so their threads take the waiting
-///   connections. When no answer goes out to ask (idle browsers hold every thread), the
-///   watch closes the connection idle longest, after [`STARVED_LONG`], if it has been
-///   idle for [`IDLE_ENOUGH`] (a client reconnects, as after any keep-alive timeout).
+///   A starved connection is one tiny_http has not begun: its request waits in the kernel,
+///   nothing of it read and nothing sent. While one has waited [`STARVED`], the watch says
+///   so in `starving`, and the loop's next answers on keep-alive connections ask their
+///   clients to close (`Connection: close`), so their threads take the waiting
+///   connections. When no answer goes out to ask (idle clients hold every thread), the
+///   watch closes connections silent between requests for [`IDLE_ENOUGH`], the most idle
+///   first and one per starved connection, once one has waited [`STARVED_LONG`]. Such a
+///   connection has had every answer it asked for, and its client reconnects, as after any
+///   keep-alive timeout.
 ///
 /// Each look costs a few system calls per socket; the pause between looks grows with the
 /// time a look takes (twenty times it, up to [`WATCH_MOST`]), so the watch costs at most a
@@ -254,7 +258,7 @@ pub(crate) fn watch_sockets(
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                watch.look(started);
+                watch.look();
                 std::thread::sleep(WATCH_EVERY.max(started.elapsed() * 20).min(WATCH_MOST));
             }
         });
@@ -278,20 +282,20 @@ struct Look {
     refused: usize,
     starved: usize,
     starved_long: bool,
-    /// The connection idle longest between requests: (idle ms, fd, inode).
-    idlest: Option<(u32, i32, u64)>,
+    /// Connections silent between requests: (idle ms, fd, inode).
+    idle: Vec<(u32, i32, u64)>,
 }
 
 impl Watch {
     /// One look at every socket (see [`watch_sockets`]).
-    fn look(&mut self, started: Instant) {
+    fn look(&mut self) {
         self.live.clear();
         let mut look = Look::default();
         if let Ok(fds) = own_fds() {
             for fd in fds {
                 let Some(c) = inspect(fd) else { continue };
                 if c.is_open() && self.live.insert(c.ino) {
-                    self.look_at(&c, started, &mut look);
+                    self.look_at(&c, &mut look);
                 }
             }
         }
@@ -300,13 +304,18 @@ impl Watch {
         lock(&self.skip).retain(|ino, _| live.contains(ino));
         self.starving.store(look.starved, Ordering::Release);
         let mut freed = 0;
-        if look.starved_long
-            && let Some((ms, fd, ino)) = look.idlest
-            && ms >= IDLE_ENOUGH
-            && cut(fd, ino, Shutdown::Both)
-        {
-            self.marks.remove(&ino);
-            freed += 1;
+        if look.starved_long {
+            look.idle
+                .sort_unstable_by_key(|&(ms, _, _)| std::cmp::Reverse(ms));
+            for &(ms, fd, ino) in &look.idle {
+                if freed == look.starved || ms < IDLE_ENOUGH {
+                    break;
+                }
+                if cut(fd, ino, Shutdown::Both) {
+                    self.marks.remove(&ino);
+                    freed += 1;
+                }
+            }
         }
         if look.refused > 0 {
             eprintln!(
@@ -317,28 +326,31 @@ impl Watch {
         }
         if freed > 0 {
             eprintln!(
-                "nib: guard: closed an idle keep-alive connection to serve {} waiting for a thread",
+                "nib: guard: closed {freed} idle keep-alive connections to serve {} waiting for a thread",
                 look.starved
             );
         }
     }
 
     /// Looks at one open connection, seen for the first time in this look.
-    fn look_at(&mut self, c: &Conn, started: Instant, look: &mut Look) {
+    fn look_at(&mut self, c: &Conn, look: &mut Look) {
         let read = c.bytes_received.saturating_sub(c.inq as u64);
         let m = self.marks.entry(c.ino).or_insert(Mark {
             acked: c.bytes_acked,
-            read: 0,
-            unread_since: None,
+            // First seen after an answer went out: what was read before it was answered.
+            // (Taking it as unanswered hid every connection served between two looks from
+            // the starved rule, which then waited for the 5 s idle sweep.)
+            read: if c.bytes_acked > 0 { read } else { 0 },
         });
-        if c.inq > 0 && read == m.read {
-            let since = *m.unread_since.get_or_insert(started);
-            if started - since >= STARVED {
+        if c.inq > 0 && read == 0 && c.bytes_acked == 0 {
+            // A connection tiny_http has not begun; its request arrived when the kernel
+            // last received data.
+            let waited = Duration::from_millis(u64::from(c.last_recv_ms));
+            if waited >= STARVED {
                 look.starved += 1;
             }
-            look.starved_long |= started - since >= STARVED_LONG;
-        } else {
-            m.unread_since = None;
+            look.starved_long |= waited >= STARVED_LONG;
+            return;
         }
         if c.bytes_acked != m.acked || c.outq > 0 {
             // An answer is going out: what came before it was a request (and its body, if
@@ -362,11 +374,9 @@ impl Watch {
             return;
         }
         // Nothing pending and nothing going out: between requests.
-        if c.inq == 0
-            && c.bytes_received > 0
-            && look.idlest.is_none_or(|(ms, _, _)| c.last_recv_ms > ms)
-        {
-            look.idlest = Some((c.last_recv_ms, c.fd, c.ino));
+        if c.inq == 0 && c.bytes_received > 0 {
+            look.idle
+                .push((c.last_recv_ms.min(c.last_sent_ms), c.fd, c.ino));
         }
     }
 }
