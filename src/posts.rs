@@ -854,7 +854,7 @@ fn parse_parts(
         html: String::new(),
         hash: 0,
     };
-    Ok((post, render::markdown_with(body, shortcodes)))
+    Ok((post, render::markdown_with(body, shortcodes)?))
 }
 
 /// The shortcodes a post file shows as text, for `nib check`: (line in the file, problem).
@@ -1351,12 +1351,13 @@ impl Index {
 /// the index: a new nib renders differently, so its first start re-renders every post.
 /// (`render-2`: posts dated outside the years 1 to 9998, or with front matter nested
 /// deeper than 64, that an older nib stored are refused now; `render-3`: shortcodes and
-/// math.) The site's shortcode templates are part of the version too, so a change to them
-/// re-renders every post at the next start or reload.
+/// math; `render-4`: a block too costly to parse breaks its post, and code blocks over
+/// 64 KB are not highlighted.) The site's shortcode templates are part of the version too,
+/// so a change to them re-renders every post at the next start or reload.
 const FINGERPRINT_KEY: &str = "posts_fingerprint";
 /// (`tree-1`: a file that lost its slug to another is published under a dated slug now,
 /// and a bundle's summary has its relative URLs rebased.)
-const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-3/tree-1");
+const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-4/tree-1");
 
 /// The fingerprint the index was last brought up to date with, when it was by this
 /// version of nib. A different version forgets every file's stamp, so each is parsed again.

@@ -167,20 +167,29 @@ struct Stream<'a, 'l, I: Iterator<Item = Event<'a>>> {
 
 impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
     /// A fenced code block in a language nib highlights, read whole (its text events) and
-    /// given as one HTML event; other code blocks pass through as they are.
+    /// given as one HTML event; other code blocks pass through as they are. A block longer
+    /// than [`HIGHLIGHT_MOST`] is shown without colours: what was read of it goes out
+    /// escaped in the opening event, and its other lines and its end pass through to the
+    /// writer as in any code block.
     fn highlight_code(&mut self, lang: &str) -> Event<'a> {
+        let mut out = String::from("<pre tabindex=\"0\"><code class=\"language-");
+        out.push_str(&escape(lang.split([' ', ',']).next().unwrap_or("")));
+        out.push_str("\">");
         let mut code = String::new();
         for e in self.events.by_ref() {
             match e {
-                Event::Text(t) => code.push_str(&t),
+                Event::Text(t) => {
+                    code.push_str(&t);
+                    if code.len() > HIGHLIGHT_MOST {
+                        out.push_str(&escape(&code));
+                        return Event::Html(CowStr::from(out));
+                    }
+                }
                 Event::End(TagEnd::CodeBlock) => break,
                 _ => {}
             }
         }
-        let mut out = String::with_capacity(code.len() * 2 + 64);
-        out.push_str("<pre tabindex=\"0\"><code class=\"language-");
-        out.push_str(&escape(lang.split([' ', ',']).next().unwrap_or("")));
-        out.push_str("\">");
+        out.reserve(code.len() * 2 + 16);
         crate::highlight::highlight(lang, &code, &mut out);
         out.push_str("</code></pre>\n");
         Event::Html(CowStr::from(out))
@@ -361,8 +370,86 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Stream<'a, '_, I> {
     }
 }
 
+/// The longest code block highlighted. Highlighting holds a block's text and its coloured
+/// copy (two to three times its size) at once: an 887 KB block took 6 MB. A block longer
+/// than this is shown as it is, as a long file's view on a forge is.
+const HIGHLIGHT_MOST: usize = 64 * 1024;
+
 /// How long a piece of a body is before it may end (see [`pieces`]).
 const PIECE_LEN: usize = 64 * 1024;
+
+/// The memory one parse may take, whatever the size of the post: about the whole resident
+/// set nib keeps while serving, so a post at its worst doubles it for a moment. A post
+/// whose parse would take more than this and more than three times its own size is refused
+/// (see [`parse_cost`]).
+const PARSE_MOST: usize = 4 << 20;
+
+/// What the parser's tree takes for each line and each inline mark outside fenced code.
+/// Measured per 100,000 in one block: paragraph lines 103 bytes, list items 163, quote
+/// lines 106, `*a*` 212 (two marks), `` `a` `` 237, `[a](b)` 300, table rows `|a|b|` 279
+/// (four marks), HTML block lines 55, lines of fenced code 10.
+const MARK_COST: usize = 128;
+
+/// The bytes that may each start a node of the parser's tree: emphasis, code spans, links
+/// and images, table cells, HTML and entities, escapes, strikethrough and math.
+const MARKS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    let marks = b"*_`[]|<&!\\~$";
+    while i < marks.len() {
+        t[marks[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// What parsing `text` as one document takes in memory, estimated from its lines and
+/// marks ([`MARK_COST`] each; a line of fenced code an eighth of that). pulldown-cmark
+/// builds its tree of the whole text before the first event, and a single paragraph of
+/// 480,000 one-letter lines (937 KB) took 51 MB: that shape cannot be cut into pieces that
+/// parse alike, so it is measured before it is parsed.
+fn parse_cost(text: &str) -> usize {
+    let mut cost = 0;
+    let mut fence: Option<(u8, usize)> = None;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start_matches(' ');
+        let f = fence_open(t.trim_end()).filter(|_| line.len() - t.len() <= 3);
+        match fence {
+            Some((c, n)) => {
+                if f.is_some_and(|(tc, tn)| tc == c && tn >= n) {
+                    fence = None;
+                }
+                cost += MARK_COST / 8;
+            }
+            None => {
+                fence = f;
+                let marks = t.bytes().filter(|b| MARKS[usize::from(*b)]).count();
+                cost += MARK_COST * (1 + marks);
+            }
+        }
+    }
+    cost
+}
+
+/// Refuses a text whose parse would take more than [`PARSE_MOST`] and three times its
+/// body's size: the error names the size and says how to mend it.
+fn parse_within(text: &str, body_len: usize) -> Result<(), String> {
+    let most = PARSE_MOST.max(3 * body_len);
+    // A text of `most / MARK_COST` bytes or less cannot cost more, however dense.
+    if text.len() <= most / MARK_COST {
+        return Ok(());
+    }
+    let cost = parse_cost(text);
+    if cost <= most {
+        return Ok(());
+    }
+    Err(format!(
+        "one block of {} KB without a heading or a paragraph that starts with a letter after a blank line would take about {} MB to render (at most {} MB); break it up with headings or paragraphs",
+        text.len().div_ceil(1024),
+        cost.div_ceil(1 << 20),
+        most.div_ceil(1 << 20)
+    ))
+}
 
 /// Whether an HTML block opened by `t` (a line starting with `<`) runs past blank lines
 /// until an end marker, and that marker if so (the kinds 1 to 5 of CommonMark, told apart
@@ -387,8 +474,8 @@ fn html_end(t: &str) -> Option<&'static [&'static str]> {
     }
 }
 
-/// Cuts `body` into pieces of at least `at_least` bytes that each parse exactly as they
-/// do within the whole, so each gets a parser of its own: the parser builds a tree of all
+/// Cuts `body` into pieces of at least `at_least` bytes (or of an estimated tree of 16
+/// times that, see [`parse_cost`]) that each parse exactly as they do within the whole, so each gets a parser of its own: the parser builds a tree of all
 /// it is given before its first event, so a piece at a time keeps one piece's tree
 /// alive, not the whole body's (1.7 MB for 1 MB of prose).
 ///
@@ -403,9 +490,13 @@ fn html_end(t: &str) -> Option<&'static [&'static str]> {
 ///
 /// Also says whether the body ends inside a fence or an HTML block.
 fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
-    if body.len() <= at_least {
+    // A piece also ends at its first such place once its tree would pass 16 bytes for each
+    // of those bytes (1 MB for 64 KB), so a dense stretch is cut up early.
+    let most_cost = at_least.saturating_mul(16);
+    if body.len() <= at_least && body.len().saturating_mul(MARK_COST) <= most_cost {
         return (vec![body], false);
     }
+    let mut cost = 0;
     enum In {
         /// Outside fences and HTML blocks that run past blank lines; in what may be an
         /// HTML block that ends at the next blank line, when set.
@@ -460,9 +551,10 @@ fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
                     && indent == 0
                     && ((heading && !table)
                         || (after_blank && t.starts_with(|c: char| c.is_alphabetic())));
-                if starts_block && at - start >= at_least {
+                if starts_block && (at - start >= at_least || cost >= most_cost) {
                     out.push(&body[start..at]);
                     start = at;
+                    cost = 0;
                 }
                 match fence {
                     Some(_) if indent > 0 || html => return (vec![body], false),
@@ -480,6 +572,10 @@ fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
                     None => In::Text { html },
                 }
             }
+        };
+        cost += match state {
+            In::Fence(..) => MARK_COST / 8,
+            _ => MARK_COST * (1 + line.bytes().filter(|b| MARKS[usize::from(*b)]).count()),
         };
         after_blank = blank;
         at += line.len();
@@ -516,14 +612,16 @@ fn with_definitions<'a>(
     pieces: Vec<&'a str>,
     open_at_end: bool,
     ids: &mut HeadingIds,
-) -> (Vec<&'a str>, Vec<Vec<&'a str>>) {
+) -> Result<(Vec<&'a str>, Vec<Vec<&'a str>>), String> {
+    // The body becomes one piece only if it may be parsed whole.
     let whole = |ids: &mut HeadingIds| {
+        parse_within(body, body.len())?;
         if may_name_ids(body) {
             for e in Parser::new_ext(body, options()) {
                 ids.take_explicit(&e);
             }
         }
-        (vec![body], vec![Vec::new()])
+        Ok((vec![body], vec![Vec::new()]))
     };
     let has_definitions = body.contains("]:");
     if pieces.len() == 1 || (has_definitions && open_at_end) {
@@ -572,7 +670,7 @@ fn with_definitions<'a>(
         }
         found.push(defs);
     }
-    (pieces, found)
+    Ok((pieces, found))
 }
 
 /// The events of piece `i`. A piece that may refer to a definition elsewhere (it has a
@@ -616,9 +714,17 @@ fn piece_events<'a>(
 /// One pass from the parser into one `String`: the summary and first paragraph are cut
 /// from it, never rendered again, and no list of events is kept. Rendering a 1.3 MB post
 /// through a list of its events and three renders peaked at 48 times its size.
-pub(crate) fn markdown_with(body: &str, templates: &Templates) -> Rendered {
-    // The bodies of paired shortcodes and figure captions, already expanded.
-    let md = |s: &str| render_in_pieces(s, PIECE_LEN).html;
+///
+/// A body that would take too much memory to parse is refused with a message saying why
+/// (see [`parse_cost`]).
+pub(crate) fn markdown_with(body: &str, templates: &Templates) -> Result<Rendered, String> {
+    // The bodies of paired shortcodes and figure captions, already expanded. Each is part
+    // of the body, whose pieces are measured before it is rendered; one that still fails
+    // shows its reason in place of its content.
+    let md = |s: &str| match render_in_pieces(s, PIECE_LEN) {
+        Ok(r) => r.html,
+        Err(e) => format!("<p>{}</p>", escape(&e)),
+    };
     // The expanded copy exists only when the body holds a `{{` or `{%`.
     let (body, _) = shortcodes::expand(body, templates, &md);
     render_in_pieces(&body, PIECE_LEN)
@@ -627,7 +733,7 @@ pub(crate) fn markdown_with(body: &str, templates: &Templates) -> Rendered {
 /// [`markdown_with`] and no site templates.
 #[cfg(test)]
 pub(crate) fn markdown(body: &str) -> Rendered {
-    markdown_with(body, &Templates::default())
+    markdown_with(body, &Templates::default()).expect("a body the tests render")
 }
 
 /// The shortcodes of a body that are shown as text, with their lines, for `nib check`.
@@ -635,15 +741,18 @@ pub(crate) fn shortcode_problems(body: &str, templates: &Templates) -> Vec<short
     shortcodes::expand(body, templates, &|_| String::new()).1
 }
 
-fn render_in_pieces(body: &str, at_least: usize) -> Rendered {
+fn render_in_pieces(body: &str, at_least: usize) -> Result<Rendered, String> {
     let len = Cell::new(0);
+    let (pieces, open_at_end) = pieces(body, at_least);
+    for piece in &pieces {
+        parse_within(piece, body.len())?;
+    }
     // Prose grows by about a tenth as HTML: reserved once, the page is not copied as it
     // grows.
     let mut html = String::with_capacity(body.len() + body.len() / 8);
-    let (pieces, open_at_end) = pieces(body, at_least);
     // Before any parser that renders: each holds its tree, and one at a time is enough.
     let mut ids = HeadingIds::default();
-    let (pieces, defs) = with_definitions(body, pieces, open_at_end, &mut ids);
+    let (pieces, defs) = with_definitions(body, pieces, open_at_end, &mut ids)?;
     // One writer over every piece's events: its state (footnote numbers, the newline
     // before a block) runs on from piece to piece as through one document.
     let mut stream = Stream {
@@ -678,11 +787,11 @@ fn render_in_pieces(body: &str, at_least: usize) -> Rendered {
         }
         None => String::new(),
     };
-    Rendered {
+    Ok(Rendered {
         html,
         more_at: stream.more_at,
         first_paragraph,
-    }
+    })
 }
 
 /// Site-wide values every page shows.
@@ -1233,8 +1342,8 @@ mod tests {
             let (expanded, _) =
                 shortcodes::expand(&body, &Templates::default(), &|s| markdown(s).html);
             let (whole, parts) = (
-                render_in_pieces(&expanded, usize::MAX),
-                render_in_pieces(&expanded, 1),
+                render_in_pieces(&expanded, usize::MAX).unwrap(),
+                render_in_pieces(&expanded, 1).unwrap(),
             );
             assert_eq!(whole.html, parts.html, "{body:?}");
         }
@@ -1249,6 +1358,58 @@ mod tests {
         assert_eq!(r.first_paragraph, "<p>First words.</p>\n");
         let r = markdown("{{< gallery >}}\n{% include x %}\n\nIntro.\n\n<!-- more -->\n\nRest.");
         assert_eq!(r.summary(), Some("<p>Intro.</p>\n"));
+    }
+
+    #[test]
+    fn bodies_too_costly_to_parse_are_refused_before_parsing() {
+        let fence = |lines: usize| format!("```\n{}```\n", "a\n".repeat(lines));
+        // (body, refused): one block of one-letter lines costs 128 bytes a line, fenced
+        // code a sixteenth of that; blocks end at a heading, so each piece is measured
+        // alone. The limit is 4 MB or three times the body.
+        let cases: Vec<(String, bool)> = vec![
+            ("a\n".repeat(30_000), false),
+            ("a\n".repeat(40_000), true),
+            ("*a* ".repeat(20_000), true),
+            ("|a|b|\n".repeat(10_000), true),
+            (fence(200_000), false),
+            (fence(400_000), true),
+            (
+                "a\n".repeat(30_000) + "\n# Next\n\n" + &"a\n".repeat(30_000),
+                false,
+            ),
+            // Prose: few marks a line.
+            (
+                "Words and words, with one `code` span and a [link](/x).\n\n".repeat(18_000),
+                false,
+            ),
+        ];
+        for (body, refused) in &cases {
+            let r = markdown_with(body, &Templates::default());
+            assert_eq!(r.is_err(), *refused, "{} bytes: {:?}", body.len(), r.err());
+            if let Err(e) = r {
+                assert!(e.contains("would take about"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_code_block_too_long_to_highlight_is_shown_whole_and_escaped() {
+        let line = "let s = \"<b>\" & x; // a line of Rust\n";
+        let n = HIGHLIGHT_MOST / line.len() + 100;
+        let html = markdown(&format!("```rust\n{}```\n\nAfter.\n", line.repeat(n))).html;
+        assert!(!html.contains("hl-"), "not highlighted");
+        assert_eq!(
+            html.matches("let s = &quot;&lt;b&gt;&quot; &amp; x;")
+                .count(),
+            n
+        );
+        assert!(
+            html.contains("</code></pre>\n<p>After.</p>"),
+            "{}",
+            &html[html.len() - 200..]
+        );
+        let short = markdown(&format!("```rust\n{line}```\n")).html;
+        assert!(short.contains("hl-"), "{short}");
     }
 
     #[test]
@@ -1369,8 +1530,8 @@ mod tests {
         for body in &bodies {
             cut += pieces(body, 1).0.len() - 1;
             let (whole, parts) = (
-                render_in_pieces(body, usize::MAX),
-                render_in_pieces(body, 1),
+                render_in_pieces(body, usize::MAX).unwrap(),
+                render_in_pieces(body, 1).unwrap(),
             );
             assert_eq!(whole.html, parts.html, "{body:?}");
             assert_eq!(whole.summary(), parts.summary(), "{body:?}");
@@ -1382,7 +1543,8 @@ mod tests {
             .iter()
             .filter(|b| {
                 let (pieces, open) = pieces(b, 1);
-                let (pieces, defs) = with_definitions(b, pieces, open, &mut HeadingIds::default());
+                let (pieces, defs) =
+                    with_definitions(b, pieces, open, &mut HeadingIds::default()).unwrap();
                 pieces.len() > 1 && defs.iter().any(|d| !d.is_empty())
             })
             .count();

@@ -741,6 +741,36 @@ fn a_post_over_max_post_kb_is_skipped_with_a_log_line() {
     assert_one_log_line(&s, "big.md", "over max_post_kb = 8");
 }
 
+/// Regression: one paragraph of 480,000 one-letter lines (937 KB, under `max_post_kb`)
+/// took 51 MB to index, since the parser builds its tree of a whole block before its first
+/// event. Such a block is now measured before it is parsed: the post is skipped with one
+/// log line, and indexing it costs less than three times its size.
+#[test]
+fn a_post_too_costly_to_parse_is_skipped_within_three_times_its_size() {
+    let site = example_site();
+    let before = TestServer::start(&site);
+    let baseline = vm_kb(before.pid(), "VmHWM");
+    drop(before);
+    let body = "a\n".repeat(480_000);
+    site.post("dense.md", &format!("---\ntitle: Dense\n---\n{body}"));
+    let (_, out, _) = nib(&site, &["check"], &[]);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("dense.md: one block of 938 KB") && l.contains("would take about")),
+        "{out}"
+    );
+    let s = TestServer::start(&site);
+    let hwm = vm_kb(s.pid(), "VmHWM");
+    assert_eq!(s.get("/posts/dense/").status, 404);
+    assert_eq!(s.get("/").status, 200);
+    assert_one_log_line(&s, "dense.md", "would take about");
+    let grew = hwm.saturating_sub(baseline);
+    assert!(
+        grew < 3 * body.len() as u64 / 1024,
+        "VmHWM {baseline} -> {hwm} KB"
+    );
+}
+
 /// A post as Jekyll writes it, copied unchanged: `.markdown`, a date with an offset
 /// without a colon, space-separated tags and categories; beside it a Zola section file and
 /// an unpublished post, which are no posts.

@@ -610,3 +610,9 @@ impl Drop for DeployCaddy {
         let _ = self.child.wait();
     }
 }
+
+/// A `/proc/PID/status` figure in kB (`VmHWM`, `VmRSS`, `Threads`), 0 when unreadable.
+pub fn vm_kb(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    nib::test_support::parse_status_kb(&text, key).unwrap_or(0)
+}

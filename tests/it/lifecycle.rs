@@ -600,11 +600,6 @@ fn nib_behind_nginx(site: &Site) -> Option<(TestServer, Nginx)> {
     Some((s, ng))
 }
 
-fn vm_kb(pid: u32, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    nib::test_support::parse_status_kb(&text, key).unwrap_or(0)
-}
-
 /// The bound on nib's peak memory in the hostile test. The target (4 MB, 3.5 MB in part b
 /// of the bench) is for the deploy binary (`cargo static`), which `bench/bench.py slow`
 /// measures. The binaries `cargo test` starts are larger: the dynamic release binary maps
