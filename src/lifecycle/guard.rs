@@ -337,10 +337,16 @@ impl Watch {
         let read = c.bytes_received.saturating_sub(c.inq as u64);
         let m = self.marks.entry(c.ino).or_insert(Mark {
             acked: c.bytes_acked,
-            // First seen after an answer went out: what was read before it was answered.
-            // (Taking it as unanswered hid every connection served between two looks from
-            // the starved rule, which then waited for the 5 s idle sweep.)
-            read: if c.bytes_acked > 0 { read } else { 0 },
+            // First seen after an answer went out, with nothing received since: what was
+            // read was answered. (Taking it as unanswered hid every connection served
+            // between two looks from the starved rule, which then waited for the 5 s idle
+            // sweep.) When bytes came after the answer, they may be a request tiny_http
+            // has read and the loop not yet answered, so they count as unanswered.
+            read: if c.bytes_acked > 0 && c.last_recv_ms >= c.last_sent_ms {
+                read
+            } else {
+                0
+            },
         });
         if c.inq > 0 && read == 0 && c.bytes_acked == 0 {
             // A connection tiny_http has not begun; its request arrived when the kernel
