@@ -3,13 +3,30 @@
 //! address, and shut. Shutting is `shutdown(2)` on a private `dup` of the descriptor whose
 //! identity was checked, never `close(2)`: the descriptor belongs to a tiny_http thread,
 //! which sees end-of-file, drops the connection and closes its own fd. The wire uses this
-//! to end a connection it answered; the guard, to watch and cut them all.
+//! to end a connection it answered; the guard, to watch and cut them all. Also: connecting
+//! to the process's own listening socket, to wake tiny_http's accept thread or its pool.
 
 use std::collections::HashSet;
-use std::net::Shutdown;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
 
 use crate::sys;
+
+/// Opens a connection to the listening socket at `local` (over loopback when it listens on
+/// every address), writes `bytes` and closes it. tiny_http takes the connection like any
+/// other; with nothing more to read, its thread ends it at once.
+pub(crate) fn knock(local: SocketAddr, bytes: &[u8]) -> std::io::Result<()> {
+    let ip = match local.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let mut c =
+        TcpStream::connect_timeout(&SocketAddr::new(ip, local.port()), Duration::from_secs(1))?;
+    c.write_all(bytes)
+}
 
 const TCP_ESTABLISHED: u8 = 1;
 

@@ -301,7 +301,12 @@ impl<'a> Serving<'a> {
             .send(&format!("READY=1\nSTATUS=serving http://{}", p.local));
 
         let watch_stop = Arc::new(AtomicBool::new(false));
-        guard::watch_sockets(flow.reading_set(), flow.starving(), Arc::clone(&watch_stop));
+        guard::watch_sockets(
+            p.local,
+            flow.reading_set(),
+            flow.starving(),
+            Arc::clone(&watch_stop),
+        );
         Ok(Serving {
             p,
             max_rss_kb: cfg.max_rss_kb,

@@ -6,7 +6,7 @@
 //! The same scan tells the graceful restart when every connection has been answered.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -204,6 +204,10 @@ const STARVED_LONG: Duration = Duration::from_millis(40);
 /// starved one. A browser asks for a page's assets within a few milliseconds of each other.
 const IDLE_ENOUGH: u32 = 20;
 
+/// The most connections the watch opens to its own listening socket in one look, to wake
+/// threads for starved connections (see [`watch_sockets`]).
+const KNOCKS_MOST: usize = 8;
+
 /// What the watch remembers of a socket between looks.
 struct Mark {
     /// Bytes acknowledged by the client when last seen.
@@ -236,21 +240,27 @@ struct Mark {
 ///   watch closes connections silent between requests for [`IDLE_ENOUGH`], the most idle
 ///   first and one per starved connection, once one has waited [`STARVED_LONG`]. Such a
 ///   connection has had every answer it asked for, and its client reconnects, as after any
-///   keep-alive timeout.
+///   keep-alive timeout. When none is idle either (through a proxy that opens a connection
+///   per request, the threads left may all be held by refused huge bodies), the watch
+///   knocks: it opens a connection of its own, which tiny_http gives a new thread and
+///   ends at once, and that thread then takes the waiting connection.
 ///
 /// Each look costs a few system calls per socket; the pause between looks grows with the
 /// time a look takes (twenty times it, up to [`WATCH_MOST`]), so the watch costs at most a
 /// twentieth of a core up to some 300 open sockets. It ends when `stop` is set.
 pub(crate) fn watch_sockets(
+    local: SocketAddr,
     skip: Arc<Mutex<HashMap<u64, bool>>>,
     starving: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
     let mut watch = Watch {
+        local,
         skip,
         starving,
         marks: HashMap::new(),
         live: HashSet::new(),
+        knocking: false,
     };
     let spawned = std::thread::Builder::new()
         .name("nib-watch".into())
@@ -269,11 +279,15 @@ pub(crate) fn watch_sockets(
 
 /// The socket watch's state between looks.
 struct Watch {
+    /// The listening socket's address, to knock on (see [`watch_sockets`]).
+    local: SocketAddr,
     skip: Arc<Mutex<HashMap<u64, bool>>>,
     starving: Arc<AtomicUsize>,
     marks: HashMap<u64, Mark>,
     /// The sockets seen in the current look.
     live: HashSet<u64>,
+    /// Whether the last look knocked (a run of knocks is logged once).
+    knocking: bool,
 }
 
 /// What one look found.
@@ -317,6 +331,18 @@ impl Watch {
                 }
             }
         }
+        // Nothing left to close, and a connection still waits: every thread tiny_http has
+        // is held by a connection that is not idle, or by nothing nib can reach (a
+        // refused huge body's reader). A knock is a connection of nib's own that tiny_http
+        // ends at once: its pool gives it a new thread when none waits, and that thread
+        // then takes the oldest waiting connection: each knock frees one, up to
+        // [`KNOCKS_MOST`] a look.
+        let mut knocked = false;
+        if look.starved_long {
+            for _ in freed..look.starved.min(freed + KNOCKS_MOST) {
+                knocked |= crate::sockets::knock(self.local, b"\r\n").is_ok();
+            }
+        }
         if look.refused > 0 {
             eprintln!(
                 "nib: guard: answered 431 to {} connections whose header block passed {} KiB",
@@ -330,6 +356,13 @@ impl Watch {
                 look.starved
             );
         }
+        if knocked && !self.knocking {
+            eprintln!(
+                "nib: guard: {} connections wait for a thread with none idle to free: knocking to grow tiny_http's pool",
+                look.starved
+            );
+        }
+        self.knocking = knocked;
     }
 
     /// Looks at one open connection, seen for the first time in this look.

@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
@@ -161,10 +161,5 @@ pub(super) fn retire(tiny_fd: RawFd, listener_ino: u64, local: SocketAddr) {
     }
     // Wake an accept that is already blocked on the real socket. The connection carries
     // no request and is closed at once: whichever image accepts it reads end-of-file.
-    let ip = match local.ip() {
-        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, local.port()), Duration::from_secs(1));
+    let _ = crate::sockets::knock(local, b"");
 }

@@ -618,7 +618,7 @@ fn nginx_absorbs_hostile_clients_while_others_are_served() {
     let Some((s, ng)) = nib_behind_nginx(&site) else {
         return;
     };
-    hostile_clients_through(&s, ng.addr, &[], false);
+    hostile_clients_through(&s, ng.addr, &[]);
 }
 
 /// The same attack through deploy/Caddyfile on the installed Caddy. Caddy does not buffer
@@ -637,14 +637,14 @@ fn caddy_absorbs_hostile_clients_while_others_are_served() {
     }));
     // Caddy 2.6 answers 502 when a body passes `request_body`'s max_size mid-stream (later
     // versions 413): its answer, not nib's.
-    hostile_clients_through(&s, front, &[" 502 "], true);
+    hostile_clients_through(&s, front, &[" 502 "]);
 }
 
 /// 200 idle sockets, 200 half-sent headers, 200 KB headers and 100 MB bodies at a front
 /// end while a reader's page is fetched twenty times: each within a second, the abusers
 /// answered 4xx (or one of the front end's own `also` statuses) or cut, and nib's memory
 /// bounded.
-fn hostile_clients_through(s: &TestServer, front: SocketAddr, also: &[&str], retry_502: bool) {
+fn hostile_clients_through(s: &TestServer, front: SocketAddr, also: &[&str]) {
     // 200 idle sockets and 200 that sent half a header.
     let mut hostile: Vec<TcpStream> = (0..200)
         .filter_map(|_| TcpStream::connect(front).ok())
@@ -681,17 +681,12 @@ fn hostile_clients_through(s: &TestServer, front: SocketAddr, also: &[&str], ret
         })
         .collect();
     let mut worst = Duration::ZERO;
-    let mut retried = 0;
     for _ in 0..20 {
         let t = Instant::now();
-        let mut status = get(front, "/posts/hello/").status;
-        if status == 502 && retry_502 {
-            // Seen through Caddy 2.6 once in several runs of the whole suite, right after
-            // nib refused the huge bodies Caddy streams to it: not yet explained (see the
-            // closing note of the session that added this test). A reader's retry works.
-            retried += 1;
-            status = get(front, "/posts/hello/").status;
-        }
+        // Through Caddy, which opens a connection per request, this page once waited
+        // behind threads held by refused bodies until Caddy gave up with 502 (see
+        // `a_request_queued_behind_unfinished_headers_is_served_at_once`).
+        let status = get(front, "/posts/hello/").status;
         assert_eq!(status, 200, "{}", s.stderr_text());
         worst = worst.max(t.elapsed());
         std::thread::sleep(Duration::from_millis(50));
@@ -704,7 +699,6 @@ fn hostile_clients_through(s: &TestServer, front: SocketAddr, also: &[&str], ret
         );
     }
     assert!(worst < Duration::from_secs(1), "worst {worst:?}");
-    assert!(retried <= 1, "{retried} of 20 reads needed a retry");
     let hwm = vm_kb(s.pid(), "VmHWM");
     let threads = vm_kb(s.pid(), "Threads");
     eprintln!(
@@ -1125,5 +1119,54 @@ fn a_burst_of_keep_alive_connections_does_not_wait_behind_idle_ones() {
             .collect();
         assert!(slow.is_empty(), "round {round}: {slow:?} of {times:?}");
         drop(held);
+    }
+}
+
+/// One burst on a fresh nib: 31 connections that send half a header and one complete
+/// request, all at once. Returns the time to the complete request's first answer byte
+/// (`None`: none within 8 s).
+fn burst_with_half_headers(site: &Site) -> (Option<Duration>, String) {
+    let s = TestServer::start(site);
+    let gate = Arc::new(std::sync::Barrier::new(32));
+    let clients: Vec<_> = (0..32)
+        .map(|i| {
+            let gate = Arc::clone(&gate);
+            let addr = s.addr;
+            std::thread::spawn(move || {
+                gate.wait();
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+                let sent = Instant::now();
+                if i < 31 {
+                    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+                    return (None, c);
+                }
+                c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .unwrap();
+                let mut first = [0u8; 1];
+                let took = matches!(c.read(&mut first), Ok(1)).then(|| sent.elapsed());
+                (Some(took), c)
+            })
+        })
+        .collect();
+    let results: Vec<_> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+    let took = results.iter().find_map(|(t, _)| *t).flatten();
+    (took, s.stderr_text())
+}
+
+#[test]
+fn a_request_queued_behind_unfinished_headers_is_served_at_once() {
+    // A burst of connections that send half a header each (or whose huge bodies nib
+    // refused, through a proxy) can hold every thread tiny_http's pool has, none of them
+    // idle, with a complete request queued behind them (one fresh nib in a few): through
+    // Caddy under load, a reader's page waited past the proxy's timeout. The guard now
+    // knocks on its own listening socket, which grows the pool.
+    let site = site();
+    for round in 0..6 {
+        let (took, log) = burst_with_half_headers(&site);
+        assert!(
+            took.is_some_and(|t| t < Duration::from_secs(1)),
+            "round {round}: {took:?}\n{log}"
+        );
     }
 }
