@@ -7,7 +7,8 @@ measured on this machine.
     python3 bench/bench.py [--quick] [PART ...]
 
 With no PART, every part runs. A PART is one of the letters a-f below (several may be
-run together: "ae") or one of the names headroom, slow, fairness, flood, builds, real; e.g.
+run together: "ae") or one of the names headroom, slow, fairness, flood, builds, real,
+heavy; e.g.
 `python3 bench/bench.py slow` or `python3 bench/bench.py --quick headroom flood`.
 --quick shortens the runs (BENCH_SECONDS=3 unless set, 3 fairness runs, 1 round in
 part c) to check the bench itself; its figures are not the ones to quote.
@@ -65,6 +66,10 @@ What it measures (each figure is printed with its target):
      bundles with images, .markdown, -0700 dates, aliases, shortcodes, sections): the
      time `nib check` takes to index them and what it says, then a cold start to the
      first 200 and its VmHWM (targets <= 3 s, <= 3.5 MB)
+  heavy: a cold start on a site of one heavy post at a time (a paragraph of 480,000
+     lines, 240,000 emphasised words, tables of 3,000 and 30,000 rows, a 20,000-line
+     code block, 1 MB of prose): VmHWM growth over a small post's start, and whether
+     nib published or skipped it (target: growth <= 3 x the post)
 and ends with a Markdown table of every figure, ready to paste into a note.
 
 The code: bench.py reads the options and runs the parts in order; parts.py holds one
@@ -85,7 +90,7 @@ sys.dont_write_bytecode = True   # no __pycache__ in the work tree for the modul
 import parts as P  # noqa: E402
 from harness import Bench, BenchError, section, slug  # noqa: E402
 
-NAMED = ["headroom", "slow", "fairness", "flood", "builds", "real"]
+NAMED = ["headroom", "slow", "fairness", "flood", "builds", "real", "heavy"]
 ALL_PARTS = "abcdef " + " ".join(NAMED)
 
 
@@ -217,7 +222,8 @@ def run(b):
         P.hostile_via_nginx(b)
         P.hostile_direct(b)
     for name, fn in (("headroom", P.headroom), ("slow", P.slow), ("fairness", P.fairness),
-                     ("flood", P.flood), ("builds", P.builds), ("real", P.real)):
+                     ("flood", P.flood), ("builds", P.builds), ("real", P.real),
+                     ("heavy", P.heavy)):
         if want(name):
             fn(b)
     print_summary(b, cpu)

@@ -9,6 +9,7 @@ must cover its own load only. Each part prints its target beside its figure.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -758,3 +759,64 @@ def real(b):
     b.row("real-shaped site: VmHWM after cold start", mb(hwm), "<= 3.5 MB")
     p.terminate()
     p.wait(timeout=60)
+
+
+# ---------------------------------------------------------------- heavy
+
+HEAVY_FM = "---\ntitle: Heavy\ndate: 2024-01-01\n---\n"
+
+
+def heavy_posts():
+    """(name, body) of single posts that once cost far more than their size to index."""
+    code = "".join("let x%d = foo(bar, baz); // a comment here\n" % i for i in range(20000))
+    prose = "".join(("Words and words with a *little* `code` and a [link](/x), %d.\n\n" % i) * 1
+                    for i in range(14000))
+    return [
+        ("small post (the baseline)", "Hello.\n\n```rust\nlet x = 1;\n```\n"),
+        ("one paragraph of 480,000 one-letter lines", "a\n" * 480000),
+        ("240,000 emphasised words in one paragraph", "*a* " * 240000 + "\n"),
+        ("30,000-row table", "| a | b | c |\n|---|---|---|\n" + "".join("| %d | x | y |\n" % i for i in range(30000))),
+        ("3,000-row table", "| a | b | c |\n|---|---|---|\n" + "".join("| %d | x | y |\n" % i for i in range(3000))),
+        ("20,000-line Rust code block", "```rust\n" + code + "```\n"),
+        ("prose, 14,000 paragraphs", prose),
+    ]
+
+
+def heavy(b):
+    """heavy. One post at a time that once cost nib far more memory than its size
+    (issue: a 1.3 MB post peaked at 48 times its size): a cold start on a site holding
+    only that post, its VmHWM against the same start with a small post, and whether nib
+    published it or skipped it with a log line (target: growth <= 3 x the post)."""
+    section("heavy. cold start with one heavy post: VmHWM growth over a small post's start")
+    base = None
+    for name, body in heavy_posts():
+        site = b.work / "heavy"
+        shutil.rmtree(site, ignore_errors=True)
+        (site / "posts").mkdir(parents=True)
+        text = HEAVY_FM + body
+        (site / "posts" / "heavy.md").write_text(text)
+        port = free_port()
+        with open(b.work / "heavy.err", "wb") as fe:
+            p = b.spawn([b.nib_bin, "--root", site, "--db", site / "nib.db", "--listen",
+                         "%s:%d" % (HOST, port), "serve"], stdout=fe, stderr=fe,
+                        stdin=subprocess.DEVNULL)
+            if not b.wait_200(port, p, 60):
+                die("nib did not serve the heavy-post site within 60 s")
+        hwm, _, _ = proc_mem(p.pid)
+        p.terminate()
+        p.wait(timeout=60)
+        log = (b.work / "heavy.err").read_text(errors="replace")
+        skipped = "skipping" in log and "heavy.md" in log
+        size_kb = len(text.encode()) // 1024
+        if base is None:
+            base = hwm
+            print("  %-44s %6d KB: VmHWM %s" % (name, size_kb, mb(hwm)))
+            continue
+        grew = max(0, hwm - base)
+        ok = grew <= 3 * size_kb
+        print("  %-44s %6d KB: VmHWM %s, growth %s = %.1f x the post, %s   (target <= 3 x: %s)"
+              % (name, size_kb, mb(hwm), mb(grew), grew / max(size_kb, 1),
+                 "skipped with a log line" if skipped else "published", "ok" if ok else "MISSED"))
+        b.row("heavy post: %s (%d KB): VmHWM growth" % (name, size_kb),
+              "%s (%.1fx)%s" % (mb(grew), grew / max(size_kb, 1), ", skipped" if skipped else ""),
+              "<= 3x")
