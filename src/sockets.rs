@@ -7,7 +7,6 @@
 //! to the process's own listening socket, to wake tiny_http's accept thread or its pool.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
@@ -15,17 +14,20 @@ use std::time::Duration;
 use crate::sys;
 
 /// Opens a connection to the listening socket at `local` (over loopback when it listens on
-/// every address), writes `bytes` and closes it. tiny_http takes the connection like any
-/// other; with nothing more to read, its thread ends it at once.
-pub(crate) fn knock(local: SocketAddr, bytes: &[u8]) -> std::io::Result<()> {
+/// every address) and closes it at once, sending nothing: tiny_http takes it like any
+/// other, on a thread that reads end-of-file and ends it. The connect gives up after 50 ms
+/// (a full backlog), so a caller never waits longer.
+pub(crate) fn knock(local: SocketAddr) -> std::io::Result<()> {
     let ip = match local.ip() {
         IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let mut c =
-        TcpStream::connect_timeout(&SocketAddr::new(ip, local.port()), Duration::from_secs(1))?;
-    c.write_all(bytes)
+    TcpStream::connect_timeout(
+        &SocketAddr::new(ip, local.port()),
+        Duration::from_millis(50),
+    )
+    .map(drop)
 }
 
 const TCP_ESTABLISHED: u8 = 1;

@@ -195,18 +195,25 @@ const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nServe
 /// within microseconds, so even a loaded machine stays far below this.
 const STARVED: Duration = Duration::from_millis(20);
 
-/// A request still waiting this long for a thread makes the watch close idle connections
-/// itself: a starved request is then answered well within 100 ms of its arrival, since the
-/// wait is measured from the kernel's own receive time, not from when the watch first saw it.
+/// A request still waiting this long for a thread makes the watch free or add threads
+/// itself: a starved request is then answered well within 100 ms of its arrival (60 ms at
+/// worst in `bench/burst.py`), since the wait is measured from the kernel's own receive
+/// time, not from when the watch first saw it.
 const STARVED_LONG: Duration = Duration::from_millis(40);
 
 /// A connection silent this long in both directions between requests may be closed for a
-/// starved one. A browser asks for a page's assets within a few milliseconds of each other.
-const IDLE_ENOUGH: u32 = 20;
+/// starved one, rather than adding a thread for it. A second is well past the pause
+/// between a page and its assets, and past any pause of the loop, so such a connection
+/// has had every answer it asked for.
+const IDLE_ENOUGH: u32 = 1000;
 
 /// The most connections the watch opens to its own listening socket in one look, to wake
 /// threads for starved connections (see [`watch_sockets`]).
 const KNOCKS_MOST: usize = 8;
+
+/// How long a knock counts as on its way: a starved connection still seen this soon after
+/// a knock may be the one it is about to free, so it is not knocked for again.
+const KNOCK_FLIGHT: Duration = Duration::from_millis(25);
 
 /// What the watch remembers of a socket between looks.
 struct Mark {
@@ -236,14 +243,14 @@ struct Mark {
 ///   nothing of it read and nothing sent. While one has waited [`STARVED`], the watch says
 ///   so in `starving`, and the loop's next answers on keep-alive connections ask their
 ///   clients to close (`Connection: close`), so their threads take the waiting
-///   connections. When no answer goes out to ask (idle clients hold every thread), the
-///   watch closes connections silent between requests for [`IDLE_ENOUGH`], the most idle
-///   first and one per starved connection, once one has waited [`STARVED_LONG`]. Such a
-///   connection has had every answer it asked for, and its client reconnects, as after any
-///   keep-alive timeout. When none is idle either (through a proxy that opens a connection
-///   per request, the threads left may all be held by refused huge bodies), the watch
-///   knocks: it opens a connection of its own, which tiny_http gives a new thread and
-///   ends at once, and that thread then takes the waiting connection.
+///   connections. Once one has waited [`STARVED_LONG`], the watch frees or adds a thread
+///   for each: it closes connections silent between requests for [`IDLE_ENOUGH`], the
+///   most idle first (such a connection has had every answer it asked for, and its client
+///   reconnects, as after any keep-alive timeout), and for the rest it knocks: it opens a
+///   connection of its own to the listening socket, which tiny_http gives a new thread
+///   when none waits and ends at once, and that thread then takes the oldest waiting
+///   connection. (Through a proxy that opens a connection per request, the threads may all
+///   be held by refused huge bodies, which nothing else frees.)
 ///
 /// Each look costs a few system calls per socket; the pause between looks grows with the
 /// time a look takes (twenty times it, up to [`WATCH_MOST`]), so the watch costs at most a
@@ -261,6 +268,7 @@ pub(crate) fn watch_sockets(
         marks: HashMap::new(),
         live: HashSet::new(),
         knocking: false,
+        knocks: std::collections::VecDeque::new(),
     };
     let spawned = std::thread::Builder::new()
         .name("nib-watch".into())
@@ -288,6 +296,8 @@ struct Watch {
     live: HashSet<u64>,
     /// Whether the last look knocked (a run of knocks is logged once).
     knocking: bool,
+    /// When the knocks of the last [`KNOCK_FLIGHT`] were made.
+    knocks: std::collections::VecDeque<Instant>,
 }
 
 /// What one look found.
@@ -331,16 +341,24 @@ impl Watch {
                 }
             }
         }
-        // Nothing left to close, and a connection still waits: every thread tiny_http has
-        // is held by a connection that is not idle, or by nothing nib can reach (a
-        // refused huge body's reader). A knock is a connection of nib's own that tiny_http
-        // ends at once: its pool gives it a new thread when none waits, and that thread
-        // then takes the oldest waiting connection: each knock frees one, up to
-        // [`KNOCKS_MOST`] a look.
+        // Connections still wait with none left to close: every other thread tiny_http
+        // has is held by a connection that is not idle, or by nothing nib can reach (a
+        // refused huge body's reader). Each knock adds a thread for one of them, up to
+        // [`KNOCKS_MOST`] a look, less those still on their way; the first that fails
+        // (the listening socket's backlog full) ends the round.
+        let now = Instant::now();
+        while self.knocks.front().is_some_and(|t| now - *t > KNOCK_FLIGHT) {
+            self.knocks.pop_front();
+        }
         let mut knocked = false;
         if look.starved_long {
-            for _ in freed..look.starved.min(freed + KNOCKS_MOST) {
-                knocked |= crate::sockets::knock(self.local, b"\r\n").is_ok();
+            let want = look.starved.saturating_sub(freed + self.knocks.len());
+            for _ in 0..want.min(KNOCKS_MOST) {
+                if crate::sockets::knock(self.local).is_err() {
+                    break;
+                }
+                self.knocks.push_back(now);
+                knocked = true;
             }
         }
         if look.refused > 0 {
@@ -375,7 +393,7 @@ impl Watch {
             // between two looks from the starved rule, which then waited for the 5 s idle
             // sweep.) When bytes came after the answer, they may be a request tiny_http
             // has read and the loop not yet answered, so they count as unanswered.
-            read: if c.bytes_acked > 0 && c.last_recv_ms >= c.last_sent_ms {
+            read: if c.bytes_acked > 0 && c.last_recv_ms > c.last_sent_ms {
                 read
             } else {
                 0
@@ -412,10 +430,11 @@ impl Watch {
             }
             return;
         }
-        // Nothing pending and nothing going out: between requests.
-        if c.inq == 0 && c.bytes_received > 0 {
-            look.idle
-                .push((c.last_recv_ms.min(c.last_sent_ms), c.fd, c.ino));
+        // Nothing pending and nothing going out: between requests, if nothing came in
+        // after the last answer began (a request that came in the same millisecond may
+        // have been read and not yet answered).
+        if c.inq == 0 && c.bytes_received > 0 && c.last_recv_ms > c.last_sent_ms {
+            look.idle.push((c.last_sent_ms, c.fd, c.ino));
         }
     }
 }

@@ -161,5 +161,5 @@ pub(super) fn retire(tiny_fd: RawFd, listener_ino: u64, local: SocketAddr) {
     }
     // Wake an accept that is already blocked on the real socket. The connection carries
     // no request and is closed at once: whichever image accepts it reads end-of-file.
-    let _ = crate::sockets::knock(local, b"");
+    let _ = crate::sockets::knock(local);
 }

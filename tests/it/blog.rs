@@ -756,14 +756,14 @@ fn a_post_too_costly_to_parse_is_skipped_within_three_times_its_size() {
     let (_, out, _) = nib(&site, &["check"], &[]);
     assert!(
         out.lines()
-            .any(|l| l.contains("dense.md: one block of 938 KB") && l.contains("would take about")),
+            .any(|l| l.contains("dense.md: 938 KB of it parse as one piece, taking about")),
         "{out}"
     );
     let s = TestServer::start(&site);
     let hwm = vm_kb(s.pid(), "VmHWM");
     assert_eq!(s.get("/posts/dense/").status, 404);
     assert_eq!(s.get("/").status, 200);
-    assert_one_log_line(&s, "dense.md", "would take about");
+    assert_one_log_line(&s, "dense.md", "parse as one piece");
     let grew = hwm.saturating_sub(baseline);
     assert!(
         grew < 3 * body.len() as u64 / 1024,
