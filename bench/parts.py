@@ -725,6 +725,19 @@ def builds(b):
     b.row("builds: mixed req/s, static / dynamic", "%d / %d" % (st[4], dy[4]))
 
 
+def serve_site(b, site, name, what):
+    """Starts nib on `site` (its own database, a free port, output to NAME.err in the work
+    directory) and waits for its first 200, at most 60 s; returns the process."""
+    port = free_port()
+    with open(b.work / ("%s.err" % name), "wb") as fe:
+        p = b.spawn([b.nib_bin, "--root", site, "--db", site / "nib.db", "--listen",
+                     "%s:%d" % (HOST, port), "serve"], stdout=fe, stderr=fe,
+                    stdin=subprocess.DEVNULL)
+        if not b.wait_200(port, p, 60):
+            die("nib did not serve %s within 60 s" % what)
+    return p
+
+
 def real(b):
     """real. A 1,000-post site shaped like blogs moved from Jekyll, Hugo and Zola
     (gen-real.py: bundles with images, .markdown, -0700 dates, TOML, aliases, shortcodes,
@@ -744,14 +757,8 @@ def real(b):
     print("  and %d other lines (skipped files, ignored keys, warnings)" % (len(lines) - 1))
     b.row("real-shaped site, %d posts: nib check" % n, "%d ms" % check_ms)
     b.row("real-shaped site: nib check says", summary)
-    port = free_port()
     t0 = time.monotonic()
-    with open(b.work / "real.err", "wb") as fe:
-        p = b.spawn([b.nib_bin, "--root", site, "--db", site / "nib.db", "--listen",
-                     "%s:%d" % (HOST, port), "serve"], stdout=fe, stderr=fe,
-                    stdin=subprocess.DEVNULL)
-        if not b.wait_200(port, p, 60):
-            die("nib did not serve the real-shaped site within 60 s")
+    p = serve_site(b, site, "real", "the real-shaped site")
     start_ms = int((time.monotonic() - t0) * 1000)
     hwm, rss, _ = proc_mem(p.pid)
     print("  cold start to first 200: %d ms; VmHWM %s, VmRSS %s" % (start_ms, mb(hwm), mb(rss)))
@@ -795,13 +802,7 @@ def heavy(b):
         (site / "posts").mkdir(parents=True)
         text = HEAVY_FM + body
         (site / "posts" / "heavy.md").write_text(text)
-        port = free_port()
-        with open(b.work / "heavy.err", "wb") as fe:
-            p = b.spawn([b.nib_bin, "--root", site, "--db", site / "nib.db", "--listen",
-                         "%s:%d" % (HOST, port), "serve"], stdout=fe, stderr=fe,
-                        stdin=subprocess.DEVNULL)
-            if not b.wait_200(port, p, 60):
-                die("nib did not serve the heavy-post site within 60 s")
+        p = serve_site(b, site, "heavy", "the heavy-post site")
         hwm, _, _ = proc_mem(p.pid)
         p.terminate()
         p.wait(timeout=60)
