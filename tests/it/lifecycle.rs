@@ -1077,30 +1077,39 @@ fn stalled_downloads_wait_in_the_park_not_on_a_thread_each() {
     }
 }
 
-/// One burst: `n` connections arrive in the same instant (a barrier before the connects),
-/// each sends one request and keeps its connection open after the answer, as a browser
-/// does. Returns each connection's time from its request to its answer's head (`None`
-/// when no answer came within 5 s), and the connections, still open.
-fn keep_alive_burst(addr: SocketAddr, n: usize) -> (Vec<Option<Duration>>, Vec<TcpStream>) {
-    let gate = Arc::new(std::sync::Barrier::new(n));
-    let clients: Vec<_> = (0..n)
-        .map(|_| {
+/// One burst: a connection per request, all arriving in the same instant (a barrier
+/// before the connects), each sending its request and keeping its connection open, as a
+/// browser does. For each, in order: the time from its request to its answer's first byte
+/// when the request is complete (ends with a blank line; `None` inside when no answer came
+/// within 8 s), and the connection, still open.
+fn at_once(
+    addr: SocketAddr,
+    requests: &[&'static [u8]],
+) -> Vec<(Option<Option<Duration>>, TcpStream)> {
+    let gate = Arc::new(std::sync::Barrier::new(requests.len()));
+    let clients: Vec<_> = requests
+        .iter()
+        .map(|&req| {
             let gate = Arc::clone(&gate);
             std::thread::spawn(move || {
                 gate.wait();
                 let mut c = TcpStream::connect(addr).unwrap();
-                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
                 let sent = Instant::now();
-                c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-                    .unwrap();
+                c.write_all(req).unwrap();
+                if !req.ends_with(b"\r\n\r\n") {
+                    return (None, c);
+                }
                 let mut first = [0u8; 1];
                 let took = matches!(c.read(&mut first), Ok(1)).then(|| sent.elapsed());
-                (took, c)
+                (Some(took), c)
             })
         })
         .collect();
-    clients.into_iter().map(|t| t.join().unwrap()).unzip()
+    clients.into_iter().map(|t| t.join().unwrap()).collect()
 }
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
 
 #[test]
 fn a_burst_of_keep_alive_connections_does_not_wait_behind_idle_ones() {
@@ -1112,7 +1121,10 @@ fn a_burst_of_keep_alive_connections_does_not_wait_behind_idle_ones() {
     let site = site();
     for round in 0..3 {
         let s = TestServer::start(&site);
-        let (times, held) = keep_alive_burst(s.addr, 32);
+        let (times, held): (Vec<_>, Vec<_>) = at_once(s.addr, &[HEALTHZ; 32])
+            .into_iter()
+            .map(|(t, c)| (t.flatten(), c))
+            .unzip();
         let slow: Vec<_> = times
             .iter()
             .filter(|t| t.is_none_or(|t| t > Duration::from_millis(1000)))
@@ -1124,33 +1136,15 @@ fn a_burst_of_keep_alive_connections_does_not_wait_behind_idle_ones() {
 
 /// One burst on a fresh nib: 31 connections that send half a header and one complete
 /// request, all at once. Returns the time to the complete request's first answer byte
-/// (`None`: none within 8 s).
+/// (`None`: none within 8 s), and the server's log.
 fn burst_with_half_headers(site: &Site) -> (Option<Duration>, String) {
     let s = TestServer::start(site);
-    let gate = Arc::new(std::sync::Barrier::new(32));
-    let clients: Vec<_> = (0..32)
-        .map(|i| {
-            let gate = Arc::clone(&gate);
-            let addr = s.addr;
-            std::thread::spawn(move || {
-                gate.wait();
-                let mut c = TcpStream::connect(addr).unwrap();
-                c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
-                let sent = Instant::now();
-                if i < 31 {
-                    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
-                    return (None, c);
-                }
-                c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-                    .unwrap();
-                let mut first = [0u8; 1];
-                let took = matches!(c.read(&mut first), Ok(1)).then(|| sent.elapsed());
-                (Some(took), c)
-            })
-        })
-        .collect();
-    let results: Vec<_> = clients.into_iter().map(|t| t.join().unwrap()).collect();
-    let took = results.iter().find_map(|(t, _)| *t).flatten();
+    let mut requests: Vec<&'static [u8]> = vec![b"GET / HTTP/1.1\r\nHost: t\r\n"; 31];
+    requests.push(HEALTHZ);
+    let took = at_once(s.addr, &requests)
+        .into_iter()
+        .find_map(|(t, _)| t)
+        .flatten();
     (took, s.stderr_text())
 }
 
