@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::blob::ZeroBlob;
 use rusqlite::config::DbConfig;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Each entry migrates the schema from version `i` to `i + 1`. Never edit a released entry:
@@ -238,6 +240,15 @@ const HAS_PAGE: &str = "SELECT 1 FROM pages WHERE slug = ?1 AND error IS NULL AN
 /// renamed link.
 const LINK_ALIAS_TARGET: &str = "SELECT links.id, links.url FROM link_aliases
      JOIN links ON links.id = link_aliases.link_id WHERE link_aliases.code = ?1";
+
+/// A stored page as text: posts' pages are blobs (see `Db::put_body`), and older rows,
+/// and other tables, hold text. Both were written from a `String`.
+fn page_text(v: ValueRef<'_>) -> String {
+    match v {
+        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    }
+}
 
 pub(crate) struct Db {
     conn: Connection,
@@ -772,14 +783,7 @@ impl Db {
             Some((id, ..)) => *id,
             None => self.conn.last_insert_rowid(),
         };
-        let mut insert = self
-            .conn
-            .prepare_cached("INSERT OR REPLACE INTO post_bodies(post_id, html) VALUES (?1, ?2)")?;
-        insert.raw_bind_parameter(1, id)?;
-        insert.raw_bind_parameter(2, &post.html)?;
-        post.html = String::new();
-        insert.raw_execute()?;
-        drop(insert);
+        self.put_body(id, std::mem::take(&mut post.html))?;
         if !fresh {
             self.conn
                 .prepare_cached("DELETE FROM post_tags WHERE post_id = ?1")?
@@ -934,6 +938,30 @@ impl Db {
             .unwrap_or(0))
     }
 
+    /// Stores a post's page. The row is made with room for the page (a zero blob, which
+    /// SQLite neither builds in memory nor copies) and the page is written into that room
+    /// a piece at a time through a blob handle. Bound as a value, the page was copied once
+    /// when bound and once more into the row SQLite built, so a post's page was held three
+    /// times at once: the peak of indexing a large post. Stored as a blob, and read back
+    /// by [`page_text`], which takes text too (as rows stored before this were).
+    fn put_body(&self, id: i64, html: String) -> rusqlite::Result<()> {
+        // Large enough for few calls, small enough to be no second copy of the page.
+        const PIECE: usize = 32 * 1024;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO post_bodies(post_id, html) VALUES (?1, ?2)")?
+            .execute(params![id, ZeroBlob(html.len() as u64)])?;
+        if html.is_empty() {
+            return Ok(());
+        }
+        let mut blob = self
+            .conn
+            .blob_open("main", "post_bodies", "html", id, false)?;
+        for (i, piece) in html.as_bytes().chunks(PIECE).enumerate() {
+            blob.write_at(piece, i * PIECE)?;
+        }
+        Ok(())
+    }
+
     fn row_to_post(r: &rusqlite::Row<'_>, with_html: bool) -> rusqlite::Result<PostRow> {
         let tags: Option<String> = r.get(5)?;
         Ok(PostRow {
@@ -950,7 +978,7 @@ impl Db {
             offset: r.get(9)?,
             image: r.get(10)?,
             html: if with_html {
-                r.get::<_, Option<String>>(11)?.unwrap_or_default()
+                page_text(r.get_ref(11)?)
             } else {
                 String::new()
             },
