@@ -158,6 +158,10 @@ const MIGRATIONS: &[&str] = &[
         hash        INTEGER
     );
     CREATE INDEX pages_slug ON pages(slug, path) WHERE error IS NULL AND draft = 0;",
+    // 9: the parts of a long page, written here as it is rendered and before its post's
+    // row exists, then joined into `post_bodies` (see `Db::stage_page`). Empty between
+    // two files.
+    "CREATE TABLE staged_page (part INTEGER PRIMARY KEY, html BLOB NOT NULL);",
 ];
 
 /// What the `draft` column of `posts` says (migration 4): whether a post is shown now.
@@ -344,7 +348,12 @@ pub(crate) struct Post {
     /// the site, or a path relative to the post (a bundle's own picture).
     pub image: Option<String>,
     pub summary: String,
+    /// The page; empty when it is `staged`.
     pub html: String,
+    /// The length of a page handed to [`Db::stage_page`] as it was written.
+    pub staged: Option<usize>,
+    /// The page's hash, whether it is here or staged.
+    pub page_hash: u64,
     /// A hash of everything above, so an unchanged re-save does not move feed dates.
     pub hash: u64,
 }
@@ -783,7 +792,7 @@ impl Db {
             Some((id, ..)) => *id,
             None => self.conn.last_insert_rowid(),
         };
-        self.put_body(id, std::mem::take(&mut post.html))?;
+        self.put_body(id, std::mem::take(&mut post.html), post.staged)?;
         if !fresh {
             self.conn
                 .prepare_cached("DELETE FROM post_tags WHERE post_id = ?1")?
@@ -940,25 +949,75 @@ impl Db {
 
     /// Stores a post's page. The row is made with room for the page (a zero blob, which
     /// SQLite neither builds in memory nor copies) and the page is written into that room
-    /// a piece at a time through a blob handle. Bound as a value, the page was copied once
-    /// when bound and once more into the row SQLite built, so a post's page was held three
-    /// times at once: the peak of indexing a large post. Stored as a blob, and read back
-    /// by [`page_text`], which takes text too (as rows stored before this were).
-    fn put_body(&self, id: i64, html: String) -> rusqlite::Result<()> {
+    /// a piece at a time through a blob handle, from `html` or, for a `staged` page, from
+    /// its parts. Bound as a value, the page was copied once when bound and once more into
+    /// the row SQLite built, so a post's page was held three times at once: the peak of
+    /// indexing a large post. Stored as a blob, and read back by [`page_text`], which takes
+    /// text too (as rows stored before this were).
+    fn put_body(&self, id: i64, html: String, staged: Option<usize>) -> rusqlite::Result<()> {
         // Large enough for few calls, small enough to be no second copy of the page.
         const PIECE: usize = 32 * 1024;
+        let len = staged.unwrap_or(html.len());
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO post_bodies(post_id, html) VALUES (?1, ?2)")?
-            .execute(params![id, ZeroBlob(html.len() as u64)])?;
-        if html.is_empty() {
+            .execute(params![id, ZeroBlob(len as u64)])?;
+        if len == 0 {
             return Ok(());
         }
         let mut blob = self
             .conn
             .blob_open("main", "post_bodies", "html", id, false)?;
-        for (i, piece) in html.as_bytes().chunks(PIECE).enumerate() {
-            blob.write_at(piece, i * PIECE)?;
+        if staged.is_none() {
+            for (i, piece) in html.as_bytes().chunks(PIECE).enumerate() {
+                blob.write_at(piece, i * PIECE)?;
+            }
+            return Ok(());
         }
+        let mut at = 0;
+        let mut parts = self
+            .conn
+            .prepare_cached("SELECT html FROM staged_page ORDER BY part")?;
+        let mut rows = parts.query([])?;
+        while let Some(row) = rows.next()? {
+            let part = match row.get_ref(0)? {
+                ValueRef::Blob(b) | ValueRef::Text(b) => b,
+                _ => &[],
+            };
+            if at + part.len() > len {
+                break;
+            }
+            blob.write_at(part, at)?;
+            at += part.len();
+        }
+        drop(rows);
+        drop(parts);
+        self.drop_staged()?;
+        if at != len {
+            // Only a bug gets here: the parts are this page's, written just before.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+                Some(format!("a staged page holds {at} bytes, not {len}")),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Keeps one part of a page being rendered, in order, until [`Db::upsert_post`] joins
+    /// them into the post's row: a page of several megabytes (a post of highlighted code
+    /// has a page of three to four times its size) then never exists whole in memory.
+    pub fn stage_page(&self, part: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO staged_page(html) VALUES (?1)")?
+            .execute([part.as_bytes()])?;
+        Ok(())
+    }
+
+    /// Forgets the parts of a page that was not stored (its post was refused after it
+    /// was rendered).
+    pub fn drop_staged(&self) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM staged_page")?
+            .execute([])?;
         Ok(())
     }
 

@@ -145,6 +145,7 @@ pub(crate) fn reconcile(
                         text,
                         stamp.mtime.div_euclid(1_000_000_000),
                         shortcodes,
+                        None,
                     )
                 })
                 .and_then(|page| match slug_problem(&page.slug) {

@@ -698,19 +698,22 @@ fn parse_front_matter(text: &str, is_toml: bool) -> Result<FrontMatter, String> 
 /// piece at a time through `parse_parts`; the tests take the whole post.)
 #[cfg(test)]
 pub(crate) fn parse(file_name: &str, text: &str, mtime: i64) -> Result<Post, String> {
-    let (post, rendered) = parse_parts(file_name, text, mtime, &Templates::default())?;
+    let (post, rendered) = parse_parts(file_name, text, mtime, &Templates::default(), None)?;
     Ok(finish(post, rendered))
 }
 
 /// [`parse`] for a file's text, which is dropped as soon as it is rendered: a large post
-/// is then never held as text, page and summary at once. Pages are read with it too.
+/// is then never held as text, page and summary at once. Given a `spill`, a long page is
+/// handed to it in parts as it is written (see [`render::Spill`]), and the post is
+/// `staged`. Pages are read with it too.
 pub(crate) fn parse_file(
     file_name: &str,
     text: String,
     mtime: i64,
     shortcodes: &Templates,
+    spill: Option<render::Spill<'_>>,
 ) -> Result<Post, String> {
-    let (post, rendered) = parse_parts(file_name, &text, mtime, shortcodes)?;
+    let (post, rendered) = parse_parts(file_name, &text, mtime, shortcodes, spill)?;
     drop(text);
     Ok(finish(post, rendered))
 }
@@ -721,6 +724,7 @@ fn parse_parts(
     text: &str,
     mtime: i64,
     shortcodes: &Templates,
+    spill: Option<render::Spill<'_>>,
 ) -> Result<(Post, render::Rendered), String> {
     let (fm, body) = split_front_matter(text)?;
     let fm = match fm {
@@ -852,9 +856,11 @@ fn parse_parts(
         description,
         summary: String::new(),
         html: String::new(),
+        staged: None,
+        page_hash: 0,
         hash: 0,
     };
-    Ok((post, render::markdown_with(body, shortcodes)?))
+    Ok((post, render::markdown_with(body, shortcodes, spill)?))
 }
 
 /// The shortcodes a post file shows as text, for `nib check`: (line in the file, problem).
@@ -948,9 +954,14 @@ fn finish(mut post: Post, rendered: render::Rendered) -> Post {
         (None, Some(d)) => format!("<p>{}</p>", render::escape(d)),
         (None, None) => rendered.first_paragraph,
     };
-    post.html = rendered.html;
     if post.image.is_none() {
-        post.image = render::first_image(&post.html);
+        post.image = rendered.first_image;
+    }
+    post.page_hash = rendered.hash;
+    if rendered.handed_on {
+        post.staged = Some(rendered.len);
+    } else {
+        post.html = rendered.html;
     }
     post.hash = post_hash(&post);
     post
@@ -962,7 +973,6 @@ fn post_hash(p: &Post) -> u64 {
         &p.slug,
         &p.title,
         &p.summary,
-        &p.html,
         p.description.as_deref().unwrap_or(""),
         p.image.as_deref().unwrap_or(""),
     ] {
@@ -977,6 +987,7 @@ fn post_hash(p: &Post) -> u64 {
         h.write(a.as_bytes());
         h.write(&[2]);
     }
+    h.write(&p.page_hash.to_le_bytes());
     h.write(&p.date.to_le_bytes());
     h.write(&p.updated.unwrap_or(-1).to_le_bytes());
     h.write(&[p.draft as u8]);
@@ -1695,14 +1706,30 @@ fn index_file(
 ) -> rusqlite::Result<bool> {
     let path = dir.join(rel);
     let quiet = limits.quiet;
+    // A long page goes to the database in parts as it is rendered; the store's own error,
+    // if any, is this function's, not the post's.
+    let mut staged = false;
+    let mut store_error = None;
+    let mut spill = |part: &str| {
+        staged = true;
+        db.stage_page(part).map_err(|e| {
+            let problem = format!("cannot store its page: {e}");
+            store_error = Some(e);
+            problem
+        })
+    };
     let parsed = read_post(&path, stamp, limits.max_bytes).and_then(|text| {
         parse_file(
             slug_name(rel),
             text,
             stamp.mtime.div_euclid(1_000_000_000),
             limits.shortcodes,
+            Some(&mut spill),
         )
     });
+    if let Some(e) = store_error {
+        return Err(e);
+    }
     let mut site_changed = false;
     let mut note = None;
     let post = match parsed {
@@ -1789,6 +1816,10 @@ fn index_file(
             db.mark_broken(rel, stamp, &problem)?
         }
     };
+    if staged {
+        // Joined into the post's row already, unless the post was refused.
+        db.drop_staged()?;
+    }
     db.set_post_note(rel, note.as_deref())?;
     Ok(changed || site_changed)
 }

@@ -32,24 +32,43 @@ pub(crate) fn escape(s: &str) -> String {
 
 /// The output of rendering one post body.
 pub(crate) struct Rendered {
+    /// The page; or, when it was handed on as it was written (see [`Spill`]), its first
+    /// [`KEPT`] bytes, which hold what is cut from it below.
     pub html: String,
-    /// Where `<!-- more -->` begins in `html`, when the marker is there.
+    /// Whether the page was handed on, so `html` is only its beginning.
+    pub handed_on: bool,
+    /// The page's length and hash, whether it was kept or handed on.
+    pub len: usize,
+    pub hash: u64,
+    /// Where `<!-- more -->` begins in the page, when the marker is there.
     more_at: Option<usize>,
     /// The HTML of the first paragraph (empty when there is none).
     pub first_paragraph: String,
+    /// The `src` of the page's first `<img>` (see [`first_image`]).
+    pub first_image: Option<String>,
 }
 
 impl Rendered {
-    /// The HTML of what stands before `<!-- more -->`, when the marker is there. Cut from
-    /// the page rather than kept beside it, so the caller decides when to copy it (a post
-    /// drops its source text first).
+    /// The HTML of what stands before `<!-- more -->`, when the marker is there (and, in a
+    /// page handed on, within what was kept). Cut from the page rather than kept beside
+    /// it, so the caller decides when to copy it (a post drops its source text first).
     /// Shortcodes shown as text (unknown ones) are left out at its start.
     pub fn summary(&self) -> Option<&str> {
         self.more_at
+            .filter(|at| *at <= self.html.len())
             .map(|at| after_shortcodes(&self.html[..at]))
             .filter(|s| !s.trim().is_empty())
     }
 }
+
+/// Where a page too long to keep goes as it is written: a part at a time, in order. The
+/// error is one line, and ends the rendering.
+pub(crate) type Spill<'s> = &'s mut dyn FnMut(&str) -> Result<(), String>;
+
+/// How much of a page is held before it is handed on, when it may be (see [`Out`]); and
+/// how much of the beginning of a page handed on is kept: a summary (before `<!-- more
+/// -->`) or a first paragraph that ends past it is not one a front page could show.
+const KEPT: usize = 64 * 1024;
 
 const MORE: &str = "<!-- more -->";
 
@@ -122,17 +141,67 @@ impl HeadingIds {
     }
 }
 
-/// A `fmt::Write` into the page's one `String` that publishes its length, so the event
-/// stream below knows where in the HTML each event begins.
-struct Counted<'a> {
-    out: &'a mut String,
+/// Where the HTML writer writes: the page's one `String`, whose length it publishes so the
+/// event stream below knows where in the page each event begins; and, when the caller
+/// gives a [`Spill`], past [`KEPT`] bytes the page goes on to it in parts, keeping
+/// only its beginning. A large post's page then never exists whole in memory: a post of
+/// highlighted code has a page of three to four times its size.
+struct Out<'a, 's> {
+    /// What is not yet handed on: the whole page, if none is.
+    html: String,
+    /// The first [`KEPT`] bytes of a page handed on.
+    kept: String,
+    /// Bytes handed on.
+    handed: usize,
+    hash: crate::hash::Fnv,
+    first_image: Option<String>,
+    spill: Option<Spill<'s>>,
+    /// Why the spill failed.
+    failed: Option<String>,
     len: &'a Cell<usize>,
 }
 
-impl fmt::Write for Counted<'_> {
+impl Out<'_, '_> {
+    /// Hands on what is held, up to its last `<` (all of it when `all`): a tag is never
+    /// cut in two, so each part can be searched for the first image, and a part always
+    /// ends on a character boundary.
+    fn hand_on(&mut self, all: bool) -> Result<(), String> {
+        let Some(spill) = self.spill.as_mut() else {
+            return Ok(());
+        };
+        if self.handed == 0 {
+            let mut end = KEPT.min(self.html.len());
+            while !self.html.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.kept = self.html[..end].to_string();
+        }
+        let cut = match self.html.rfind('<') {
+            Some(at) if at > 0 && !all => at,
+            _ => self.html.len(),
+        };
+        let part = &self.html[..cut];
+        spill(part)?;
+        if self.first_image.is_none() {
+            self.first_image = first_image(part);
+        }
+        self.handed += cut;
+        self.html.drain(..cut);
+        Ok(())
+    }
+}
+
+impl fmt::Write for Out<'_, '_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.out.push_str(s);
-        self.len.set(self.out.len());
+        self.hash.write(s.as_bytes());
+        self.html.push_str(s);
+        self.len.set(self.handed + self.html.len());
+        if self.spill.is_some() && self.html.len() >= KEPT {
+            self.hand_on(false).map_err(|e| {
+                self.failed = Some(e);
+                fmt::Error
+            })?;
+        }
         Ok(())
     }
 }
@@ -755,23 +824,27 @@ fn piece_events<'a>(
 ///
 /// A body that would take too much memory to parse is refused with a message saying why
 /// (see [`parse_cost`]).
-pub(crate) fn markdown_with(body: &str, templates: &Templates) -> Result<Rendered, String> {
+pub(crate) fn markdown_with(
+    body: &str,
+    templates: &Templates,
+    spill: Option<Spill<'_>>,
+) -> Result<Rendered, String> {
     // The bodies of paired shortcodes and figure captions, already expanded. Each is
     // measured before it is parsed; one too costly shows why in place of its content (the
     // post is not broken for it, and `nib check` does not list it).
-    let md = |s: &str| match render_in_pieces(s, PIECE_LEN) {
+    let md = |s: &str| match render_in_pieces(s, PIECE_LEN, None) {
         Ok(r) => r.html,
         Err(e) => format!("<p>{}</p>", escape(&e)),
     };
     // The expanded copy exists only when the body holds a `{{` or `{%`.
     let (body, _) = shortcodes::expand(body, templates, &md);
-    render_in_pieces(&body, PIECE_LEN)
+    render_in_pieces(&body, PIECE_LEN, spill)
 }
 
-/// [`markdown_with`] and no site templates.
+/// [`markdown_with`] and no site templates, keeping the whole page.
 #[cfg(test)]
 pub(crate) fn markdown(body: &str) -> Rendered {
-    markdown_with(body, &Templates::default()).expect("a body the tests render")
+    markdown_with(body, &Templates::default(), None).expect("a body the tests render")
 }
 
 /// The shortcodes of a body that are shown as text, with their lines, for `nib check`.
@@ -779,15 +852,32 @@ pub(crate) fn shortcode_problems(body: &str, templates: &Templates) -> Vec<short
     shortcodes::expand(body, templates, &|_| String::new()).1
 }
 
-fn render_in_pieces(body: &str, at_least: usize) -> Result<Rendered, String> {
+fn render_in_pieces(
+    body: &str,
+    at_least: usize,
+    spill: Option<Spill<'_>>,
+) -> Result<Rendered, String> {
     let len = Cell::new(0);
     let (pieces, open_at_end) = pieces(body, at_least);
     for piece in &pieces {
         parse_within(piece, body.len())?;
     }
     // Prose grows by about a tenth as HTML: reserved once, the page is not copied as it
-    // grows.
-    let mut html = String::with_capacity(body.len() + body.len() / 8);
+    // grows (and a page handed on is held only up to a part and the write that ends it).
+    let mut reserve = body.len() + body.len() / 8;
+    if spill.is_some() {
+        reserve = reserve.min(2 * KEPT);
+    }
+    let mut out = Out {
+        html: String::with_capacity(reserve),
+        kept: String::new(),
+        handed: 0,
+        hash: crate::hash::Fnv::new(),
+        first_image: None,
+        spill,
+        failed: None,
+        len: &len,
+    };
     // Before any parser that renders: each holds its tree, and one at a time is enough.
     let mut ids = HeadingIds::default();
     let (pieces, defs) = with_definitions(body, pieces, open_at_end, &mut ids)?;
@@ -809,26 +899,40 @@ fn render_in_pieces(body: &str, at_least: usize) -> Result<Rendered, String> {
         footnotes: HashMap::new(),
         cited: HashSet::new(),
     };
-    let written = html::write_html_fmt(
-        Counted {
-            out: &mut html,
-            len: &len,
-        },
-        &mut stream,
-    );
-    debug_assert!(written.is_ok(), "writing into a String cannot fail");
+    if html::write_html_fmt(&mut out, &mut stream).is_err() {
+        // Only handing a part on can fail.
+        return Err(out
+            .failed
+            .unwrap_or_else(|| "the page could not be written".into()));
+    }
+    let handed_on = out.handed > 0;
+    if handed_on {
+        out.hand_on(true)?;
+    }
+    let len = out.handed + out.html.len();
+    let (html, first_image) = if handed_on {
+        (out.kept, out.first_image)
+    } else {
+        let image = first_image(&out.html);
+        (out.html, image)
+    };
+    // Standing first, the paragraph has no newline before it; in a page handed on, only
+    // one within the part kept is known.
     let first_paragraph = match stream.paragraph {
-        // Standing first, the paragraph has no newline before it.
-        Some((start, end)) => {
-            let p = &html[start..end.unwrap_or(html.len())];
-            p.strip_prefix('\n').unwrap_or(p).to_string()
-        }
+        Some((start, end)) => match html.get(start..end.unwrap_or(len)) {
+            Some(p) => p.strip_prefix('\n').unwrap_or(p).to_string(),
+            None => String::new(),
+        },
         None => String::new(),
     };
     Ok(Rendered {
         html,
+        handed_on,
+        len,
+        hash: out.hash.finish(),
         more_at: stream.more_at,
         first_paragraph,
+        first_image,
     })
 }
 
@@ -1380,8 +1484,8 @@ mod tests {
             let (expanded, _) =
                 shortcodes::expand(&body, &Templates::default(), &|s| markdown(s).html);
             let (whole, parts) = (
-                render_in_pieces(&expanded, usize::MAX).unwrap(),
-                render_in_pieces(&expanded, 1).unwrap(),
+                render_in_pieces(&expanded, usize::MAX, None).unwrap(),
+                render_in_pieces(&expanded, 1, None).unwrap(),
             );
             assert_eq!(whole.html, parts.html, "{body:?}");
         }
@@ -1425,7 +1529,7 @@ mod tests {
             ),
         ];
         for (body, refused) in &cases {
-            let r = markdown_with(body, &Templates::default());
+            let r = markdown_with(body, &Templates::default(), None);
             assert_eq!(r.is_err(), *refused, "{} bytes: {:?}", body.len(), r.err());
             if let Err(e) = r {
                 assert!(e.contains("parse as one piece"), "{e}");
@@ -1448,6 +1552,95 @@ mod tests {
         );
         let short = markdown(&format!("```rust\n{line}```\n")).html;
         assert!(short.contains("hl-"), "{short}");
+    }
+
+    /// Regression: a post's page was held whole while it was rendered, beside the post's
+    /// text, and a post of highlighted code has a page of three to four times its size:
+    /// 800 KB of such a post took 3.6 MB to index. A long page is now handed on in parts
+    /// as it is written; the parts must join into the very page kept whole, and what is
+    /// cut from a page (summary, first paragraph, first image, hash) must not change.
+    #[test]
+    fn a_long_page_handed_on_in_parts_is_the_page_kept_whole() {
+        let code = "```rust\n".to_string()
+            + &"let s = \"<b>\" & x; // a line of Rust\n".repeat(80)
+            + "```\n\n";
+        let step = |i: usize| format!("Step {i}, with *words* and a [link](/x).\n\n{code}");
+        let many = |n: usize| (0..n).map(step).collect::<String>();
+        let late_image = format!("{}![late](/late.png)\n\n{}", many(60), many(5));
+        let late_more = format!("{}<!-- more -->\n\n{}", many(60), many(5));
+        let cases: &[(&str, String, bool)] = &[
+            (
+                "short: kept whole",
+                format!("First.\n\n<!-- more -->\n\n{}", many(2)),
+                false,
+            ),
+            (
+                "summary, image and paragraph early",
+                format!("Intro ![a](/a.png).\n\n<!-- more -->\n\n{}", many(80)),
+                true,
+            ),
+            ("first image far down", late_image, true),
+            ("the marker far down", late_more, true),
+            (
+                "one huge code block",
+                format!("Intro.\n\n```\n{}```\n", "x < y & z\n".repeat(30_000)),
+                true,
+            ),
+            (
+                "text with no tag for long",
+                format!("{}\n", "word ".repeat(40_000)),
+                true,
+            ),
+        ];
+        for (name, body, handed) in cases {
+            let whole = markdown(body);
+            let mut parts = Vec::new();
+            let mut spill = |p: &str| {
+                assert!(!p.is_empty(), "{name}: an empty part");
+                parts.push(p.to_string());
+                Ok(())
+            };
+            let r = markdown_with(body, &Templates::default(), Some(&mut spill)).unwrap();
+            assert_eq!(r.handed_on, *handed, "{name}");
+            assert_eq!(r.len, whole.html.len(), "{name}");
+            assert_eq!(r.hash, crate::hash::Fnv::hash_str(&whole.html), "{name}");
+            assert_eq!(r.first_image, whole.first_image, "{name}");
+            // The pages are long: compared, never printed.
+            if *handed {
+                assert!(parts.concat() == whole.html, "{name}: the parts differ");
+                assert!(
+                    whole.html.starts_with(&r.html) && r.html.len() <= KEPT,
+                    "{name}"
+                );
+                // A summary or first paragraph is kept when it ends within what was kept;
+                // past that, there is none.
+                let kept = whole.summary().filter(|s| s.len() <= KEPT);
+                assert!(r.summary() == kept, "{name}: the summary differs");
+                let first = &whole.first_paragraph;
+                let first = if first.len() < KEPT {
+                    first.as_str()
+                } else {
+                    ""
+                };
+                assert!(
+                    r.first_paragraph == first,
+                    "{name}: the first paragraph differs"
+                );
+            } else {
+                assert!(parts.is_empty(), "{name}");
+                assert!(r.html == whole.html, "{name}: the pages differ");
+                assert!(
+                    r.summary() == whole.summary(),
+                    "{name}: the summary differs"
+                );
+                assert!(r.first_paragraph == whole.first_paragraph, "{name}");
+            }
+        }
+        // The store failing ends the rendering with its message.
+        let mut failing = |_: &str| Err("disk full".to_string());
+        let body = many(80);
+        let failed = markdown_with(&body, &Templates::default(), Some(&mut failing));
+        assert_eq!(failed.err().as_deref(), Some("disk full"));
     }
 
     #[test]
@@ -1568,8 +1761,8 @@ mod tests {
         for body in &bodies {
             cut += pieces(body, 1).0.len() - 1;
             let (whole, parts) = (
-                render_in_pieces(body, usize::MAX).unwrap(),
-                render_in_pieces(body, 1).unwrap(),
+                render_in_pieces(body, usize::MAX, None).unwrap(),
+                render_in_pieces(body, 1, None).unwrap(),
             );
             assert_eq!(whole.html, parts.html, "{body:?}");
             assert_eq!(whole.summary(), parts.summary(), "{body:?}");

@@ -771,6 +771,50 @@ fn a_post_too_costly_to_parse_is_skipped_within_three_times_its_size() {
     );
 }
 
+/// Regression: a post's page was held whole while it was rendered and stored, beside the
+/// post's text, and SQLite copied it twice more: 880 KB of prose took 3.4 times its size
+/// to index, and a post of highlighted code (whose page is three to four times its size)
+/// more. A long page now goes to the database in parts as it is written. The post is
+/// served whole, and indexing it costs less than three times its size.
+#[test]
+fn a_long_post_of_highlighted_code_is_indexed_within_three_times_its_size() {
+    let site = example_site();
+    let before = TestServer::start(&site);
+    let baseline = vm_kb(before.pid(), "VmHWM");
+    drop(before);
+    let block = format!(
+        "```rust\n{}```\n\n",
+        (0..100)
+            .map(|i| format!("let x{i} = foo(bar, \"baz\"); // a comment here\n"))
+            .collect::<String>()
+    );
+    let body: String = (0..180)
+        .map(|i| format!("Step {i} of the tutorial.\n\n{block}"))
+        .collect();
+    site.post("code.md", &format!("---\ntitle: Code\n---\n{body}"));
+    let s = TestServer::start(&site);
+    let hwm = vm_kb(s.pid(), "VmHWM");
+    let page = s.get("/posts/code/");
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("<p>Step 0 of the tutorial.</p>"));
+    assert!(html.contains("<p>Step 179 of the tutorial.</p>"));
+    assert_eq!(
+        html.matches(r#"<span class="hl-c">// a comment here</span>"#)
+            .count(),
+        18_000
+    );
+    assert!(html.trim_end().ends_with("</html>"));
+    // The front page shows its first paragraph, cut from the page's kept beginning.
+    assert!(s.get("/").text().contains("Step 0 of the tutorial."));
+    let grew = hwm.saturating_sub(baseline);
+    assert!(
+        grew < 3 * body.len() as u64 / 1024,
+        "VmHWM {baseline} -> {hwm} KB for a post of {} KB",
+        body.len() / 1024
+    );
+}
+
 /// A post as Jekyll writes it, copied unchanged: `.markdown`, a date with an offset
 /// without a colon, space-separated tags and categories; beside it a Zola section file and
 /// an unpublished post, which are no posts.
