@@ -595,15 +595,38 @@ fn html_end(t: &str) -> Option<&'static [&'static str]> {
 /// (maybe in a list item, maybe not) is one piece. Link reference and footnote
 /// definitions reach the whole body: see [`with_definitions`].
 ///
+/// A long table is cut too, between two rows, once its piece's tree would pass that size:
+/// the piece after the cut is parsed after a copy of the table's header and delimiter row
+/// (its `head`), and the events that join the two parts into one table are dropped (see
+/// [`piece_events`]). Only a table that stands alone at the margin is cut, after a blank
+/// line and in a body with no link reference definitions; its header must parse as one.
+/// A table of 3,000 rows took 1.2 MB to parse whole, one of 30,000 rows 11 MB.
+///
 /// Also says whether the body ends inside a fence or an HTML block.
-fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
+fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
     // A piece also ends at its first such place once its tree would pass 16 bytes for each
     // of those bytes (256 KB for 16 KB), so a dense stretch is cut up early.
     let most_cost = at_least.saturating_mul(16);
+    let one = |body| {
+        (
+            vec![Piece {
+                text: body,
+                head: None,
+            }],
+            false,
+        )
+    };
     if body.len() <= at_least && body.len().saturating_mul(MARK_COST) <= most_cost {
-        return (vec![body], false);
+        return one(body);
     }
     let mut cost = 0;
+    // The header and delimiter row of the table open here, when it may be cut; where the
+    // line before this one began, and whether a blank line stood before that.
+    let (mut head, mut head_checked, mut rows_from): (Option<&str>, bool, usize) = (None, false, 0);
+    // The head of the piece begun at `start`, when it goes on with a table cut before it.
+    let mut start_head = None;
+    let (mut line_at, mut line_after_blank) = (0, false);
+    let may_cut_tables = !body.contains("]:");
     enum In {
         /// Outside fences and HTML blocks that run past blank lines; in what may be an
         /// HTML block that ends at the next blank line, when set.
@@ -615,7 +638,8 @@ fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
         Html(&'static [&'static str]),
     }
     let mut out = Vec::new();
-    let (mut start, mut at, mut after_blank) = (0, 0, false);
+    // The body's start stands as a blank line does (a table may begin there).
+    let (mut start, mut at, mut after_blank) = (0, 0, true);
     // Whether a table may be open: it runs on to a blank line, through a heading too.
     let mut table = false;
     let mut state = In::Text { html: false };
@@ -639,7 +663,7 @@ fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
                 }
             }
             // A fence seen inside what was taken for an HTML block: not worth telling apart.
-            In::Html(_) if fence.is_some() => return (vec![body], false),
+            In::Html(_) if fence.is_some() => return one(body),
             In::Html(ends) if ends.iter().any(|e| text.to_ascii_lowercase().contains(e)) => {
                 In::Text { html: false }
             }
@@ -647,27 +671,64 @@ fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
             In::Text { html } => {
                 let html = html && !blank;
                 // A delimiter row: only `|`, `-`, `:` and blanks (most lines fail at once).
-                table = !blank
-                    && (table
-                        || (t
-                            .bytes()
-                            .all(|b| matches!(b, b'|' | b'-' | b':' | b' ' | b'\t'))
-                            && t.contains('|')
-                            && t.contains('-')));
+                let delimiter_row = !blank
+                    && t.bytes()
+                        .all(|b| matches!(b, b'|' | b'-' | b':' | b' ' | b'\t'))
+                    && t.contains('|')
+                    && t.contains('-');
+                if !table && delimiter_row && may_cut_tables && indent == 0 && line_after_blank {
+                    // The line before (the header) and this one, if they stand alone as a
+                    // table at the margin; checked by a parse only when a cut is wanted.
+                    let header = &body[line_at..at];
+                    let at_margin = header.starts_with(|c: char| c == '|' || c.is_alphanumeric());
+                    head = at_margin.then_some(&body[line_at..at + line.len()]);
+                    head_checked = false;
+                    rows_from = at + line.len();
+                }
+                table = !blank && (table || delimiter_row);
+                // A row that starts with `|` or a letter at the margin cannot begin another
+                // block, so the table is open after it; past any other line it may not be,
+                // and the table is not cut again.
+                let plain_row =
+                    indent == 0 && t.starts_with(|c: char| c == '|' || c.is_alphabetic());
+                if !table || (at >= rows_from && !plain_row) {
+                    head = None;
+                }
                 let starts_block = !html
                     && indent == 0
                     && ((heading && !table)
                         || (after_blank && t.starts_with(|c: char| c.is_alphabetic())));
+                // A row of a long table, past its delimiter row.
+                let row = table
+                    && indent == 0
+                    && cost >= most_cost
+                    && head.is_some()
+                    && at >= rows_from
+                    && at > start;
                 if starts_block && (at - start >= at_least || cost >= most_cost) {
-                    out.push(&body[start..at]);
-                    start = at;
-                    cost = 0;
+                    out.push(Piece {
+                        text: &body[start..at],
+                        head: start_head,
+                    });
+                    (start, start_head, cost) = (at, None, 0);
+                } else if row {
+                    if !head_checked {
+                        head = head.filter(|h| parses_as_table_head(h));
+                        head_checked = true;
+                    }
+                    if head.is_some() {
+                        out.push(Piece {
+                            text: &body[start..at],
+                            head: start_head,
+                        });
+                        (start, start_head, cost) = (at, head, 0);
+                    }
                 }
                 match fence {
-                    Some(_) if indent > 0 || html => return (vec![body], false),
+                    Some(_) if indent > 0 || html => return one(body),
                     Some((c, n)) => In::Fence(c, n),
                     None if t.starts_with('<') && indent <= 3 => match html_end(t) {
-                        Some(_) if indent > 0 => return (vec![body], false),
+                        Some(_) if indent > 0 => return one(body),
                         Some(ends)
                             if ends.iter().any(|e| text.to_ascii_lowercase().contains(e)) =>
                         {
@@ -684,11 +745,35 @@ fn pieces(body: &str, at_least: usize) -> (Vec<&str>, bool) {
             In::Fence(..) => MARK_COST / 8,
             _ => line_cost(line),
         };
+        line_after_blank = after_blank;
         after_blank = blank;
+        line_at = at;
         at += line.len();
     }
-    out.push(&body[start..]);
+    out.push(Piece {
+        text: &body[start..],
+        head: start_head,
+    });
     (out, !matches!(state, In::Text { .. }))
+}
+
+/// One piece of a body (see [`pieces`]): its text, and for the later part of a table cut
+/// in two, the header and delimiter row it is parsed after.
+#[derive(Clone, Copy, Debug)]
+struct Piece<'a> {
+    text: &'a str,
+    head: Option<&'a str>,
+}
+
+/// Whether `head` (a header line and a delimiter row) parses as the head of a table, and
+/// as nothing else: then rows parsed after a copy of it are laid out as in the whole.
+fn parses_as_table_head(head: &str) -> bool {
+    let mut events = Parser::new_ext(head, options());
+    matches!(events.next(), Some(Event::Start(Tag::Table(_))))
+        && events
+            .skip_while(|e| !matches!(e, Event::End(TagEnd::TableHead)))
+            .nth(1)
+            .is_some_and(|e| matches!(e, Event::End(TagEnd::Table)))
 }
 
 /// Whether `text` may hold a heading with an explicit id: a line that ends in an
@@ -716,10 +801,10 @@ const DEFINITIONS_MAX: usize = 16 * 1024;
 #[allow(clippy::type_complexity)] // A one-off shape; an alias would hide what it holds.
 fn with_definitions<'a>(
     body: &'a str,
-    pieces: Vec<&'a str>,
+    pieces: Vec<Piece<'a>>,
     open_at_end: bool,
     ids: &mut HeadingIds,
-) -> Result<(Vec<&'a str>, Vec<Vec<&'a str>>), String> {
+) -> Result<(Vec<Piece<'a>>, Vec<Vec<&'a str>>), String> {
     // The body becomes one piece only if it may be parsed whole.
     let whole = |ids: &mut HeadingIds| {
         parse_within(body, body.len())?;
@@ -728,7 +813,13 @@ fn with_definitions<'a>(
                 ids.take_explicit(&e);
             }
         }
-        Ok((vec![body], vec![Vec::new()]))
+        Ok((
+            vec![Piece {
+                text: body,
+                head: None,
+            }],
+            vec![Vec::new()],
+        ))
     };
     let has_definitions = body.contains("]:");
     if pieces.len() == 1 || (has_definitions && open_at_end) {
@@ -737,9 +828,17 @@ fn with_definitions<'a>(
     let mut found: Vec<Vec<&str>> = Vec::with_capacity(pieces.len());
     let mut labels = HashSet::new();
     let mut total = 0;
-    for piece in &pieces {
+    for &Piece { text: piece, head } in &pieces {
         let mut defs = Vec::new();
-        if may_name_ids(piece) || (has_definitions && piece.contains("]:")) {
+        if let Some(head) = head {
+            // The rest of a table cut in two, in a body with no definitions (see
+            // [`pieces`]): parsed as in the whole, after its table's head, for ids only.
+            if may_name_ids(piece) {
+                for e in Parser::new_ext(&format!("{head}{piece}"), options()) {
+                    ids.take_explicit(&e);
+                }
+            }
+        } else if may_name_ids(piece) || (has_definitions && piece.contains("]:")) {
             let mut parser = Parser::new_ext(piece, options()).into_offset_iter();
             // Where the outermost footnote definition open began, and how many are open.
             let (mut footnote_at, mut depth) = (0, 0);
@@ -786,9 +885,40 @@ fn with_definitions<'a>(
 /// which lives only as long as this piece is parsed.
 fn piece_events<'a>(
     i: usize,
-    piece: &'a str,
+    piece: Piece<'a>,
+    joins_next: bool,
     defs: &[Vec<&str>],
 ) -> Box<dyn Iterator<Item = Event<'a>> + 'a> {
+    let events = piece_events_alone(i, piece, defs);
+    if !joins_next {
+        return events;
+    }
+    // The table the next piece goes on with ends this piece: it is not ended here.
+    let mut events = events.peekable();
+    Box::new(std::iter::from_fn(move || {
+        let e = events.next()?;
+        let last = events.peek().is_none();
+        (!(last && matches!(e, Event::End(TagEnd::Table)))).then_some(e)
+    }))
+}
+
+/// The events of one piece as if it stood alone (but for the definitions of the others):
+/// the rest of a table cut in two is parsed after the table's head, whose events are
+/// dropped, so its rows carry on the table the piece before began.
+fn piece_events_alone<'a>(
+    i: usize,
+    Piece { text: piece, head }: Piece<'a>,
+    defs: &[Vec<&str>],
+) -> Box<dyn Iterator<Item = Event<'a>> + 'a> {
+    if let Some(head) = head {
+        let text = format!("{head}{piece}");
+        let events: Vec<Event<'a>> = Parser::new_ext(&text, options())
+            .skip_while(|e| !matches!(e, Event::End(TagEnd::TableHead)))
+            .skip(1)
+            .map(Event::into_static)
+            .collect();
+        return Box::new(events.into_iter());
+    }
     let others = defs
         .iter()
         .enumerate()
@@ -860,7 +990,7 @@ fn render_in_pieces(
     let len = Cell::new(0);
     let (pieces, open_at_end) = pieces(body, at_least);
     for piece in &pieces {
-        parse_within(piece, body.len())?;
+        parse_within(piece.text, body.len())?;
     }
     // Prose grows by about a tenth as HTML: reserved once, the page is not copied as it
     // grows (and a page handed on is held only up to a part and the write that ends it).
@@ -881,13 +1011,16 @@ fn render_in_pieces(
     // Before any parser that renders: each holds its tree, and one at a time is enough.
     let mut ids = HeadingIds::default();
     let (pieces, defs) = with_definitions(body, pieces, open_at_end, &mut ids)?;
+    let joins: Vec<bool> = (0..pieces.len())
+        .map(|i| pieces.get(i + 1).is_some_and(|p| p.head.is_some()))
+        .collect();
     // One writer over every piece's events: its state (footnote numbers, the newline
     // before a block) runs on from piece to piece as through one document.
     let mut stream = Stream {
         events: pieces
             .into_iter()
             .enumerate()
-            .flat_map(|(i, piece)| piece_events(i, piece, &defs)),
+            .flat_map(|(i, piece)| piece_events(i, piece, joins[i], &defs)),
         ahead: VecDeque::new(),
         table_wrapped: false,
         ids,
@@ -1643,6 +1776,57 @@ mod tests {
         assert_eq!(failed.err().as_deref(), Some("disk full"));
     }
 
+    /// Regression: a table is one block, which the parser takes whole: a post holding a
+    /// table of 30,000 rows (480 KB) would have taken 11 MB to parse, and was refused. A
+    /// long table is cut between rows; the page must be the one the whole table makes.
+    #[test]
+    fn a_long_table_is_cut_between_rows_and_renders_as_one() {
+        let rows = |n: usize| {
+            (0..n)
+                .map(|i| format!("| {i} | *x* | y |\n"))
+                .collect::<String>()
+        };
+        let table = format!("| a | b | c |\n|:--|:-:|--:|\n{}", rows(30_000));
+        let cases = [
+            (format!("Intro.\n\n{table}\nAfter.\n"), true),
+            (format!("{table}\n## Next {{#next}}\n\n{table}"), true),
+            // Not cut: after a paragraph line, inside a list, with definitions about.
+            (format!("Intro.\n{table}"), false),
+            (
+                format!("- item\n\n  {}", table.replace('\n', "\n  ")),
+                false,
+            ),
+            (format!("[r]: /x\n\n{table}"), false),
+        ];
+        for (body, cut) in &cases {
+            let (pieces, _) = pieces(body, PIECE_LEN);
+            let heads = pieces.iter().filter(|p| p.head.is_some()).count();
+            assert_eq!(heads > 0, *cut, "{}", &body[..40]);
+            if *cut {
+                let html = render_in_pieces(body, PIECE_LEN, None).unwrap().html;
+                let tables = body.matches("|:--|").count();
+                assert_eq!(html.matches("<table>").count(), tables);
+                assert_eq!(html.matches("<tr>").count(), tables * 30_001);
+                assert_eq!(html.matches("<em>x</em>").count(), tables * 30_000);
+            }
+        }
+        // Cut after every row, a shorter table (whose whole the parse check lets through)
+        // makes the very page the whole table makes.
+        let table = format!("| a | b | c |\n|:--|:-:|--:|\n{}", rows(2_000));
+        for body in [
+            format!("Intro.\n\n{table}\nAfter.\n"),
+            format!("{table}\n\n{table}"),
+        ] {
+            let parts = render_in_pieces(&body, 1, None).unwrap();
+            let whole = render_in_pieces(&body, usize::MAX, None).unwrap();
+            assert!(
+                parts.html == whole.html,
+                "{}: the pages differ",
+                &body[..40]
+            );
+        }
+    }
+
     #[test]
     fn heading_ids_are_unique() {
         let html = markdown("## Notes\n\n## Notes\n\n## Notes").html;
@@ -1706,6 +1890,11 @@ mod tests {
         "<span>inline</span> start\n",
         "| a | b |\n|---|---|\n| 1 | 2 |\n",
         "a | b\n--|--\n1 | 2\n",
+        "| a | b |\n|:--|--:|\n| 1 | 2 |\n| 3 | *4* |\n| 5 |\n| 6 | 7 | 8 |\n| `a|b` | \\| |\n",
+        "x | y\n- | -\n1 | 2\n# heading in a table\n3 | 4\n- a list?\n5 | 6\n",
+        "| t |\n|---|\n| r |\n> a quote?\n| r2 |\n    indented\n| r3 |\n",
+        "| t | u |\n| --- | --- |\n| r | &amp; <b>x</b> |\n| [l](/x) | ~~s~~ |\n\n",
+        "- | -\n--|--\n",
         "text[^n] with a note\n",
         "[^n]: the note\n",
         "[ref]: https://example.org\n",
@@ -1757,9 +1946,11 @@ mod tests {
             }
             bodies.push(body);
         }
-        let mut cut = 0;
+        let (mut cut, mut table_cuts) = (0, 0);
         for body in &bodies {
-            cut += pieces(body, 1).0.len() - 1;
+            let (p, _) = pieces(body, 1);
+            cut += p.len() - 1;
+            table_cuts += p.iter().filter(|p| p.head.is_some()).count();
             let (whole, parts) = (
                 render_in_pieces(body, usize::MAX, None).unwrap(),
                 render_in_pieces(body, 1, None).unwrap(),
@@ -1769,6 +1960,10 @@ mod tests {
             assert_eq!(whole.first_paragraph, parts.first_paragraph, "{body:?}");
         }
         assert!(cut > 1000, "only {cut} cuts were tried");
+        assert!(
+            table_cuts > 100,
+            "only {table_cuts} cuts in tables were tried"
+        );
         // And the copies of definitions were made and used, not only given up on.
         let copied = bodies
             .iter()
