@@ -68,8 +68,9 @@ What it measures (each figure is printed with its target):
      first 200 and its VmHWM (targets <= 3 s, <= 3.5 MB)
   heavy: a cold start on a site of one heavy post at a time (a paragraph of 480,000
      lines, 240,000 emphasised words, tables of 3,000 and 30,000 rows, a 20,000-line
-     code block, 1 MB of prose): VmHWM growth over a small post's start, and whether
-     nib published or skipped it (target: growth <= 3 x the post)
+     code block, 1 MB of prose, 800 KB of highlighted code in 180 blocks): VmHWM growth
+     over a small post's start, and whether nib published or skipped it (target: growth
+     <= 3 x the post)
 and ends with a Markdown table of every figure, ready to paste into a note.
 
 The code: bench.py reads the options and runs the parts in order; parts.py holds one

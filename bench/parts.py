@@ -778,6 +778,9 @@ def heavy_posts():
     code = "".join("let x%d = foo(bar, baz); // a comment here\n" % i for i in range(20000))
     prose = "".join(("Words and words with a *little* `code` and a [link](/x), %d.\n\n" % i) * 1
                     for i in range(14000))
+    block = "```rust\n" + "".join("let x%d = foo(bar, \"baz\"); // a comment here\n" % i
+                                 for i in range(100)) + "```\n\n"
+    tutorial = "".join("Step %d of the tutorial.\n\n%s" % (i, block) for i in range(180))
     return [
         ("small post (the baseline)", "Hello.\n\n```rust\nlet x = 1;\n```\n"),
         ("one paragraph of 480,000 one-letter lines", "a\n" * 480000),
@@ -786,6 +789,7 @@ def heavy_posts():
         ("3,000-row table", "| a | b | c |\n|---|---|---|\n" + "".join("| %d | x | y |\n" % i for i in range(3000))),
         ("20,000-line Rust code block", "```rust\n" + code + "```\n"),
         ("prose, 14,000 paragraphs", prose),
+        ("highlighted Rust, 180 blocks of 100 lines", tutorial),
     ]
 
 

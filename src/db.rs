@@ -158,8 +158,8 @@ const MIGRATIONS: &[&str] = &[
         hash        INTEGER
     );
     CREATE INDEX pages_slug ON pages(slug, path) WHERE error IS NULL AND draft = 0;",
-    // 9: the parts of a long page, written here as it is rendered and before its post's
-    // row exists, then joined into `post_bodies` (see `Db::stage_page`). Empty between
+    // 9: the parts of a long page, written here as it is rendered, before its post's row
+    // is written, then joined into `post_bodies` (see `Db::stage_page`). Empty between
     // two files.
     "CREATE TABLE staged_page (part INTEGER PRIMARY KEY, html BLOB NOT NULL);",
 ];
@@ -245,8 +245,8 @@ const HAS_PAGE: &str = "SELECT 1 FROM pages WHERE slug = ?1 AND error IS NULL AN
 const LINK_ALIAS_TARGET: &str = "SELECT links.id, links.url FROM link_aliases
      JOIN links ON links.id = link_aliases.link_id WHERE link_aliases.code = ?1";
 
-/// A stored page as text: posts' pages are blobs (see `Db::put_body`), and older rows,
-/// and other tables, hold text. Both were written from a `String`.
+/// A post's stored page as text: pages are blobs (see `Db::put_body`), and rows stored
+/// before were text. Both were written from a `String`.
 fn page_text(v: ValueRef<'_>) -> String {
     match v {
         ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),

@@ -1363,12 +1363,14 @@ impl Index {
 /// (`render-2`: posts dated outside the years 1 to 9998, or with front matter nested
 /// deeper than 64, that an older nib stored are refused now; `render-3`: shortcodes and
 /// math; `render-4`: a block too costly to parse breaks its post, and code blocks over
-/// 64 KB are not highlighted.) The site's shortcode templates are part of the version too,
+/// 64 KB are not highlighted; `render-5`: long tables are cut between rows, so a post
+/// refused for one is published, and a post's hash takes its page's hash.) The site's
+/// shortcode templates are part of the version too,
 /// so a change to them re-renders every post at the next start or reload.
 const FINGERPRINT_KEY: &str = "posts_fingerprint";
 /// (`tree-1`: a file that lost its slug to another is published under a dated slug now,
 /// and a bundle's summary has its relative URLs rebased.)
-const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-4/tree-1");
+const INDEX_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/render-5/tree-1");
 
 /// The fingerprint the index was last brought up to date with, when it was by this
 /// version of nib. A different version forgets every file's stamp, so each is parsed again.

@@ -141,10 +141,11 @@ impl HeadingIds {
     }
 }
 
-/// Where the HTML writer writes: the page's one `String`, whose length it publishes so the
-/// event stream below knows where in the page each event begins; and, when the caller
-/// gives a [`Spill`], past [`KEPT`] bytes the page goes on to it in parts, keeping
-/// only its beginning. A large post's page then never exists whole in memory: a post of
+/// Where the HTML writer writes: a `String` holding the page, whose length so far it
+/// publishes (in the `Cell` the event stream below shares) so the stream knows where in
+/// the page each event begins; and, when the caller gives a [`Spill`], past [`KEPT`]
+/// bytes the page goes on to it in parts, and a copy of the page's first [`KEPT`] bytes
+/// is all that stays. A large post's page then never exists whole in memory: a post of
 /// highlighted code has a page of three to four times its size.
 struct Out<'a, 's> {
     /// What is not yet handed on: the whole page, if none is.
@@ -154,7 +155,9 @@ struct Out<'a, 's> {
     /// Bytes handed on.
     handed: usize,
     hash: crate::hash::Fnv,
+    /// The first image of the parts handed on, once one has held an `<img `.
     first_image: Option<String>,
+    image_seen: bool,
     spill: Option<Spill<'s>>,
     /// Why the spill failed.
     failed: Option<String>,
@@ -162,9 +165,10 @@ struct Out<'a, 's> {
 }
 
 impl Out<'_, '_> {
-    /// Hands on what is held, up to its last `<` (all of it when `all`): a tag is never
-    /// cut in two, so each part can be searched for the first image, and a part always
-    /// ends on a character boundary.
+    /// Hands on what is held, up to its last `<` (all of it when `all`): a tag the writer
+    /// makes is never cut in two (raw HTML with a `<` inside an attribute may be), so each
+    /// part can be searched for the first image, and a part always ends on a character
+    /// boundary.
     fn hand_on(&mut self, all: bool) -> Result<(), String> {
         let Some(spill) = self.spill.as_mut() else {
             return Ok(());
@@ -182,7 +186,9 @@ impl Out<'_, '_> {
         };
         let part = &self.html[..cut];
         spill(part)?;
-        if self.first_image.is_none() {
+        // As in a page kept whole, only the first `<img ` counts, even without a `src`.
+        if !self.image_seen && part.contains("<img ") {
+            self.image_seen = true;
             self.first_image = first_image(part);
         }
         self.handed += cut;
@@ -598,9 +604,11 @@ fn html_end(t: &str) -> Option<&'static [&'static str]> {
 /// A long table is cut too, between two rows, once its piece's tree would pass that size:
 /// the piece after the cut is parsed after a copy of the table's header and delimiter row
 /// (its `head`), and the events that join the two parts into one table are dropped (see
-/// [`piece_events`]). Only a table that stands alone at the margin is cut, after a blank
-/// line and in a body with no link reference definitions; its header must parse as one.
-/// A table of 3,000 rows took 1.2 MB to parse whole, one of 30,000 rows 11 MB.
+/// [`piece_events`]). Only a table that stands alone at the margin is cut: after a blank
+/// line, outside fences and HTML blocks, in a body with no `]:` (no link reference or
+/// footnote definitions), with a head that parses as a table's, and only between lines
+/// that are surely rows ([`table_row`]). A table of 3,000 rows took 1.2 MB to parse
+/// whole, one of 30,000 rows 11 MB.
 ///
 /// Also says whether the body ends inside a fence or an HTML block.
 fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
@@ -620,12 +628,18 @@ fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
         return one(body);
     }
     let mut cost = 0;
-    // The header and delimiter row of the table open here, when it may be cut; where the
-    // line before this one began, and whether a blank line stood before that.
+    // The header and delimiter row of the table open here, when it may be cut; whether
+    // that head was checked by a parse (only once a cut is wanted); where its rows begin.
     let (mut head, mut head_checked, mut rows_from): (Option<&str>, bool, usize) = (None, false, 0);
     // The head of the piece begun at `start`, when it goes on with a table cut before it.
     let mut start_head = None;
-    let (mut line_at, mut line_after_blank) = (0, false);
+    // Of the line before this one (a table's header, when this one is its delimiter row):
+    // where it began, whether a blank line stood before it, and whether it began outside
+    // fences and HTML blocks.
+    let (mut prev_at, mut prev_after_blank, mut prev_in_text) = (0, false, false);
+    // A piece parsed after a copy of its table's head could not see definitions made
+    // elsewhere; `]:` anywhere (a link reference or footnote definition, maybe) rules
+    // table cuts out.
     let may_cut_tables = !body.contains("]:");
     enum In {
         /// Outside fences and HTML blocks that run past blank lines; in what may be an
@@ -652,6 +666,7 @@ fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
         let heading = (1..=6).contains(&hashes)
             && (t.len() == hashes || t[hashes..].starts_with([' ', '\t']));
         let fence = fence_open(t).filter(|_| indent <= 3);
+        let in_text = matches!(state, In::Text { html: false });
         state = match state {
             In::Fence(c, n) => {
                 let closes = fence.is_some_and(|(tc, tn)| tc == c && tn >= n)
@@ -676,22 +691,22 @@ fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
                         .all(|b| matches!(b, b'|' | b'-' | b':' | b' ' | b'\t'))
                     && t.contains('|')
                     && t.contains('-');
-                if !table && delimiter_row && may_cut_tables && indent == 0 && line_after_blank {
+                let alone = prev_after_blank && prev_in_text && !html && indent == 0;
+                if !table && delimiter_row && may_cut_tables && alone {
                     // The line before (the header) and this one, if they stand alone as a
-                    // table at the margin; checked by a parse only when a cut is wanted.
-                    let header = &body[line_at..at];
+                    // table at the margin. The header may start with a digit (`1 | 2`),
+                    // which may also be a list item's: the parse that checks the head
+                    // before the first cut tells them apart.
+                    let header = &body[prev_at..at];
                     let at_margin = header.starts_with(|c: char| c == '|' || c.is_alphanumeric());
-                    head = at_margin.then_some(&body[line_at..at + line.len()]);
+                    head = at_margin.then_some(&body[prev_at..at + line.len()]);
                     head_checked = false;
                     rows_from = at + line.len();
                 }
                 table = !blank && (table || delimiter_row);
-                // A row that starts with `|` or a letter at the margin cannot begin another
-                // block, so the table is open after it; past any other line it may not be,
-                // and the table is not cut again.
-                let plain_row =
-                    indent == 0 && t.starts_with(|c: char| c == '|' || c.is_alphabetic());
-                if !table || (at >= rows_from && !plain_row) {
+                // Past a line that may not be a row, the table may have ended: it is not
+                // cut again.
+                if !table || (at >= rows_from && !(indent == 0 && table_row(t))) {
                     head = None;
                 }
                 let starts_block = !html
@@ -745,9 +760,8 @@ fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
             In::Fence(..) => MARK_COST / 8,
             _ => line_cost(line),
         };
-        line_after_blank = after_blank;
+        (prev_at, prev_after_blank, prev_in_text) = (at, after_blank, in_text);
         after_blank = blank;
-        line_at = at;
         at += line.len();
     }
     out.push(Piece {
@@ -763,6 +777,27 @@ fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
 struct Piece<'a> {
     text: &'a str,
     head: Option<&'a str>,
+}
+
+/// Whether a line at the margin inside a table is surely one more row of it: it holds a
+/// cell (a line of only `|` and blanks ends a table) and cannot begin another block (a
+/// quote, heading, HTML block, fence, list item or thematic break, which end a table).
+fn table_row(t: &str) -> bool {
+    let b = t.as_bytes();
+    let blank_after = |n: usize| matches!(b.get(n), None | Some(b' ' | b'\t'));
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let list_item = (matches!(b.first(), Some(b'-' | b'+' | b'*')) && blank_after(1))
+        || ((1..=9).contains(&digits)
+            && matches!(b.get(digits), Some(b'.' | b')'))
+            && blank_after(digits + 1));
+    let rule = b.len() >= 3
+        && matches!(b[0], b'-' | b'*' | b'_')
+        && b.iter().all(|c| *c == b[0] || matches!(c, b' ' | b'\t'));
+    b.iter().any(|c| !matches!(c, b'|' | b' ' | b'\t'))
+        && !matches!(b.first(), Some(b'#' | b'>' | b'<' | b'=' | b'\t'))
+        && !list_item
+        && !rule
+        && fence_open(t).is_none()
 }
 
 /// Whether `head` (a header line and a delimiter row) parses as the head of a table, and
@@ -879,10 +914,8 @@ fn with_definitions<'a>(
     Ok((pieces, found))
 }
 
-/// The events of piece `i`. A piece that may refer to a definition elsewhere (it has a
-/// `[`) is parsed from a copy followed by the other pieces' definitions, and the events of
-/// those (what starts past the piece) are dropped; its events are copied out of that text,
-/// which lives only as long as this piece is parsed.
+/// The events of piece `i` as they join the others': when the next piece goes on with
+/// the table this one ends in (see [`pieces`]), the table's end is dropped here.
 fn piece_events<'a>(
     i: usize,
     piece: Piece<'a>,
@@ -902,9 +935,12 @@ fn piece_events<'a>(
     }))
 }
 
-/// The events of one piece as if it stood alone (but for the definitions of the others):
-/// the rest of a table cut in two is parsed after the table's head, whose events are
-/// dropped, so its rows carry on the table the piece before began.
+/// The events of one piece as if it stood alone. The rest of a table cut in two is parsed
+/// after the table's head, whose events are dropped, so its rows carry on the table the
+/// piece before began. A piece that may refer to a definition elsewhere (it has a `[`) is
+/// parsed from a copy followed by the other pieces' definitions, and the events of those
+/// (what starts past the piece) are dropped. Events parsed from a copy are copied out of
+/// it, which lives only as long as this piece is parsed.
 fn piece_events_alone<'a>(
     i: usize,
     Piece { text: piece, head }: Piece<'a>,
@@ -1004,6 +1040,7 @@ fn render_in_pieces(
         handed: 0,
         hash: crate::hash::Fnv::new(),
         first_image: None,
+        image_seen: false,
         spill,
         failed: None,
         len: &len,
@@ -1750,7 +1787,8 @@ mod tests {
                 let kept = whole.summary().filter(|s| s.len() <= KEPT);
                 assert!(r.summary() == kept, "{name}: the summary differs");
                 let first = &whole.first_paragraph;
-                let first = if first.len() < KEPT {
+                let ends = whole.html.find(first.as_str()).map(|at| at + first.len());
+                let first = if ends.is_some_and(|e| e <= KEPT) {
                     first.as_str()
                 } else {
                     ""
@@ -1813,10 +1851,17 @@ mod tests {
         // Cut after every row, a shorter table (whose whole the parse check lets through)
         // makes the very page the whole table makes.
         let table = format!("| a | b | c |\n|:--|:-:|--:|\n{}", rows(2_000));
-        for body in [
+        let bare: String = (0..2_000).map(|i| format!("{i} | x\n")).collect();
+        let bodies = [
             format!("Intro.\n\n{table}\nAfter.\n"),
             format!("{table}\n\n{table}"),
-        ] {
+            format!("n | x\n--|--\n{bare}"),
+            // A row of no cells ends a table; a header in an HTML block heads none.
+            format!("| a | b |\n|---|---|\n| 1 | 2 |\n|\n{}", rows(2_000)),
+            format!("<!--\n\nName | Value -->\n|---|---|\n{}", rows(2_000)),
+            format!("| a |\n|---|\n{}- 1 | item\n{}", rows(100), rows(100)),
+        ];
+        for body in bodies {
             let parts = render_in_pieces(&body, 1, None).unwrap();
             let whole = render_in_pieces(&body, usize::MAX, None).unwrap();
             assert!(
