@@ -198,16 +198,31 @@ impl Out<'_, '_> {
 }
 
 impl fmt::Write for Out<'_, '_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
+    fn write_str(&mut self, mut s: &str) -> fmt::Result {
         self.hash.write(s.as_bytes());
-        self.html.push_str(s);
-        self.len.set(self.handed + self.html.len());
-        if self.spill.is_some() && self.html.len() >= KEPT {
-            self.hand_on(false).map_err(|e| {
-                self.failed = Some(e);
-                fmt::Error
-            })?;
+        if self.spill.is_none() {
+            self.html.push_str(s);
+            self.len.set(self.html.len());
+            return Ok(());
         }
+        // A long write (a code block too long to highlight comes whole) is taken a
+        // part at a time, so no part handed on is longer than about twice `KEPT`: each is
+        // copied twice more by SQLite as it is stored.
+        while !s.is_empty() {
+            let mut end = s.len().min(KEPT);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.html.push_str(&s[..end]);
+            s = &s[end..];
+            if self.html.len() >= KEPT {
+                self.hand_on(false).map_err(|e| {
+                    self.failed = Some(e);
+                    fmt::Error
+                })?;
+            }
+        }
+        self.len.set(self.handed + self.html.len());
         Ok(())
     }
 }
@@ -624,9 +639,15 @@ fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
             false,
         )
     };
-    if body.len() <= at_least && body.len().saturating_mul(MARK_COST) <= most_cost {
+    // A body whose tree could not pass four times that, however dense (8 KB for 16 KB
+    // pieces), is one piece without a look at its lines: most posts are, and reading
+    // them line by line first cost a cold start of 10,000 posts a tenth of its time.
+    if body.len().saturating_mul(MARK_COST) <= most_cost.saturating_mul(4) {
         return one(body);
     }
+    // A long table is cut sooner: the rest of a table cut in two is parsed from a copy,
+    // and its events are kept until written (see [`piece_events_alone`]).
+    let most_table_cost = most_cost / 4;
     let mut cost = 0;
     // The header and delimiter row of the table open here, when it may be cut; whether
     // that head was checked by a parse (only once a cut is wanted); where its rows begin.
@@ -716,7 +737,7 @@ fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
                 // A row of a long table, past its delimiter row.
                 let row = table
                     && indent == 0
-                    && cost >= most_cost
+                    && cost >= most_table_cost
                     && head.is_some()
                     && at >= rows_from
                     && at > start;
