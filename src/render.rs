@@ -65,10 +65,13 @@ impl Rendered {
 /// error is one line, and ends the rendering.
 pub(crate) type Spill<'s> = &'s mut dyn FnMut(&str) -> Result<(), String>;
 
-/// How much of a page is held before it is handed on, when it may be (see [`Out`]); and
-/// how much of the beginning of a page handed on is kept: a summary (before `<!-- more
+/// How much of a page is held before it is handed on, when it may be (see [`Out`]). Each
+/// part handed on is copied twice more by SQLite as it is stored, so parts are small.
+const HAND_ON_AT: usize = 32 * 1024;
+
+/// How much of the beginning of a page handed on is kept: a summary (before `<!-- more
 /// -->`) or a first paragraph that ends past it is not one a front page could show.
-const KEPT: usize = 64 * 1024;
+const KEPT: usize = 16 * 1024;
 
 const MORE: &str = "<!-- more -->";
 
@@ -143,9 +146,9 @@ impl HeadingIds {
 
 /// Where the HTML writer writes: a `String` holding the page, whose length so far it
 /// publishes (in the `Cell` the event stream below shares) so the stream knows where in
-/// the page each event begins; and, when the caller gives a [`Spill`], past [`KEPT`]
-/// bytes the page goes on to it in parts, and a copy of the page's first [`KEPT`] bytes
-/// is all that stays. A large post's page then never exists whole in memory: a post of
+/// the page each event begins; and, when the caller gives a [`Spill`], past
+/// [`HAND_ON_AT`] bytes the page goes on to it in parts, and a copy of the page's first
+/// [`KEPT`] bytes is all that stays. A large post's page then never exists whole in memory: a post of
 /// highlighted code has a page of three to four times its size.
 struct Out<'a, 's> {
     /// What is not yet handed on: the whole page, if none is.
@@ -206,7 +209,7 @@ impl fmt::Write for Out<'_, '_> {
             return Ok(());
         }
         // A long write (a code block too long to highlight comes whole) is taken a
-        // part at a time, so no part handed on is longer than about twice `KEPT`: each is
+        // part at a time, so no part handed on is much longer than `HAND_ON_AT`: each is
         // copied twice more by SQLite as it is stored.
         while !s.is_empty() {
             let mut end = s.len().min(KEPT);
@@ -215,7 +218,7 @@ impl fmt::Write for Out<'_, '_> {
             }
             self.html.push_str(&s[..end]);
             s = &s[end..];
-            if self.html.len() >= KEPT {
+            if self.html.len() >= HAND_ON_AT {
                 self.hand_on(false).map_err(|e| {
                     self.failed = Some(e);
                     fmt::Error
@@ -646,8 +649,9 @@ fn pieces(body: &str, at_least: usize) -> (Vec<Piece<'_>>, bool) {
         return one(body);
     }
     // A long table is cut sooner: the rest of a table cut in two is parsed from a copy,
-    // and its events are kept until written (see [`piece_events_alone`]).
-    let most_table_cost = most_cost / 4;
+    // and its events, with a copy of each cell's text, are kept until written (see
+    // [`piece_events_alone`]): measured, four times the tree's estimate.
+    let most_table_cost = most_cost / 16;
     let mut cost = 0;
     // The header and delimiter row of the table open here, when it may be cut; whether
     // that head was checked by a parse (only once a cut is wanted); where its rows begin.
@@ -1053,7 +1057,7 @@ fn render_in_pieces(
     // grows (and a page handed on is held only up to a part and the write that ends it).
     let mut reserve = body.len() + body.len() / 8;
     if spill.is_some() {
-        reserve = reserve.min(2 * KEPT);
+        reserve = reserve.min(HAND_ON_AT + KEPT);
     }
     let mut out = Out {
         html: String::with_capacity(reserve),
