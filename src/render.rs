@@ -1010,8 +1010,10 @@ fn piece_events_alone<'a>(
 /// Shortcodes are expanded first (see `shortcodes`), with the site's templates.
 ///
 /// One pass from the parser into one `String`: the summary and first paragraph are cut
-/// from it, never rendered again, and no list of events is kept. Rendering a 1.3 MB post
-/// through a list of its events and three renders peaked at 48 times its size.
+/// from it, never rendered again, and no list of events is kept (but for the rest of a
+/// table cut in two, see [`piece_events_alone`]). Rendering a 1.3 MB post through a list
+/// of its events and three renders peaked at 48 times its size. Given a `spill`, a long
+/// page leaves that `String` in parts as it is written (see [`Out`]).
 ///
 /// A body that would take too much memory to parse is refused with a message saying why
 /// (see [`parse_cost`]).
