@@ -61,6 +61,15 @@ impl Rendered {
     }
 }
 
+/// The largest character boundary of `s` at or before `at` (its end, when shorter).
+fn char_floor(s: &str, at: usize) -> usize {
+    let mut at = at.min(s.len());
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// Where a page too long to keep goes as it is written: a part at a time, in order. The
 /// error is one line, and ends the rendering.
 pub(crate) type Spill<'s> = &'s mut dyn FnMut(&str) -> Result<(), String>;
@@ -177,11 +186,7 @@ impl Out<'_, '_> {
             return Ok(());
         };
         if self.handed == 0 {
-            let mut end = KEPT.min(self.html.len());
-            while !self.html.is_char_boundary(end) {
-                end -= 1;
-            }
-            self.kept = self.html[..end].to_string();
+            self.kept = self.html[..char_floor(&self.html, KEPT)].to_string();
         }
         let cut = match self.html.rfind('<') {
             Some(at) if at > 0 && !all => at,
@@ -212,10 +217,7 @@ impl fmt::Write for Out<'_, '_> {
         // part at a time, so no part handed on is much longer than `HAND_ON_AT`: each is
         // copied twice more by SQLite as it is stored.
         while !s.is_empty() {
-            let mut end = s.len().min(KEPT);
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
+            let end = char_floor(s, KEPT);
             self.html.push_str(&s[..end]);
             s = &s[end..];
             if self.html.len() >= HAND_ON_AT {
@@ -323,11 +325,7 @@ impl<'a, I: Iterator<Item = Event<'a>>> Stream<'a, '_, I> {
             }
         }
         if text.len() > HEADING_TEXT_MAX {
-            let mut cut = HEADING_TEXT_MAX;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
+            text.truncate(char_floor(&text, HEADING_TEXT_MAX));
         }
         Event::Start(Tag::Heading {
             level,
@@ -515,24 +513,31 @@ fn line_cost(line: &str) -> usize {
     let mut containers = 0;
     loop {
         let r = rest.trim_start_matches([' ', '\t']);
-        let b = r.as_bytes();
-        let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
-        let marker = if matches!(b.first(), Some(b'>' | b'-' | b'+' | b'*')) {
-            1
-        } else if (1..=9).contains(&digits) && matches!(b.get(digits), Some(b'.' | b')')) {
-            digits + 1
-        } else {
+        let Some(marker) = container_marker(r.as_bytes()) else {
             break;
         };
-        // A list marker is one only when a blank or the line's end follows it.
-        if b[0] != b'>' && !matches!(b.get(marker), None | Some(b' ' | b'\t')) {
-            break;
-        }
         containers += 1;
         rest = &r[marker..];
     }
     let marks = t.bytes().filter(|b| MARKS[usize::from(*b)]).count();
     MARK_COST * (1 + containers + marks)
+}
+
+/// The length of the container marker `b` starts with: a quote's `>`, or a list item's
+/// `-`, `+`, `*` or `1.` / `1)` when a blank or the line's end follows it.
+fn container_marker(b: &[u8]) -> Option<usize> {
+    if b.first() == Some(&b'>') {
+        return Some(1);
+    }
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let marker = if matches!(b.first(), Some(b'-' | b'+' | b'*')) {
+        1
+    } else if (1..=9).contains(&digits) && matches!(b.get(digits), Some(b'.' | b')')) {
+        digits + 1
+    } else {
+        return None;
+    };
+    matches!(b.get(marker), None | Some(b' ' | b'\t')).then_some(marker)
 }
 
 /// What parsing `text` as one document takes in memory, estimated line by line
@@ -809,18 +814,12 @@ struct Piece<'a> {
 /// quote, heading, HTML block, fence, list item or thematic break, which end a table).
 fn table_row(t: &str) -> bool {
     let b = t.as_bytes();
-    let blank_after = |n: usize| matches!(b.get(n), None | Some(b' ' | b'\t'));
-    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
-    let list_item = (matches!(b.first(), Some(b'-' | b'+' | b'*')) && blank_after(1))
-        || ((1..=9).contains(&digits)
-            && matches!(b.get(digits), Some(b'.' | b')'))
-            && blank_after(digits + 1));
     let rule = b.len() >= 3
         && matches!(b[0], b'-' | b'*' | b'_')
         && b.iter().all(|c| *c == b[0] || matches!(c, b' ' | b'\t'));
     b.iter().any(|c| !matches!(c, b'|' | b' ' | b'\t'))
-        && !matches!(b.first(), Some(b'#' | b'>' | b'<' | b'=' | b'\t'))
-        && !list_item
+        && !matches!(b.first(), Some(b'#' | b'<' | b'=' | b'\t'))
+        && container_marker(b).is_none()
         && !rule
         && fence_open(t).is_none()
 }
