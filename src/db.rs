@@ -248,9 +248,14 @@ const LINK_ALIAS_TARGET: &str = "SELECT links.id, links.url FROM link_aliases
 /// A post's stored page as text: long pages are blobs and short ones text (see
 /// `Db::put_body`). Both were written from a `String`.
 fn page_text(v: ValueRef<'_>) -> String {
+    String::from_utf8_lossy(value_bytes(v)).into_owned()
+}
+
+/// The bytes of a text or blob value (none of any other).
+fn value_bytes(v: ValueRef<'_>) -> &[u8] {
     match v {
-        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
+        ValueRef::Text(b) | ValueRef::Blob(b) => b,
+        _ => &[],
     }
 }
 
@@ -947,57 +952,41 @@ impl Db {
             .unwrap_or(0))
     }
 
-    /// Stores a post's page. A long one's row is made with room for the page (a zero
-    /// blob, which SQLite neither builds in memory nor copies) and the page is written
-    /// into that room a piece at a time through a blob handle, from `html` or, for a
-    /// `staged` page, from its parts. Bound as a value, the page was copied once when
-    /// bound and once more into the row SQLite built, so a post's page was held three
-    /// times at once: the peak of indexing a large post. Read back by [`page_text`], which
-    /// takes the blob and the text a short page is stored as.
+    /// Stores a post's page: as text when it is here (the renderer hands on any page
+    /// longer than a part, see `render::Spill`), else from its staged parts. A staged
+    /// page's row is made with room for it (a zero blob, which SQLite neither builds in
+    /// memory nor copies) and each part is written into that room through a blob handle.
+    /// Bound as a value, the page was copied once when bound and once more into the row
+    /// SQLite built, so a post's page was held three times at once: the peak of indexing
+    /// a large post. Read back by [`page_text`]. The parts stay in `staged_page` until the
+    /// caller drops them ([`Db::drop_staged`]).
     fn put_body(&self, id: i64, html: String, staged: Option<usize>) -> rusqlite::Result<()> {
-        // Large enough for few calls, small enough to be no second copy of the page.
-        const PIECE: usize = 32 * 1024;
         let insert = "INSERT OR REPLACE INTO post_bodies(post_id, html) VALUES (?1, ?2)";
-        if staged.is_none() && html.len() <= 2 * PIECE {
-            // Copies of a short page cost little, and opening a blob handle (which compiles
-            // a statement each time) cost a cold start of 10,000 posts a tenth of its time.
+        let Some(len) = staged else {
             self.conn
                 .prepare_cached(insert)?
                 .execute(params![id, html])?;
             return Ok(());
-        }
-        let len = staged.unwrap_or(html.len());
+        };
         self.conn
             .prepare_cached(insert)?
             .execute(params![id, ZeroBlob(len as u64)])?;
         let mut blob = self
             .conn
             .blob_open("main", "post_bodies", "html", id, false)?;
-        if staged.is_none() {
-            for (i, piece) in html.as_bytes().chunks(PIECE).enumerate() {
-                blob.write_at(piece, i * PIECE)?;
-            }
-            return Ok(());
-        }
         let mut at = 0;
         let mut parts = self
             .conn
             .prepare_cached("SELECT html FROM staged_page ORDER BY part")?;
         let mut rows = parts.query([])?;
         while let Some(row) = rows.next()? {
-            let part = match row.get_ref(0)? {
-                ValueRef::Blob(b) | ValueRef::Text(b) => b,
-                _ => &[],
-            };
+            let part = value_bytes(row.get_ref(0)?);
             if at + part.len() > len {
                 break;
             }
             blob.write_at(part, at)?;
             at += part.len();
         }
-        drop(rows);
-        drop(parts);
-        self.drop_staged()?;
         if at != len {
             // Only a bug gets here: the parts are this page's, written just before.
             return Err(rusqlite::Error::SqliteFailure(
@@ -1018,8 +1007,8 @@ impl Db {
         Ok(())
     }
 
-    /// Forgets the parts of a page that was not stored (its post was refused after it
-    /// was rendered).
+    /// Forgets the parts of a page once they are joined into its post's row, or when its
+    /// post was refused after it was rendered.
     pub fn drop_staged(&self) -> rusqlite::Result<()> {
         self.conn
             .prepare_cached("DELETE FROM staged_page")?

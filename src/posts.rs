@@ -1365,8 +1365,8 @@ impl Index {
 /// math; `render-4`: a block too costly to parse breaks its post, and code blocks over
 /// 64 KB are not highlighted; `render-5`: long tables are cut between rows, so a post
 /// refused for one is published, and a post's hash takes its page's hash.) The site's
-/// shortcode templates are part of the version too,
-/// so a change to them re-renders every post at the next start or reload.
+/// shortcode templates are part of the version too, so a change to them re-renders every
+/// post at the next start or reload.
 const FINGERPRINT_KEY: &str = "posts_fingerprint";
 /// (`tree-1`: a file that lost its slug to another is published under a dated slug now,
 /// and a bundle's summary has its relative URLs rebased.)
@@ -1819,7 +1819,7 @@ fn index_file(
         }
     };
     if staged {
-        // Joined into the post's row already, unless the post was refused.
+        // Joined into the post's row by now, or not wanted: the post was refused.
         db.drop_staged()?;
     }
     db.set_post_note(rel, note.as_deref())?;

@@ -5,7 +5,7 @@
 //! of its own answers header floods and frees tiny_http threads for starved connections.
 //! The same scan tells the graceful restart when every connection has been answered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -268,7 +268,7 @@ pub(crate) fn watch_sockets(
         marks: HashMap::new(),
         live: HashSet::new(),
         knocking: false,
-        knocks: std::collections::VecDeque::new(),
+        knocks: VecDeque::new(),
     };
     let spawned = std::thread::Builder::new()
         .name("nib-watch".into())
@@ -297,7 +297,7 @@ struct Watch {
     /// Whether the last look knocked (a run of knocks is logged once).
     knocking: bool,
     /// When the knocks of the last [`KNOCK_FLIGHT`] were made.
-    knocks: std::collections::VecDeque<Instant>,
+    knocks: VecDeque<Instant>,
 }
 
 /// What one look found.
